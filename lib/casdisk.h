@@ -1,0 +1,173 @@
+/* casdisk: the engine's front door.
+ *
+ * A store is a directory holding one pool of content-addressed blocks and
+ * one or more named disks (virtual block devices) whose blocks point into
+ * that pool.  Everything above the engine (the nbdkit plugin, the casdisk
+ * tool, the tests) uses only this header.
+ *
+ * Error convention, everywhere in the engine: a function that can fail
+ * returns -1 (or NULL) with errno set, after logging a one-line message
+ * through cas_error() at the place the failure happened.
+ *
+ * Thread safety: after cas_store_open() every function here may be called
+ * from any thread, concurrently, except cas_store_start() and
+ * cas_store_close(), which the owner calls once each.
+ */
+#ifndef CASDISK_H
+#define CASDISK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct cas_store;
+struct cas_disk;
+
+#define CAS_MIN_BLOCK_SIZE     4096u
+#define CAS_MAX_BLOCK_SIZE     65536u
+#define CAS_DEFAULT_BLOCK_SIZE 65536u
+#define CAS_DEFAULT_LEVEL      3       /* zstd level; 0 = compression off */
+#define CAS_MAX_LEVEL          19
+#define CAS_DEFAULT_GC_DELAY   30      /* seconds */
+#define CAS_DISK_NAME_MAX      64      /* bytes, excluding the NUL */
+#define CAS_MAX_DISKS          1024
+#define CAS_MAX_DISK_SIZE      (UINT64_C(1) << 46)  /* 64 TiB */
+#define CAS_DEFAULT_DISK_NAME  "disk0"
+
+/* Parameters fixed when a store is created. */
+struct cas_create_opts {
+  uint32_t block_size;          /* power of two, 4 KiB .. 64 KiB */
+  int compression_level;        /* 0 = off, 1 .. CAS_MAX_LEVEL */
+};
+
+/* Parameters of one open. */
+struct cas_open_opts {
+  bool readonly;                /* no writes; takes a shared lock */
+  unsigned gc_delay;            /* seconds before an unreferenced block is freed */
+  uint64_t checkpoint_bytes;    /* checkpoint once the journal is this big; 0 = default */
+};
+
+void cas_create_opts_default (struct cas_create_opts *o);
+void cas_open_opts_default (struct cas_open_opts *o);
+
+/* Create a new store in DIR (created if missing; must be empty if it
+ * exists) with one disk named FIRST_DISK of FIRST_SIZE bytes (skipped if
+ * FIRST_DISK is NULL).  Durable on return.
+ */
+int cas_store_create (const char *dir, const struct cas_create_opts *opts,
+                      const char *first_disk, uint64_t first_size)
+  __attribute__((nonnull (1, 2)));
+
+/* True if DIR looks like a casdisk store (has its superblock file). */
+bool cas_store_exists (const char *dir) __attribute__((nonnull));
+
+/* Open (and lock) an existing store, recovering from a crash if needed.
+ * Starts no thread: call cas_store_start() for the background work
+ * (nbdkit calls it from .after_fork).  Fails with EBUSY if another process
+ * has the store open for writing.
+ */
+struct cas_store *cas_store_open (const char *dir, const struct cas_open_opts *opts)
+  __attribute__((nonnull (1)));
+
+/* Start the background threads (delayed GC, periodic checkpoint). */
+int cas_store_start (struct cas_store *s) __attribute__((nonnull));
+
+/* Stop background threads, flush, write a checkpoint, unlock and free. */
+int cas_store_close (struct cas_store *s);
+
+/* Make every write completed before the call durable, on every disk. */
+int cas_store_flush (struct cas_store *s) __attribute__((nonnull));
+
+uint32_t cas_store_block_size (const struct cas_store *s) __attribute__((nonnull));
+int cas_store_compression_level (const struct cas_store *s) __attribute__((nonnull));
+const char *cas_store_dir (const struct cas_store *s) __attribute__((nonnull));
+
+/* Disks.  Disks are never freed while the store is open, so a pointer
+ * returned here stays valid until cas_store_close().
+ */
+struct cas_disk *cas_disk_add (struct cas_store *s, const char *name, uint64_t size)
+  __attribute__((nonnull));
+struct cas_disk *cas_disk_find (struct cas_store *s, const char *name)
+  __attribute__((nonnull));     /* NULL with errno = ENOENT */
+size_t cas_store_ndisks (const struct cas_store *s) __attribute__((nonnull));
+struct cas_disk *cas_store_disk (struct cas_store *s, size_t i) __attribute__((nonnull));
+bool cas_disk_name_valid (const char *name) __attribute__((nonnull));
+
+const char *cas_disk_name (const struct cas_disk *d) __attribute__((nonnull));
+uint64_t cas_disk_size (const struct cas_disk *d) __attribute__((nonnull));
+
+/* Data path.  Any offset and length within the disk; unaligned is fine. */
+int cas_disk_read (struct cas_disk *d, void *buf, uint32_t count, uint64_t offset)
+  __attribute__((nonnull));
+int cas_disk_write (struct cas_disk *d, const void *buf, uint32_t count, uint64_t offset)
+  __attribute__((nonnull));
+/* Make a range read as zeroes, releasing whole blocks (trim and zero are
+ * the same operation here: a released block reads as zeroes).
+ */
+int cas_disk_zero (struct cas_disk *d, uint32_t count, uint64_t offset)
+  __attribute__((nonnull));
+
+/* Extents: calls FN for consecutive runs of [offset, offset+count) that are
+ * either data (zero = false) or holes that read as zeroes (zero = true).
+ * Stops early when FN returns -1 (and returns -1).
+ */
+typedef int (*cas_extent_fn) (void *opaque, uint64_t offset, uint64_t length, bool zero);
+int cas_disk_extents (struct cas_disk *d, uint64_t offset, uint64_t count,
+                      cas_extent_fn fn, void *opaque)
+  __attribute__((nonnull (1, 4)));
+
+/* Space accounting (casdisk info). */
+struct cas_disk_stats {
+  uint64_t virtual_size;        /* bytes */
+  uint64_t logical_bytes;       /* bytes of non-zero blocks mapped */
+  uint64_t unique_bytes;        /* bytes of the distinct blocks this disk maps */
+  uint64_t stored_bytes;        /* stored (compressed) bytes of those blocks */
+  uint64_t exclusive_bytes;     /* stored bytes of blocks only this disk maps */
+};
+struct cas_store_stats {
+  uint32_t block_size;
+  int compression_level;
+  uint64_t ndisks;
+  uint64_t logical_bytes;       /* sum over disks */
+  uint64_t nblocks;             /* blocks in the pool, referenced or not */
+  uint64_t unique_bytes;        /* nblocks referenced * block size */
+  uint64_t stored_bytes;        /* stored bytes of referenced blocks */
+  uint64_t dead_blocks;         /* unreferenced, waiting for the delayed GC */
+  uint64_t dead_bytes;          /* their stored bytes */
+  uint64_t free_bytes;          /* reusable space inside the data file */
+  uint64_t data_file_end;       /* bytes of the data file in use (high water mark) */
+  uint64_t physical_allocated;  /* bytes allocated by all the store's files (du) */
+  uint64_t physical_apparent;   /* their apparent size (ls -l) */
+  uint64_t journal_bytes;
+};
+int cas_store_stats (struct cas_store *s, struct cas_store_stats *st)
+  __attribute__((nonnull));
+int cas_disk_stats (struct cas_disk *d, struct cas_disk_stats *st)
+  __attribute__((nonnull));
+
+/* Offline consistency check of the store in DIR (see check.c).  Reports
+ * each problem through REPORT (may be NULL) and returns the number of
+ * problems found (0 = clean), or -1 if the store could not be read at all.
+ */
+typedef void (*cas_report_fn) (void *opaque, const char *problem);
+struct cas_check_result {
+  uint64_t blocks_checked;
+  uint64_t refs_checked;
+  uint64_t bytes_verified;
+  uint64_t problems;
+};
+int cas_store_check (const char *dir, cas_report_fn report, void *opaque,
+                     struct cas_check_result *res)
+  __attribute__((nonnull (1, 4)));
+
+/* Parse a size such as "10G", "512K", "4096" (binary units).  -1 + EINVAL
+ * on bad syntax or overflow.
+ */
+int cas_parse_size (const char *str, uint64_t *out) __attribute__((nonnull));
+
+/* Logging hooks: the plugin routes them to nbdkit, the tool to stderr. */
+typedef void (*cas_log_fn) (bool error, const char *msg);
+void cas_set_log (cas_log_fn fn);
+void cas_set_debug (bool on);
+
+#endif /* CASDISK_H */

@@ -1,0 +1,110 @@
+/* The on-disk format, version 1.  docs/format.md is the prose version of
+ * this file; keep the two in step.  All integers are little-endian; every
+ * structure carries a CRC-32C.
+ *
+ * A store is a directory:
+ *
+ *   superblock      immutable after creation: magic, version, uuid, block
+ *                   size, compression level.  Also the lock file (flock).
+ *   data            the block pack: stored (compressed or raw) blocks at
+ *                   512-byte aligned offsets, no headers; the index says
+ *                   where each block is.  Never overwritten in place while
+ *                   any durable metadata points at it.
+ *   checkpoint      a full snapshot of the metadata at generation G: disks,
+ *                   blocks (hash, location, refcount, checksum), map pages.
+ *   journal.G       the write-ahead log of metadata changes since the
+ *                   checkpoint of generation G (and journal.G+1 after it,
+ *                   while a checkpoint is being written).
+ */
+#ifndef CAS_FORMAT_H
+#define CAS_FORMAT_H
+
+#include <assert.h>
+#include <stdint.h>
+
+#define CAS_FORMAT_VERSION 1
+#define CAS_GRANULE        512u       /* allocation unit in the data file */
+#define CAS_MAP_PAGE       4096u      /* map entries per map page */
+
+#define CAS_SB_NAME     "superblock"
+#define CAS_DATA_NAME   "data"
+#define CAS_CKPT_NAME   "checkpoint"
+#define CAS_JOURNAL_FMT "journal.%" PRIu64
+
+/* ---- superblock (4096 bytes) ---- */
+#define CAS_SB_MAGIC "CASDISK\0"
+#define CAS_SB_SIZE 4096
+#define SB_MAGIC       0   /* 8 bytes */
+#define SB_VERSION     8   /* u32 format version */
+#define SB_CRC        12   /* u32 crc32c of bytes [0,SB_SIZE) with this field 0 */
+#define SB_UUID       16   /* 16 bytes */
+#define SB_BLOCK_SIZE 32   /* u32 */
+#define SB_LEVEL      36   /* u32 zstd level, 0 = off */
+#define SB_CTIME      40   /* u64 creation time, seconds since the epoch */
+
+/* ---- checkpoint ----
+ * header (64 bytes), then the body:
+ *   ndisks  disk records  (CKPT_DISK_SIZE each)
+ *   nblocks block records (CKPT_BLOCK_SIZE each)
+ *   npages  page records  (CKPT_PAGE_SIZE each)
+ */
+#define CAS_CKPT_MAGIC "CASCKPT\0"
+#define CKPT_HDR_SIZE   64
+#define CKPT_MAGIC       0  /* 8 bytes */
+#define CKPT_VERSION     8  /* u32 */
+#define CKPT_HDR_CRC    12  /* u32 crc32c of the header with this field 0 */
+#define CKPT_GEN        16  /* u64 generation G: journal.G follows it */
+#define CKPT_NEXT_SEQ   24  /* u64 sequence number of journal.G's first record */
+#define CKPT_NDISKS     32  /* u32 */
+#define CKPT_BODY_CRC   36  /* u32 crc32c of the body */
+#define CKPT_NBLOCKS    40  /* u64 */
+#define CKPT_NPAGES     48  /* u64 */
+#define CKPT_NEXT_ID    56  /* u64 next block id to assign */
+
+#define CKPT_DISK_SIZE  96  /* id u32, name_len u32, size u64, name[64], 16 reserved */
+#define CKPT_BLOCK_SIZE 64  /* id u64, offset u64, hash[32], stored_len u32,
+                               flags u32, refcount u32, crc u32 */
+#define CKPT_PAGE_SIZE (16 + 8 * CAS_MAP_PAGE)  /* disk u32, 0 u32, page u64, ids */
+
+/* Block flags. */
+#define CAS_BLK_COMPRESSED 1u
+
+/* ---- journal ----
+ * header (64 bytes), then records, each 8-byte aligned:
+ *   crc u32   crc32c of the record from byte 4 to the end of the payload
+ *   type u16
+ *   len u16   payload length
+ *   seq u64   global sequence number, consecutive
+ *   payload
+ * Replay stops at the first record whose crc or seq is wrong: the torn
+ * tail of the last batch.  A batch is written only after the data file is
+ * synced, so every record points at durable data.
+ */
+#define CAS_JOURNAL_MAGIC "CASJRNL\0"
+#define JRN_HDR_SIZE 64
+#define JRN_MAGIC      0   /* 8 bytes */
+#define JRN_VERSION    8   /* u32 */
+#define JRN_HDR_CRC   12   /* u32 */
+#define JRN_GEN       16   /* u64 */
+#define JRN_FIRST_SEQ 24   /* u64 */
+#define JRN_UUID      32   /* 16 bytes: the store's uuid */
+
+#define JREC_HDR_SIZE 16
+enum cas_jrec_type {
+  JREC_BLOCK_NEW = 1,   /* id u64, offset u64, hash[32], stored_len u32, flags u32, crc u32, 0 u32 */
+  JREC_BLOCK_DEL = 2,   /* id u64 */
+  JREC_MAP_SET   = 3,   /* disk u32, 0 u32, vblock u64, block id u64 (0 = zero) */
+  JREC_MAP_ZERO  = 4,   /* disk u32, 0 u32, first vblock u64, count u64 */
+  JREC_DISK_ADD  = 5,   /* id u32, name_len u32, size u64, name[64] */
+};
+#define JREC_BLOCK_NEW_LEN 64
+#define JREC_BLOCK_DEL_LEN 8
+#define JREC_MAP_SET_LEN   24
+#define JREC_MAP_ZERO_LEN  24
+#define JREC_DISK_ADD_LEN  80
+#define JREC_MAX_LEN       80
+
+static_assert (CKPT_PAGE_SIZE == 16 + 8 * 4096, "checkpoint page record size");
+static_assert (JREC_HDR_SIZE + JREC_MAX_LEN <= 128, "journal record fits a stack buffer");
+
+#endif

@@ -1,0 +1,168 @@
+/* The background thread: delayed GC, background flush, checkpoints.
+ *
+ * Once a second it:
+ *   1. grows the content index if it is too full;
+ *   2. kills the dead blocks (refcount 0) that have waited gc_delay seconds
+ *      and whose last put is durable, journals BLOCK_DEL for each and puts
+ *      their space on the allocator's pending list;
+ *   3. flushes when records have waited for a flush for 5 seconds, or when
+ *      space is pending (so a disk whose client never flushes still gets
+ *      its space back);
+ *   4. after an RCU grace period, releases the pending space whose
+ *      BLOCK_DEL is durable, deallocating it in the data file;
+ *   5. writes a checkpoint when the journal has grown past checkpoint_bytes.
+ *
+ * Why the delay: a block rewritten soon after it was dropped (a guest
+ * moving a file, a VM rewriting the same data) is found again by dedup and
+ * costs nothing; and why durability first: freed space may be reused at
+ * once, so no durable metadata may still point at it (invariant 4).
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+#include <time.h>
+
+#include "format.h"
+#include "io.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+#define BG_FLUSH_NS (UINT64_C(5) * 1000000000)
+
+struct gc_pass {
+  struct cas_store *s;
+  uint64_t now, durable, freed;
+  bool force;
+};
+
+static int
+gc_one (void *opaque, struct cas_block *b)
+{
+  struct gc_pass *p = opaque;
+  struct cas_store *s = p->s;
+  uint8_t rec[JREC_BLOCK_DEL_LEN];
+  uint64_t seq;
+
+  if (cas_block_refs (b) != 0 ||
+      __atomic_load_n (&b->dead_seq, __ATOMIC_ACQUIRE) > p->durable ||
+      (!p->force && __atomic_load_n (&b->dead_since, __ATOMIC_RELAXED) + s->opts.gc_delay > p->now))
+    return 0;
+  if (!cas_block_try_kill (b))
+    return 0;                   /* revived by a writer just now */
+  put_le64 (rec, b->id);
+  {
+    SCOPED_LOCK (jl, &s->jlock);
+    seq = cas_journal_append (s, JREC_BLOCK_DEL, rec, sizeof rec);
+  }
+  cas_alloc_free_later (&s->alloc, b->offset, b->stored_len, seq);
+  cas_index_del (&s->index, b);   /* freed after a grace period */
+  __atomic_sub_fetch (&s->ndead, 1, __ATOMIC_RELAXED);
+  p->freed++;
+  return 0;
+}
+
+void
+cas_gc_pass (struct cas_store *s, bool force)
+{
+  struct gc_pass p = {
+    .s = s, .now = cas_now (), .force = force,
+    .durable = __atomic_load_n (&s->durable_seq, __ATOMIC_ACQUIRE),
+  };
+
+  if (__atomic_load_n (&s->ndead, __ATOMIC_RELAXED) == 0)
+    return;
+  pthread_rwlock_rdlock (&s->ckpt_lock);
+  cas_index_walk (&s->index, gc_one, &p);
+  pthread_rwlock_unlock (&s->ckpt_lock);
+  if (p.freed) {
+    __atomic_add_fetch (&s->gc_freed_blocks, p.freed, __ATOMIC_RELAXED);
+    cas_debug ("gc: freed %" PRIu64 " blocks", p.freed);
+  }
+}
+
+static void
+punch (void *opaque, uint64_t off, uint64_t len)
+{
+  struct cas_store *s = opaque;
+
+  cas_punch_hole (s->data_fd, off, len, "data file");
+}
+
+void
+cas_gc_release (struct cas_store *s)
+{
+  if (cas_alloc_pending_bytes (&s->alloc) == 0)
+    return;
+  if (cas_journal_sync (s) == -1)
+    return;                     /* logged; retried on the next tick */
+  synchronize_rcu ();           /* no reader is still in freed space */
+  cas_alloc_release (&s->alloc, __atomic_load_n (&s->durable_seq, __ATOMIC_ACQUIRE),
+                     punch, s);
+}
+
+static void
+tick (struct cas_store *s)
+{
+  const uint64_t since = __atomic_load_n (&s->first_unflushed_ns, __ATOMIC_RELAXED);
+
+  cas_index_resize (&s->index);
+  cas_gc_pass (s, false);
+  if (since != 0 && cas_now_ns () - since >= BG_FLUSH_NS)
+    cas_journal_sync (s);       /* errors were logged; the next tick retries */
+  cas_gc_release (s);
+  if (__atomic_load_n (&s->jpos, __ATOMIC_RELAXED) > s->opts.checkpoint_bytes)
+    cas_store_checkpoint (s);
+}
+
+static void *
+bg_main (void *arg)
+{
+  struct cas_store *s = arg;
+
+  pthread_mutex_lock (&s->bg_lock);
+  while (!s->bg_stop) {
+    struct timespec ts;
+    clock_gettime (CLOCK_REALTIME, &ts);
+    ts.tv_sec += 1;
+    pthread_cond_timedwait (&s->bg_cond, &s->bg_lock, &ts);
+    if (s->bg_stop)
+      break;
+    pthread_mutex_unlock (&s->bg_lock);
+    tick (s);
+    pthread_mutex_lock (&s->bg_lock);
+  }
+  pthread_mutex_unlock (&s->bg_lock);
+  return NULL;
+}
+
+int
+cas_gc_start (struct cas_store *s)
+{
+  int err;
+
+  if (s->bg_started)
+    return 0;
+  err = pthread_create (&s->bg_thread, NULL, bg_main, s);
+  if (err) {
+    errno = err;
+    cas_error ("start background thread: %m");
+    return -1;
+  }
+  s->bg_started = true;
+  return 0;
+}
+
+void
+cas_gc_stop (struct cas_store *s)
+{
+  if (!s->bg_started)
+    return;
+  pthread_mutex_lock (&s->bg_lock);
+  s->bg_stop = true;
+  pthread_cond_signal (&s->bg_cond);
+  pthread_mutex_unlock (&s->bg_lock);
+  pthread_join (s->bg_thread, NULL);
+}

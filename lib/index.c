@@ -1,0 +1,180 @@
+/* The content index over rculfhash.  See index.h for the block life cycle. */
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <string.h>
+#include <stdlib.h>
+
+#include "index.h"
+#include "log.h"
+
+static unsigned long
+pow2_at_least (uint64_t n)
+{
+  unsigned long v = 1024;
+  while (v < n && v < (1UL << 30))
+    v <<= 1;
+  return v;
+}
+
+int
+cas_index_init (struct cas_index *idx, uint64_t expected)
+{
+  idx->count = 0;
+  idx->buckets = pow2_at_least (expected);
+  /* No CDS_LFHT_AUTO_RESIZE: that starts a worker thread at creation, and
+   * nbdkit forks after we open the store.  We resize from our own
+   * background thread instead.
+   */
+  idx->ht = cds_lfht_new (idx->buckets, 1024, 1UL << 30, 0, NULL);
+  if (idx->ht == NULL) {
+    errno = ENOMEM;
+    cas_error ("content index: %m");
+    return -1;
+  }
+  return 0;
+}
+
+void
+cas_index_destroy (struct cas_index *idx, void (*free_fn) (struct cas_block *))
+{
+  struct cds_lfht_iter iter;
+  struct cas_block *b;
+
+  if (idx->ht == NULL)
+    return;
+  rcu_read_lock ();
+  cds_lfht_for_each_entry (idx->ht, &iter, b, node) {
+    cds_lfht_del (idx->ht, &b->node);
+    if (free_fn)
+      free_fn (b);
+  }
+  rcu_read_unlock ();
+  cds_lfht_destroy (idx->ht, NULL);
+  idx->ht = NULL;
+}
+
+/* Match a live block with the hash KEY. */
+static int
+match (struct cds_lfht_node *node, const void *key)
+{
+  const struct cas_block *b = caa_container_of (node, struct cas_block, node);
+
+  return memcmp (&b->hash, key, sizeof b->hash) == 0 &&
+    !(cas_block_refs (b) & CAS_REF_KILLED);
+}
+
+struct cas_block *
+cas_index_lookup (struct cas_index *idx, const struct cas_hash *h)
+{
+  struct cds_lfht_iter iter;
+  struct cds_lfht_node *node;
+
+  cds_lfht_lookup (idx->ht, cas_hash_key (h), match, h, &iter);
+  node = cds_lfht_iter_get_node (&iter);
+  return node ? caa_container_of (node, struct cas_block, node) : NULL;
+}
+
+struct cas_block *
+cas_index_add_unique (struct cas_index *idx, struct cas_block *b)
+{
+  struct cds_lfht_node *node =
+    cds_lfht_add_unique (idx->ht, cas_hash_key (&b->hash), match, &b->hash, &b->node);
+
+  if (node == &b->node)
+    __atomic_add_fetch (&idx->count, 1, __ATOMIC_RELAXED);
+  return caa_container_of (node, struct cas_block, node);
+}
+
+static void
+free_block_rcu (struct rcu_head *head)
+{
+  free (caa_container_of (head, struct cas_block, rcu));
+}
+
+void
+cas_index_del (struct cas_index *idx, struct cas_block *b)
+{
+  assert (cas_block_refs (b) == CAS_REF_KILLED);
+  if (cds_lfht_del (idx->ht, &b->node) == 0) {
+    __atomic_sub_fetch (&idx->count, 1, __ATOMIC_RELAXED);
+    call_rcu (&b->rcu, free_block_rcu);
+  }
+}
+
+void
+cas_index_resize (struct cas_index *idx)
+{
+  const uint64_t n = __atomic_load_n (&idx->count, __ATOMIC_RELAXED);
+
+  if (n > idx->buckets && idx->buckets < (1UL << 30)) {
+    idx->buckets = pow2_at_least (2 * n);
+    cds_lfht_resize (idx->ht, idx->buckets);
+  }
+}
+
+int
+cas_index_walk (struct cas_index *idx, int (*fn) (void *, struct cas_block *), void *opaque)
+{
+  struct cds_lfht_iter iter;
+  struct cas_block *b;
+  int r = 0;
+
+  rcu_read_lock ();
+  cds_lfht_for_each_entry (idx->ht, &iter, b, node) {
+    r = fn (opaque, b);
+    if (r != 0)
+      break;
+  }
+  rcu_read_unlock ();
+  return r;
+}
+
+bool
+cas_block_get (struct cas_block *b, bool *revived)
+{
+  uint32_t r = __atomic_load_n (&b->refcount, __ATOMIC_ACQUIRE);
+
+  do {
+    if (r & CAS_REF_KILLED)
+      return false;
+    assert (r < CAS_REF_KILLED - 1);
+  } while (!__atomic_compare_exchange_n (&b->refcount, &r, r + 1, true,
+                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
+  *revived = r == 0;
+  return true;
+}
+
+/* Raise *P to V if it is lower (several puts may race to record theirs). */
+static void
+store_max (uint64_t *p, uint64_t v)
+{
+  uint64_t cur = __atomic_load_n (p, __ATOMIC_RELAXED);
+
+  while (cur < v &&
+         !__atomic_compare_exchange_n (p, &cur, v, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+    ;
+}
+
+bool
+cas_block_put (struct cas_block *b, uint64_t seq, uint64_t now)
+{
+  /* Record when and by which journal record it died before the count can
+   * be seen as zero by the GC.
+   */
+  store_max (&b->dead_seq, seq);
+  store_max (&b->dead_since, now);
+  const uint32_t r = __atomic_sub_fetch (&b->refcount, 1, __ATOMIC_ACQ_REL);
+  assert (!(r & CAS_REF_KILLED));
+  return r == 0;
+}
+
+bool
+cas_block_try_kill (struct cas_block *b)
+{
+  uint32_t zero = 0;
+
+  return __atomic_compare_exchange_n (&b->refcount, &zero, CAS_REF_KILLED, false,
+                                      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}

@@ -1,0 +1,33 @@
+/* File I/O at the engine's boundary with the backing storage.  Every read
+ * and write of a store file goes through here: full transfers (short reads
+ * and EINTR handled), errors logged with the file's role and offset.
+ */
+#ifndef CAS_IO_H
+#define CAS_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Read exactly LEN bytes at OFF.  A read past end of file is an error
+ * (EIO: the file is truncated).  WHAT names the file in messages.
+ */
+int cas_pread_full (int fd, void *buf, size_t len, uint64_t off, const char *what)
+  __attribute__((nonnull));
+int cas_pwrite_full (int fd, const void *buf, size_t len, uint64_t off, const char *what)
+  __attribute__((nonnull));
+int cas_fdatasync (int fd, const char *what) __attribute__((nonnull));
+int cas_fsync_dir (const char *dir) __attribute__((nonnull));
+/* Deallocate [off, off+len) (reads as zeroes afterwards). */
+int cas_punch_hole (int fd, uint64_t off, uint64_t len, const char *what)
+  __attribute__((nonnull));
+/* Read a whole (small) file into a malloc'd buffer. */
+int cas_read_file (const char *path, void **buf, size_t *len) __attribute__((nonnull));
+/* Write a file atomically: DIR/NAME.tmp, fsync, rename over DIR/NAME, fsync DIR. */
+int cas_write_file_atomic (const char *dir, const char *name, const void *buf, size_t len)
+  __attribute__((nonnull));
+/* Allocated bytes (st_blocks * 512) and apparent size of PATH; 0 if missing. */
+int cas_file_usage (const char *path, uint64_t *allocated, uint64_t *apparent)
+  __attribute__((nonnull));
+
+#endif

@@ -1,0 +1,253 @@
+/* The write-ahead journal of metadata changes.
+ *
+ * Records are appended to an in-memory buffer (s->active) under jlock, in
+ * the order the changes were made.  A flush then:
+ *
+ *   1. takes the buffered records (they now cover every completed write),
+ *   2. fdatasyncs the data file, so every block those records name is durable,
+ *   3. writes the records at the end of journal.G and fdatasyncs it,
+ *   4. advances durable_seq.
+ *
+ * Step 2 before step 3 is what makes a crash safe: a durable record never
+ * points at data that is not.  A crash during step 3 leaves a torn tail;
+ * replay stops at the first record with a bad checksum or an unexpected
+ * sequence number, so it applies a prefix of the last batch: each block
+ * written since the previous flush holds its old or its new content.
+ *
+ * If a flush fails (ENOSPC, EIO), its batch is kept and the next flush
+ * writes it again at the same place, followed by newer records: sequence
+ * numbers in the file stay consecutive.
+ */
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "crc32c.h"
+#include "format.h"
+#include "io.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+void
+cas_journal_path (const struct cas_store *s, uint64_t gen, char *buf, size_t len)
+{
+  snprintf (buf, len, "%s/" CAS_JOURNAL_FMT, s->dir, gen);
+}
+
+bool
+cas_journal_exists (const struct cas_store *s, uint64_t gen)
+{
+  char path[4096];
+
+  cas_journal_path (s, gen, path, sizeof path);
+  return access (path, F_OK) == 0;
+}
+
+static int
+jbuf_reserve (struct jbuf *b, size_t more)
+{
+  if (b->len + more > b->cap) {
+    size_t cap = b->cap ? b->cap : 65536;
+    while (cap < b->len + more)
+      cap *= 2;
+    uint8_t *p = realloc (b->p, cap);
+    if (p == NULL)
+      return -1;
+    b->p = p;
+    b->cap = cap;
+  }
+  return 0;
+}
+
+uint64_t
+cas_journal_append (struct cas_store *s, int type, const void *payload, uint16_t len)
+{
+  const size_t total = round_up (JREC_HDR_SIZE + len, 8);
+  const uint64_t seq = s->next_seq;
+  uint8_t *r;
+
+  assert (len <= JREC_MAX_LEN);
+  assert (!s->readonly);
+  /* Out of memory for a few bytes: wait rather than lose a record. */
+  while (jbuf_reserve (&s->active, total) == -1)
+    usleep (1000);
+  r = s->active.p + s->active.len;
+  memset (r, 0, total);
+  put_le16 (r + 4, type);
+  put_le16 (r + 6, len);
+  put_le64 (r + 8, seq);
+  memcpy (r + JREC_HDR_SIZE, payload, len);
+  put_le32 (r, cas_crc32c (0, r + 4, total - 4));
+  if (s->active.len == 0)
+    s->first_unflushed_ns = cas_now_ns ();
+  s->active.len += total;
+  s->next_seq++;
+  return seq;
+}
+
+int
+cas_journal_sync (struct cas_store *s)
+{
+  SCOPED_LOCK (fl, &s->flush_lock);
+  uint64_t last;
+
+  /* 1. Take the records appended so far (after any batch that failed). */
+  {
+    SCOPED_LOCK (jl, &s->jlock);
+    if (s->active.len > 0) {
+      if (jbuf_reserve (&s->flushing, s->active.len) == -1) {
+        cas_error ("flush: %m");
+        return -1;
+      }
+      memcpy (s->flushing.p + s->flushing.len, s->active.p, s->active.len);
+      s->flushing.len += s->active.len;
+      s->active.len = 0;
+      s->first_unflushed_ns = 0;
+      s->flushing_last_seq = s->next_seq - 1;
+    }
+    last = s->flushing_last_seq;
+  }
+
+  /* 2. Data before the records that point at it.  Also when there is no
+   * record: a client may flush after writes that deduplicated onto blocks
+   * whose data another connection has not synced yet... those always have
+   * a record too, so nothing to write means nothing new to make durable.
+   */
+  if (s->flushing.len == 0)
+    return 0;
+  if (cas_fdatasync (s->data_fd, "data file") == -1)
+    return -1;
+
+  /* 3. The records, then their sync. */
+  if (cas_pwrite_full (s->jfd, s->flushing.p, s->flushing.len, s->jpos, "journal") == -1 ||
+      cas_fdatasync (s->jfd, "journal") == -1)
+    return -1;                  /* the batch stays in s->flushing for the retry */
+  s->jpos += s->flushing.len;
+  s->flushing.len = 0;
+
+  /* 4. */
+  __atomic_store_n (&s->durable_seq, last, __ATOMIC_RELEASE);
+  return 0;
+}
+
+int
+cas_journal_create (struct cas_store *s, uint64_t gen, uint64_t first_seq, int *fdp)
+{
+  char path[4096];
+  uint8_t hdr[JRN_HDR_SIZE] = { 0 };
+  int fd;
+
+  cas_journal_path (s, gen, path, sizeof path);
+  fd = open (path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd == -1) {
+    cas_error ("create %s: %m", path);
+    return -1;
+  }
+  memcpy (hdr + JRN_MAGIC, CAS_JOURNAL_MAGIC, 8);
+  put_le32 (hdr + JRN_VERSION, CAS_FORMAT_VERSION);
+  put_le64 (hdr + JRN_GEN, gen);
+  put_le64 (hdr + JRN_FIRST_SEQ, first_seq);
+  memcpy (hdr + JRN_UUID, s->uuid, 16);
+  put_le32 (hdr + JRN_HDR_CRC, cas_crc32c (0, hdr, sizeof hdr));
+  if (cas_pwrite_full (fd, hdr, sizeof hdr, 0, path) == -1 ||
+      cas_fdatasync (fd, path) == -1 ||
+      cas_fsync_dir (s->dir) == -1) {
+    close (fd);
+    unlink (path);
+    return -1;
+  }
+  *fdp = fd;
+  return 0;
+}
+
+/* Apply one decoded record to the store being loaded. */
+static int
+apply (struct cas_store *s, struct cas_load *ld, int type, const uint8_t *p, uint16_t len)
+{
+  static const uint16_t want[] = {
+    [JREC_BLOCK_NEW] = JREC_BLOCK_NEW_LEN, [JREC_BLOCK_DEL] = JREC_BLOCK_DEL_LEN,
+    [JREC_MAP_SET] = JREC_MAP_SET_LEN, [JREC_MAP_ZERO] = JREC_MAP_ZERO_LEN,
+    [JREC_DISK_ADD] = JREC_DISK_ADD_LEN,
+  };
+
+  if (type < JREC_BLOCK_NEW || type > JREC_DISK_ADD || len != want[type])
+    return cas_problem (s, "journal: record of unknown type %d or bad length %u", type, len);
+  switch (type) {
+  case JREC_BLOCK_NEW:
+    return cas_load_block_new (s, ld, get_le64 (p), get_le64 (p + 8), p + 16,
+                               get_le32 (p + 48), get_le32 (p + 52), get_le32 (p + 56), 0);
+  case JREC_BLOCK_DEL:
+    return cas_load_block_del (s, ld, get_le64 (p));
+  case JREC_MAP_SET:
+    return cas_load_map_set (s, ld, get_le32 (p), get_le64 (p + 8), get_le64 (p + 16), true);
+  case JREC_MAP_ZERO:
+    return cas_load_map_zero (s, ld, get_le32 (p), get_le64 (p + 8), get_le64 (p + 16));
+  case JREC_DISK_ADD: {
+    char name[CAS_DISK_NAME_MAX + 1];
+    const uint32_t n = get_le32 (p + 4);
+    if (n == 0 || n > CAS_DISK_NAME_MAX)
+      return cas_problem (s, "journal: disk record with a bad name length %" PRIu32, n);
+    memcpy (name, p + 16, n);
+    name[n] = '\0';
+    return cas_load_disk_add (s, get_le32 (p), name, get_le64 (p + 8));
+  }
+  }
+  abort ();
+}
+
+int
+cas_journal_replay (struct cas_store *s, struct cas_load *ld, uint64_t gen,
+                    uint64_t *seq, uint64_t *end, bool *torn)
+{
+  char path[4096];
+  CLEANUP_FREE uint8_t *buf = NULL;
+  size_t len, pos;
+
+  cas_journal_path (s, gen, path, sizeof path);
+  if (cas_read_file (path, (void **) &buf, &len) == -1)
+    return -1;
+  *torn = false;
+  if (len < JRN_HDR_SIZE || memcmp (buf + JRN_MAGIC, CAS_JOURNAL_MAGIC, 8) != 0)
+    return cas_problem (s, "%s: not a casdisk journal (bad magic or truncated header)", path);
+  {
+    uint8_t hdr[JRN_HDR_SIZE];
+    memcpy (hdr, buf, sizeof hdr);
+    put_le32 (hdr + JRN_HDR_CRC, 0);
+    if (cas_crc32c (0, hdr, sizeof hdr) != get_le32 (buf + JRN_HDR_CRC))
+      return cas_problem (s, "%s: header checksum mismatch", path);
+  }
+  if (get_le32 (buf + JRN_VERSION) > CAS_FORMAT_VERSION)
+    return cas_problem (s, "%s: format version %" PRIu32 " is newer than this casdisk supports (%d)",
+                        path, get_le32 (buf + JRN_VERSION), CAS_FORMAT_VERSION);
+  if (get_le64 (buf + JRN_GEN) != gen || memcmp (buf + JRN_UUID, s->uuid, 16) != 0)
+    return cas_problem (s, "%s: belongs to another store or generation", path);
+  if (get_le64 (buf + JRN_FIRST_SEQ) != *seq)
+    return cas_problem (s, "%s: starts at record %" PRIu64 ", expected %" PRIu64,
+                        path, get_le64 (buf + JRN_FIRST_SEQ), *seq);
+
+  for (pos = JRN_HDR_SIZE; pos + JREC_HDR_SIZE <= len; ) {
+    const uint8_t *r = buf + pos;
+    const uint16_t plen = get_le16 (r + 6);
+    const size_t total = round_up (JREC_HDR_SIZE + plen, 8);
+    if (plen > JREC_MAX_LEN || pos + total > len ||
+        cas_crc32c (0, r + 4, total - 4) != get_le32 (r) ||
+        get_le64 (r + 8) != *seq)
+      break;                    /* the torn tail of the last batch */
+    if (apply (s, ld, get_le16 (r + 4), r + JREC_HDR_SIZE, plen) == -1)
+      return -1;
+    (*seq)++;
+    pos += total;
+  }
+  *end = pos;
+  *torn = pos < len;
+  return 0;
+}

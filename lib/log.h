@@ -1,0 +1,14 @@
+/* Logging inside the engine.  cas_error() logs one line for the user;
+ * callers then return -1 with errno set.  cas_error preserves errno, so
+ * "cas_error (\"pread %s: %m\", path); return -1;" is the idiom.
+ */
+#ifndef CAS_LOG_H
+#define CAS_LOG_H
+
+#include <stdbool.h>
+
+void cas_error (const char *fmt, ...) __attribute__((format (printf, 1, 2)));
+void cas_debug (const char *fmt, ...) __attribute__((format (printf, 1, 2)));
+extern bool cas_debug_enabled;
+
+#endif

@@ -1,0 +1,147 @@
+/* Space accounting for casdisk info. */
+#include <config.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "format.h"
+#include "io.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+struct store_sum {
+  struct cas_store_stats *st;
+};
+
+static int
+sum_block (void *opaque, struct cas_block *b)
+{
+  struct cas_store_stats *st = opaque;
+  const uint32_t r = cas_block_refs (b);
+
+  st->nblocks++;
+  if (r == 0) {
+    st->dead_blocks++;
+    st->dead_bytes += b->stored_len;
+  }
+  else {
+    st->unique_bytes += st->block_size;
+    st->stored_bytes += b->stored_len;
+  }
+  return 0;
+}
+
+int
+cas_store_stats (struct cas_store *s, struct cas_store_stats *st)
+{
+  static const char *const files[] = { CAS_SB_NAME, CAS_DATA_NAME, CAS_CKPT_NAME };
+  char path[4096];
+
+  memset (st, 0, sizeof *st);
+  st->block_size = s->block_size;
+  st->compression_level = s->level;
+  st->ndisks = cas_store_ndisks (s);
+  cas_index_walk (&s->index, sum_block, st);
+  for (size_t i = 0; i < st->ndisks; i++) {
+    struct cas_disk_stats ds;
+    if (cas_disk_stats (s->disks[i], &ds) == -1)
+      return -1;
+    st->logical_bytes += ds.logical_bytes;
+  }
+  st->free_bytes = cas_alloc_free_bytes (&s->alloc);
+  st->data_file_end = cas_alloc_end (&s->alloc);
+  for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+    uint64_t a, p;
+    snprintf (path, sizeof path, "%s/%s", s->dir, files[i]);
+    if (cas_file_usage (path, &a, &p) == -1)
+      return -1;
+    st->physical_allocated += a;
+    st->physical_apparent += p;
+  }
+  for (uint64_t g = s->gen; g > 0 && cas_journal_exists (s, g); g--) {
+    uint64_t a, p;
+    cas_journal_path (s, g, path, sizeof path);
+    if (cas_file_usage (path, &a, &p) == -1)
+      return -1;
+    st->physical_allocated += a;
+    st->physical_apparent += p;
+    st->journal_bytes += p;
+  }
+  return 0;
+}
+
+/* A small open-addressing multiset of block pointers. */
+struct bag {
+  struct { const struct cas_block *b; uint32_t n; } *v;
+  size_t mask, n;
+};
+
+static int
+bag_add (struct bag *g, const struct cas_block *b)
+{
+  if ((g->n + 1) * 2 > g->mask + 1) {
+    struct bag big = { .mask = g->mask ? 2 * g->mask + 1 : 1023 };
+    big.v = calloc (big.mask + 1, sizeof *big.v);
+    if (big.v == NULL)
+      return -1;
+    for (size_t i = 0; g->mask && i <= g->mask; i++)
+      if (g->v[i].b) {
+        size_t j = ((uintptr_t) g->v[i].b >> 4) * 0x9e3779b97f4a7c15u & big.mask;
+        while (big.v[j].b)
+          j = (j + 1) & big.mask;
+        big.v[j] = g->v[i];
+      }
+    big.n = g->n;
+    free (g->v);
+    *g = big;
+  }
+  size_t j = ((uintptr_t) b >> 4) * 0x9e3779b97f4a7c15u & g->mask;
+  while (g->v[j].b && g->v[j].b != b)
+    j = (j + 1) & g->mask;
+  if (g->v[j].b == NULL) {
+    g->v[j].b = b;
+    g->n++;
+  }
+  g->v[j].n++;
+  return 0;
+}
+
+int
+cas_disk_stats (struct cas_disk *d, struct cas_disk_stats *st)
+{
+  struct bag g = { 0 };
+  const uint32_t bs = d->s->block_size;
+  int r = 0;
+
+  memset (st, 0, sizeof *st);
+  st->virtual_size = d->size;
+  rcu_read_lock ();
+  for (uint64_t pg = 0; pg < d->map.npages && r == 0; pg++) {
+    const struct cas_map_page *p = cas_map_page_of (&d->map, pg * CAS_MAP_PAGE);
+    if (p == NULL)
+      continue;
+    for (unsigned k = 0; k < CAS_MAP_PAGE && r == 0; k++) {
+      const struct cas_block *b = __atomic_load_n (&p->e[k], __ATOMIC_CONSUME);
+      if (b) {
+        st->logical_bytes += bs;
+        r = bag_add (&g, b);
+      }
+    }
+  }
+  for (size_t i = 0; r == 0 && g.mask && i <= g.mask; i++)
+    if (g.v[i].b) {
+      st->unique_bytes += bs;
+      st->stored_bytes += g.v[i].b->stored_len;
+      if ((cas_block_refs (g.v[i].b) & ~CAS_REF_KILLED) == g.v[i].n)
+        st->exclusive_bytes += g.v[i].b->stored_len;
+    }
+  rcu_read_unlock ();
+  free (g.v);
+  if (r == -1) {
+    errno = ENOMEM;
+    cas_error ("disk stats: %m");
+  }
+  return r;
+}

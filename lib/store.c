@@ -1,0 +1,945 @@
+/* The store: create, open with recovery, checkpoint, close; disks.
+ *
+ * Opening a store (cas_store_open_internal):
+ *
+ *   1. lock the superblock file (flock: exclusive to write, shared to read)
+ *      and validate it;
+ *   2. load the checkpoint (generation G) and replay journal.G, journal.G+1
+ *      ... (a checkpoint that crashed before it was renamed into place
+ *      leaves two journals; both are replayed in order);
+ *   3. recount every block's references from the maps: the count is
+ *      authoritative, a stored refcount that disagrees is reported;
+ *   4. rebuild the allocator from the blocks' locations; blocks nobody
+ *      references are dead and wait for the delayed GC again;
+ *   5. when writable: deallocate the gaps (a crash can leave written but
+ *      never-recorded blocks there), cut the data file at the end of the
+ *      last block, write a fresh checkpoint and start an empty journal.
+ *
+ * So a store is always open on a fresh checkpoint + empty journal, and
+ * recovery costs one read of the metadata plus one checkpoint write: no
+ * scan of the data.
+ */
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <dirent.h>
+#include <unistd.h>
+
+#include "crc32c.h"
+#include "format.h"
+#include "io.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+void
+cas_create_opts_default (struct cas_create_opts *o)
+{
+  o->block_size = CAS_DEFAULT_BLOCK_SIZE;
+  o->compression_level = CAS_DEFAULT_LEVEL;
+}
+
+void
+cas_open_opts_default (struct cas_open_opts *o)
+{
+  memset (o, 0, sizeof *o);
+  o->gc_delay = CAS_DEFAULT_GC_DELAY;
+}
+
+bool
+cas_disk_name_valid (const char *name)
+{
+  const size_t n = strlen (name);
+
+  if (n == 0 || n > CAS_DISK_NAME_MAX || name[0] == '-' || name[0] == '.')
+    return false;
+  for (size_t i = 0; i < n; i++)
+    if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
+          (name[i] >= '0' && name[i] <= '9') || name[i] == '-' || name[i] == '_' ||
+          name[i] == '.'))
+      return false;
+  return true;
+}
+
+static void
+path_of (const char *dir, const char *name, char *buf, size_t len)
+{
+  snprintf (buf, len, "%s/%s", dir, name);
+}
+
+bool
+cas_store_exists (const char *dir)
+{
+  char path[4096];
+
+  path_of (dir, CAS_SB_NAME, path, sizeof path);
+  return access (path, F_OK) == 0;
+}
+
+int
+cas_problem (struct cas_store *s, const char *fmt, ...)
+{
+  char msg[1024];
+  va_list ap;
+
+  va_start (ap, fmt);
+  vsnprintf (msg, sizeof msg, fmt, ap);
+  va_end (ap);
+  if (s->checker) {
+    s->checker->problems++;
+    if (s->checker->report)
+      s->checker->report (s->checker->opaque, msg);
+    return 0;
+  }
+  cas_error ("%s: corrupted store: %s", s->dir, msg);
+  errno = EUCLEAN;
+  return -1;
+}
+
+/* ---- creation ---- */
+
+static int
+validate_create (const struct cas_create_opts *o)
+{
+  if (!is_power_of_2 (o->block_size) ||
+      o->block_size < CAS_MIN_BLOCK_SIZE || o->block_size > CAS_MAX_BLOCK_SIZE) {
+    errno = EINVAL;
+    cas_error ("block size %" PRIu32 " is not a power of two between %u and %u",
+               o->block_size, CAS_MIN_BLOCK_SIZE, CAS_MAX_BLOCK_SIZE);
+    return -1;
+  }
+  if (o->compression_level < 0 || o->compression_level > CAS_MAX_LEVEL) {
+    errno = EINVAL;
+    cas_error ("compression level %d is out of range (0 = off, 1 .. %d)",
+               o->compression_level, CAS_MAX_LEVEL);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+validate_disk (const char *name, uint64_t size, uint32_t block_size)
+{
+  if (!cas_disk_name_valid (name)) {
+    errno = EINVAL;
+    cas_error ("disk name '%s' is not valid: use 1 to %d letters, digits, '-', '_' or '.', "
+               "not starting with '-' or '.'", name, CAS_DISK_NAME_MAX);
+    return -1;
+  }
+  if (size == 0 || size > CAS_MAX_DISK_SIZE) {
+    errno = EINVAL;
+    cas_error ("disk size %" PRIu64 " is out of range (1 byte .. 64 TiB)", size);
+    return -1;
+  }
+  (void) block_size;
+  return 0;
+}
+
+int
+cas_store_create (const char *dir, const struct cas_create_opts *opts,
+                  const char *first_disk, uint64_t first_size)
+{
+  uint8_t sb[CAS_SB_SIZE] = { 0 };
+  char path[4096];
+  DIR *dh;
+  struct dirent *de;
+  int fd;
+
+  if (validate_create (opts) == -1 ||
+      (first_disk && validate_disk (first_disk, first_size, opts->block_size) == -1))
+    return -1;
+  if (mkdir (dir, 0700) == -1 && errno != EEXIST) {
+    cas_error ("create store directory %s: %m", dir);
+    return -1;
+  }
+  if (cas_store_exists (dir)) {
+    errno = EEXIST;
+    cas_error ("%s is already a casdisk store", dir);
+    return -1;
+  }
+  dh = opendir (dir);
+  if (dh == NULL) {
+    cas_error ("open %s: %m", dir);
+    return -1;
+  }
+  while ((de = readdir (dh)) != NULL)
+    if (strcmp (de->d_name, ".") && strcmp (de->d_name, "..") &&
+        strcmp (de->d_name, CAS_DATA_NAME) && strcmp (de->d_name, CAS_CKPT_NAME) &&
+        strcmp (de->d_name, "journal.1") && strcmp (de->d_name, "superblock.tmp") &&
+        strcmp (de->d_name, "checkpoint.tmp")) {
+      closedir (dh);
+      errno = ENOTEMPTY;
+      cas_error ("%s is not empty and not a casdisk store (found '%s')", dir, de->d_name);
+      return -1;
+    }
+  closedir (dh);
+
+  /* The superblock goes last: until it exists, this is not a store, and a
+   * crash half-way leaves a directory that create accepts again.
+   */
+  memcpy (sb + SB_MAGIC, CAS_SB_MAGIC, 8);
+  put_le32 (sb + SB_VERSION, CAS_FORMAT_VERSION);
+  if (getrandom (sb + SB_UUID, 16, 0) != 16) {
+    cas_error ("getrandom: %m");
+    return -1;
+  }
+  put_le32 (sb + SB_BLOCK_SIZE, opts->block_size);
+  put_le32 (sb + SB_LEVEL, opts->compression_level);
+  put_le64 (sb + SB_CTIME, (uint64_t) time (NULL));
+  put_le32 (sb + SB_CRC, cas_crc32c (0, sb, sizeof sb));
+
+  path_of (dir, CAS_DATA_NAME, path, sizeof path);
+  fd = open (path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd == -1) {
+    cas_error ("create %s: %m", path);
+    return -1;
+  }
+  close (fd);
+  if (cas_ckpt_write_empty (dir, sb + SB_UUID, first_disk, first_size, opts->block_size) == -1)
+    return -1;
+  {
+    struct cas_store tmp = { .dir = (char *) dir };
+    memcpy (tmp.uuid, sb + SB_UUID, 16);
+    if (cas_journal_create (&tmp, 1, 1, &fd) == -1)
+      return -1;
+    close (fd);
+  }
+  return cas_write_file_atomic (dir, CAS_SB_NAME, sb, sizeof sb);
+}
+
+/* ---- loading ---- */
+
+/* Open-addressing table id -> block, alive only while loading. */
+struct cas_load {
+  struct cas_block **slot;
+  uint64_t mask, n;
+};
+
+static uint64_t
+id_hash (uint64_t id)
+{
+  return id * UINT64_C(0x9e3779b97f4a7c15);
+}
+
+static struct cas_block **
+ld_find (struct cas_load *ld, uint64_t id)
+{
+  for (uint64_t i = id_hash (id) & ld->mask; ; i = (i + 1) & ld->mask)
+    if (ld->slot[i] == NULL || ld->slot[i]->id == id)
+      return &ld->slot[i];
+}
+
+static int
+ld_insert (struct cas_load *ld, struct cas_block *b)
+{
+  if ((ld->n + 1) * 2 > ld->mask + 1) {
+    struct cas_load bigger = { .mask = ld->mask ? 2 * ld->mask + 1 : 1023 };
+    bigger.slot = calloc (bigger.mask + 1, sizeof *bigger.slot);
+    if (bigger.slot == NULL)
+      return -1;
+    for (uint64_t i = 0; ld->mask && i <= ld->mask; i++)
+      if (ld->slot[i])
+        *ld_find (&bigger, ld->slot[i]->id) = ld->slot[i];
+    bigger.n = ld->n;
+    free (ld->slot);
+    *ld = bigger;
+  }
+  *ld_find (ld, b->id) = b;
+  ld->n++;
+  return 0;
+}
+
+/* Remove by re-inserting the rest of the cluster (linear probing). */
+static void
+ld_remove (struct cas_load *ld, uint64_t id)
+{
+  struct cas_block **p = ld_find (ld, id);
+  uint64_t i = p - ld->slot;
+
+  assert (*p != NULL);
+  *p = NULL;
+  ld->n--;
+  for (i = (i + 1) & ld->mask; ld->slot[i]; i = (i + 1) & ld->mask) {
+    struct cas_block *b = ld->slot[i];
+    ld->slot[i] = NULL;
+    *ld_find (ld, b->id) = b;
+  }
+}
+
+void
+cas_free_block (struct cas_block *b)
+{
+  free (b);
+}
+
+int
+cas_load_disk_add (struct cas_store *s, uint32_t id, const char *name, uint64_t size)
+{
+  struct cas_disk *d;
+
+  if (id != s->ndisks || id >= CAS_MAX_DISKS)
+    return cas_problem (s, "disk '%s' has id %" PRIu32 ", expected %zu", name, id, s->ndisks);
+  if (!cas_disk_name_valid (name) || size == 0 || size > CAS_MAX_DISK_SIZE)
+    return cas_problem (s, "disk %" PRIu32 " has a bad name or size", id);
+  d = calloc (1, sizeof *d);
+  if (d == NULL || cas_map_init (&d->map, (size + s->block_size - 1) / s->block_size) == -1) {
+    free (d);
+    cas_error ("disk '%s': %m", name);
+    return -1;
+  }
+  d->s = s;
+  d->id = id;
+  d->size = size;
+  strcpy (d->name, name);
+  s->disks[s->ndisks++] = d;
+  return 0;
+}
+
+int
+cas_load_block_new (struct cas_store *s, struct cas_load *ld, uint64_t id, uint64_t offset,
+                    const uint8_t hash[32], uint32_t stored_len, uint32_t flags,
+                    uint32_t crc, uint32_t refcount)
+{
+  struct cas_block *b, *got;
+
+  if (id == 0 || *ld_find (ld, id) != NULL)
+    return cas_problem (s, "block id %" PRIu64 " is zero or defined twice", id);
+  if (stored_len == 0 || stored_len > s->block_size || offset % CAS_GRANULE ||
+      (flags & ~CAS_BLK_COMPRESSED) ||
+      (!(flags & CAS_BLK_COMPRESSED) && stored_len != s->block_size))
+    return cas_problem (s, "block id %" PRIu64 " has a bad location or length", id);
+  b = calloc (1, sizeof *b);
+  if (b == NULL) {
+    cas_error ("loading blocks: %m");
+    return -1;
+  }
+  b->id = id;
+  b->offset = offset;
+  memcpy (b->hash.b, hash, 32);
+  b->stored_len = stored_len;
+  b->flags = flags;
+  b->crc = crc;
+  b->loaded_refs = refcount;
+  if (id >= s->next_id)
+    s->next_id = id + 1;
+  rcu_read_lock ();
+  got = cas_index_add_unique (&s->index, b);
+  rcu_read_unlock ();
+  if (got != b) {
+    free (b);
+    return cas_problem (s, "blocks %" PRIu64 " and %" PRIu64 " have the same hash",
+                        got->id, id);
+  }
+  if (ld_insert (ld, b) == -1) {
+    cas_error ("loading blocks: %m");
+    return -1;
+  }
+  return 0;
+}
+
+int
+cas_load_block_del (struct cas_store *s, struct cas_load *ld, uint64_t id)
+{
+  struct cas_block **p = ld_find (ld, id);
+  struct cas_block *b = *p;
+
+  if (b == NULL)
+    return cas_problem (s, "journal deletes unknown block id %" PRIu64, id);
+  if (b->loaded_refs != 0)
+    cas_problem (s, "journal deletes block id %" PRIu64 " that still has %" PRIu32
+                 " references", id, b->loaded_refs);
+  ld_remove (ld, id);
+  rcu_read_lock ();
+  __atomic_store_n (&b->refcount, CAS_REF_KILLED, __ATOMIC_RELAXED);
+  cds_lfht_del (s->index.ht, &b->node);
+  s->index.count--;
+  rcu_read_unlock ();
+  free (b);                     /* nobody else can see it while loading */
+  return 0;
+}
+
+static struct cas_disk *
+load_disk (struct cas_store *s, uint32_t disk, uint64_t v, uint64_t count)
+{
+  if (disk >= s->ndisks) {
+    cas_problem (s, "map entry for unknown disk %" PRIu32, disk);
+    return NULL;
+  }
+  if (v > s->disks[disk]->map.nblocks || count > s->disks[disk]->map.nblocks - v) {
+    cas_problem (s, "map entry beyond the end of disk '%s'", s->disks[disk]->name);
+    return NULL;
+  }
+  return s->disks[disk];
+}
+
+int
+cas_load_map_set (struct cas_store *s, struct cas_load *ld, uint32_t disk, uint64_t v,
+                  uint64_t id, bool from_journal)
+{
+  struct cas_disk *d = load_disk (s, disk, v, 1);
+  struct cas_block *b = NULL, *old;
+
+  if (d == NULL)
+    return s->checker ? 0 : -1;
+  if (id != 0) {
+    b = *ld_find (ld, id);
+    if (b == NULL)
+      return cas_problem (s, "disk '%s' block %" PRIu64 " points at unknown block id %" PRIu64,
+                          d->name, v, id);
+  }
+  if (cas_map_set (&d->map, v, b, &old) == -1)
+    return -1;
+  /* The checkpoint stores refcounts; the journal's changes adjust them. */
+  if (from_journal) {
+    if (b)
+      b->loaded_refs++;
+    if (old)
+      old->loaded_refs--;
+  }
+  return 0;
+}
+
+int
+cas_load_map_zero (struct cas_store *s, struct cas_load *ld, uint32_t disk, uint64_t v,
+                   uint64_t count)
+{
+  struct cas_disk *d = load_disk (s, disk, v, count);
+  struct cas_block *old;
+
+  (void) ld;
+  if (d == NULL)
+    return s->checker ? 0 : -1;
+  for (uint64_t i = v; i < v + count; i++) {
+    if (cas_map_page_of (&d->map, i) == NULL) {
+      i |= CAS_MAP_PAGE - 1;    /* skip the rest of an empty page */
+      continue;
+    }
+    cas_map_set (&d->map, i, NULL, &old);
+    if (old)
+      old->loaded_refs--;
+  }
+  return 0;
+}
+
+/* Recount references from the maps into refcount and compare with what the
+ * metadata said.
+ */
+static int
+recount (struct cas_store *s)
+{
+  for (size_t i = 0; i < s->ndisks; i++) {
+    const struct cas_map *m = &s->disks[i]->map;
+    for (uint64_t pg = 0; pg < m->npages; pg++)
+      if (m->pages[pg])
+        for (unsigned k = 0; k < CAS_MAP_PAGE; k++)
+          if (m->pages[pg]->e[k])
+            m->pages[pg]->e[k]->refcount++;
+  }
+  return 0;
+}
+
+struct used_list {
+  struct cas_extent *v;
+  size_t n;
+  struct cas_store *s;
+  int err;
+};
+
+static int
+verify_refs (void *opaque, struct cas_block *b)
+{
+  struct used_list *u = opaque;
+  struct cas_store *s = u->s;
+  char hex[65];
+
+  if (b->refcount != b->loaded_refs) {
+    cas_hash_hex (&b->hash, hex);
+    if (s->checker)
+      cas_problem (s, "block id %" PRIu64 " (%.16s): refcount is %" PRIu32
+                   " but %" PRIu32 " references point at it", b->id, hex,
+                   b->loaded_refs, b->refcount);
+    else
+      cas_debug ("block id %" PRIu64 ": stored refcount %" PRIu32 " corrected to %" PRIu32,
+                 b->id, b->loaded_refs, b->refcount);
+  }
+  if (b->refcount == 0) {
+    s->ndead++;
+    b->dead_since = cas_now ();
+  }
+  u->v[u->n++] = (struct cas_extent) { .off = b->offset, .len = b->stored_len, .tag = b->id };
+  return 0;
+}
+
+static int
+cmp_extent (const void *a, const void *b)
+{
+  const struct cas_extent *x = a, *y = b;
+  return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* Steps 3 and 4, and 5 when writable. */
+static int
+finish_load (struct cas_store *s)
+{
+  struct used_list u = { .s = s };
+  struct stat st;
+  int r = -1;
+
+  recount (s);
+  u.v = malloc ((s->index.count + 1) * sizeof *u.v);
+  if (u.v == NULL) {
+    cas_error ("loading: %m");
+    return -1;
+  }
+  cas_index_walk (&s->index, verify_refs, &u);
+  qsort (u.v, u.n, sizeof *u.v, cmp_extent);
+  for (size_t i = 1; i < u.n; i++)
+    if (u.v[i].off < u.v[i - 1].off + round_up (u.v[i - 1].len, CAS_GRANULE) &&
+        cas_problem (s, "blocks %" PRIu64 " and %" PRIu64 " use the same space at offset %"
+                     PRIu64, u.v[i - 1].tag, u.v[i].tag, u.v[i].off) == -1)
+      goto out;
+  if (fstat (s->data_fd, &st) == -1) {
+    cas_error ("stat data file: %m");
+    goto out;
+  }
+  if (u.n > 0 && u.v[u.n - 1].off + u.v[u.n - 1].len > (uint64_t) st.st_size &&
+      cas_problem (s, "block %" PRIu64 " lies beyond the end of the data file (%" PRIu64
+                   " bytes): the data file is truncated", u.v[u.n - 1].tag,
+                   (uint64_t) st.st_size) == -1)
+    goto out;
+  if (s->checker) {             /* check.c looks at the rest */
+    r = 0;
+    goto out;
+  }
+  if (cas_alloc_rebuild (&s->alloc, u.v, u.n) == -1)
+    goto out;
+  if (!s->readonly) {
+    /* Deallocate what crashed writes may have left between blocks. */
+    uint64_t pos = 0;
+    for (size_t i = 0; i < u.n; i++) {
+      if (u.v[i].off > pos)
+        cas_punch_hole (s->data_fd, pos, u.v[i].off - pos, "data file");
+      pos = u.v[i].off + round_up (u.v[i].len, CAS_GRANULE);
+    }
+    if ((uint64_t) st.st_size > pos && ftruncate (s->data_fd, pos) == -1) {
+      cas_error ("truncate data file: %m");
+      goto out;
+    }
+  }
+  r = 0;
+ out:
+  free (u.v);
+  return r;
+}
+
+static int
+read_superblock (struct cas_store *s)
+{
+  uint8_t sb[CAS_SB_SIZE], copy[CAS_SB_SIZE];
+  ssize_t n = pread (s->sb_fd, sb, sizeof sb, 0);
+
+  if (n < 8 || memcmp (sb + SB_MAGIC, CAS_SB_MAGIC, 8) != 0) {
+    errno = EINVAL;
+    cas_error ("%s is not a casdisk store (bad superblock magic)", s->dir);
+    return -1;
+  }
+  if (get_le32 (sb + SB_VERSION) > CAS_FORMAT_VERSION && n >= 16) {
+    errno = ENOTSUP;
+    cas_error ("%s: store format version %" PRIu32 " is newer than this casdisk supports (%d): "
+               "upgrade casdisk", s->dir, get_le32 (sb + SB_VERSION), CAS_FORMAT_VERSION);
+    return -1;
+  }
+  if (n != CAS_SB_SIZE) {
+    errno = EUCLEAN;
+    cas_error ("%s: corrupted store: superblock is truncated (%zd bytes)", s->dir, n);
+    return -1;
+  }
+  memcpy (copy, sb, sizeof copy);
+  put_le32 (copy + SB_CRC, 0);
+  if (cas_crc32c (0, copy, sizeof copy) != get_le32 (sb + SB_CRC)) {
+    errno = EUCLEAN;
+    cas_error ("%s: corrupted store: superblock checksum mismatch", s->dir);
+    return -1;
+  }
+  memcpy (s->uuid, sb + SB_UUID, 16);
+  s->block_size = get_le32 (sb + SB_BLOCK_SIZE);
+  s->level = get_le32 (sb + SB_LEVEL);
+  if (!is_power_of_2 (s->block_size) || s->block_size < CAS_MIN_BLOCK_SIZE ||
+      s->block_size > CAS_MAX_BLOCK_SIZE || s->level < 0 || s->level > CAS_MAX_LEVEL) {
+    errno = EUCLEAN;
+    cas_error ("%s: corrupted store: bad block size or compression level in the superblock",
+               s->dir);
+    return -1;
+  }
+  return 0;
+}
+
+static void
+free_store (struct cas_store *s)
+{
+  if (s == NULL)
+    return;
+  for (size_t i = 0; i < s->ndisks; i++) {
+    cas_map_destroy (&s->disks[i]->map);
+    free (s->disks[i]);
+  }
+  cas_index_destroy (&s->index, cas_free_block);
+  cas_alloc_destroy (&s->alloc);
+  if (s->jfd >= 0)
+    close (s->jfd);
+  if (s->data_fd >= 0)
+    close (s->data_fd);
+  if (s->sb_fd >= 0)
+    close (s->sb_fd);           /* releases the lock */
+  free (s->active.p);
+  free (s->flushing.p);
+  free (s->dir);
+  free (s);
+}
+
+static int
+open_files (struct cas_store *s)
+{
+  char path[4096];
+  const int mode = s->readonly ? O_RDONLY : O_RDWR;
+  struct stat st;
+
+  if (stat (s->dir, &st) == -1 || !S_ISDIR (st.st_mode)) {
+    errno = ENOENT;
+    cas_error ("%s: no such store directory", s->dir);
+    return -1;
+  }
+  path_of (s->dir, CAS_SB_NAME, path, sizeof path);
+  s->sb_fd = open (path, O_RDONLY | O_CLOEXEC);
+  if (s->sb_fd == -1) {
+    if (errno == ENOENT)
+      cas_error ("%s is not a casdisk store (no superblock)", s->dir);
+    else
+      cas_error ("open %s: %m", path);
+    return -1;
+  }
+  if (flock (s->sb_fd, (s->readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) == -1) {
+    if (errno == EWOULDBLOCK) {
+      errno = EBUSY;
+      cas_error ("%s is in use by another process (nbdkit or casdisk): the store is locked",
+                 s->dir);
+    }
+    else
+      cas_error ("lock %s: %m", path);
+    return -1;
+  }
+  if (read_superblock (s) == -1)
+    return -1;
+  path_of (s->dir, CAS_DATA_NAME, path, sizeof path);
+  s->data_fd = open (path, mode | O_CLOEXEC);
+  if (s->data_fd == -1) {
+    if (errno == ENOENT) {
+      errno = EUCLEAN;
+      cas_error ("%s: corrupted store: the data file is missing", s->dir);
+    }
+    else
+      cas_error ("open %s: %m", path);
+    return -1;
+  }
+  return 0;
+}
+
+/* Remove journals older than GEN (a checkpoint of GEN covers them). */
+static void
+remove_old_journals (struct cas_store *s, uint64_t gen)
+{
+  char path[4096];
+
+  for (uint64_t g = gen - 1; g > 0 && cas_journal_exists (s, g); g--) {
+    cas_journal_path (s, g, path, sizeof path);
+    unlink (path);
+  }
+}
+
+struct cas_store *
+cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
+                         struct cas_checker *checker)
+{
+  struct cas_store *s = calloc (1, sizeof *s);
+  struct cas_load ld = { 0 };
+  CLEANUP_FREE uint8_t *ckpt = NULL;
+  size_t ckpt_len;
+  char path[4096];
+  uint64_t gen, seq, end = 0;
+  bool torn = false;
+
+  if (s == NULL || (s->dir = strdup (dir)) == NULL) {
+    free (s);
+    cas_error ("open store: %m");
+    return NULL;
+  }
+  s->sb_fd = s->data_fd = s->jfd = -1;
+  if (opts)
+    s->opts = *opts;
+  else
+    cas_open_opts_default (&s->opts);
+  if (s->opts.checkpoint_bytes == 0)
+    s->opts.checkpoint_bytes = CAS_DEFAULT_CKPT_BYTES;
+  s->checker = checker;
+  s->readonly = s->opts.readonly || checker != NULL;
+  pthread_mutex_init (&s->disks_lock, NULL);
+  for (int i = 0; i < CAS_NSTRIPES; i++)
+    pthread_mutex_init (&s->stripes[i], NULL);
+  pthread_mutex_init (&s->ckpt_mutex, NULL);
+  {
+    pthread_rwlockattr_t a;
+    pthread_rwlockattr_init (&a);
+    pthread_rwlockattr_setkind_np (&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init (&s->ckpt_lock, &a);
+    pthread_rwlockattr_destroy (&a);
+  }
+  pthread_mutex_init (&s->jlock, NULL);
+  pthread_mutex_init (&s->flush_lock, NULL);
+  pthread_mutex_init (&s->bg_lock, NULL);
+  pthread_cond_init (&s->bg_cond, NULL);
+
+  if (open_files (s) == -1)
+    goto err;
+  path_of (dir, CAS_CKPT_NAME, path, sizeof path);
+  if (access (path, F_OK) == -1) {
+    errno = EUCLEAN;
+    cas_error ("%s: corrupted store: the checkpoint file is missing", dir);
+    goto err;
+  }
+  if (cas_read_file (path, (void **) &ckpt, &ckpt_len) == -1 ||
+      cas_index_init (&s->index, ckpt_len / CKPT_BLOCK_SIZE) == -1 ||
+      cas_alloc_init (&s->alloc, s->block_size) == -1)
+    goto err;
+  if (cas_ckpt_load (s, &ld, ckpt, ckpt_len, &gen, &seq) == -1)
+    goto err;
+  s->gen = gen;
+  if (!cas_journal_exists (s, gen) &&
+      cas_problem (s, "journal.%" PRIu64 " is missing", gen) == -1)
+    goto err;
+  /* Replay journal.G, then journal.G+1 if a checkpoint was interrupted. */
+  for (uint64_t g = gen; cas_journal_exists (s, g); g++) {
+    if (torn && cas_problem (s, "journal.%" PRIu64 " has a damaged record before its end, "
+                             "and a newer journal follows it", g - 1) == -1)
+      goto err;
+    if (cas_journal_replay (s, &ld, g, &seq, &end, &torn) == -1)
+      goto err;
+    s->gen = g;
+  }
+  s->next_seq = seq;
+  s->durable_seq = seq - 1;
+  if (finish_load (s) == -1)
+    goto err;
+  free (ld.slot);
+  ld.slot = NULL;
+
+  if (!s->readonly) {
+    /* Open on a fresh checkpoint and an empty journal. */
+    if (cas_journal_create (s, s->gen + 1, s->next_seq, &s->jfd) == -1)
+      goto err;
+    s->gen++;
+    s->jpos = JRN_HDR_SIZE;
+    if (cas_store_checkpoint (s) == -1)
+      goto err;
+  }
+  cas_debug ("opened %s: %zu disks, %" PRIu64 " blocks, generation %" PRIu64,
+             dir, s->ndisks, s->index.count, s->gen);
+  return s;
+
+ err:
+  free (ld.slot);
+  free_store (s);
+  return NULL;
+}
+
+struct cas_store *
+cas_store_open (const char *dir, const struct cas_open_opts *opts)
+{
+  return cas_store_open_internal (dir, opts, NULL);
+}
+
+/* ---- checkpoint ---- */
+
+/* Write a checkpoint of the current state.  The journal switches to a new
+ * generation at the snapshot point:
+ *
+ *   under ckpt_lock (write): flush; snapshot; create journal.G+1; switch.
+ *   then: write checkpoint (G+1) atomically; remove journal.G.
+ *
+ * A crash before the rename leaves checkpoint G + journal.G + journal.G+1,
+ * which replay in order; after it, checkpoint G+1 + journal.G+1.
+ */
+int
+cas_store_checkpoint (struct cas_store *s)
+{
+  SCOPED_LOCK (cm, &s->ckpt_mutex);
+  CLEANUP_FREE uint8_t *buf = NULL;
+  size_t len;
+  uint64_t gen, old_gen;
+  int newfd;
+
+  assert (!s->readonly);
+  pthread_rwlock_wrlock (&s->ckpt_lock);
+  if (cas_journal_sync (s) == -1)
+    goto err_unlock;
+  {
+    SCOPED_LOCK (fl, &s->flush_lock);
+    old_gen = s->gen;
+    gen = s->gen + 1;
+    if (cas_ckpt_serialize (s, gen, s->next_seq, &buf, &len) == -1 ||
+        cas_journal_create (s, gen, s->next_seq, &newfd) == -1)
+      goto err_unlock;
+    close (s->jfd);
+    s->jfd = newfd;
+    s->jpos = JRN_HDR_SIZE;
+    s->gen = gen;
+  }
+  pthread_rwlock_unlock (&s->ckpt_lock);
+
+  if (cas_write_file_atomic (s->dir, CAS_CKPT_NAME, buf, len) == -1)
+    return -1;                  /* journal.G and G+1 still replay correctly */
+  remove_old_journals (s, gen);
+  (void) old_gen;
+  return 0;
+
+ err_unlock:
+  pthread_rwlock_unlock (&s->ckpt_lock);
+  return -1;
+}
+
+/* ---- lifecycle ---- */
+
+int
+cas_store_start (struct cas_store *s)
+{
+  if (s->readonly)
+    return 0;
+  return cas_gc_start (s);
+}
+
+int
+cas_store_flush (struct cas_store *s)
+{
+  if (s->readonly)
+    return 0;
+  return cas_journal_sync (s);
+}
+
+int
+cas_store_close (struct cas_store *s)
+{
+  int r = 0;
+
+  if (s == NULL)
+    return 0;
+  cas_gc_stop (s);
+  if (!s->readonly) {
+    if (cas_journal_sync (s) == -1)
+      r = -1;
+    /* Release what the delayed GC already freed, then checkpoint. */
+    cas_gc_release (s);
+    if (r == 0 && cas_store_checkpoint (s) == -1)
+      r = -1;
+  }
+  rcu_barrier ();               /* blocks freed with call_rcu */
+  free_store (s);
+  return r;
+}
+
+/* ---- disks ---- */
+
+struct cas_disk *
+cas_disk_add (struct cas_store *s, const char *name, uint64_t size)
+{
+  struct cas_disk *d;
+  uint8_t rec[JREC_DISK_ADD_LEN] = { 0 };
+
+  if (s->readonly) {
+    errno = EROFS;
+    cas_error ("cannot add disk '%s': the store is open read-only", name);
+    return NULL;
+  }
+  if (validate_disk (name, size, s->block_size) == -1)
+    return NULL;
+  pthread_rwlock_rdlock (&s->ckpt_lock);
+  {
+    SCOPED_LOCK (dl, &s->disks_lock);
+    for (size_t i = 0; i < s->ndisks; i++)
+      if (strcmp (s->disks[i]->name, name) == 0) {
+        pthread_rwlock_unlock (&s->ckpt_lock);
+        errno = EEXIST;
+        cas_error ("disk '%s' already exists", name);
+        return NULL;
+      }
+    if (s->ndisks >= CAS_MAX_DISKS) {
+      pthread_rwlock_unlock (&s->ckpt_lock);
+      errno = ENOSPC;
+      cas_error ("a store holds at most %d disks", CAS_MAX_DISKS);
+      return NULL;
+    }
+    d = calloc (1, sizeof *d);
+    if (d == NULL || cas_map_init (&d->map, (size + s->block_size - 1) / s->block_size) == -1) {
+      free (d);
+      pthread_rwlock_unlock (&s->ckpt_lock);
+      cas_error ("add disk '%s': %m", name);
+      return NULL;
+    }
+    d->s = s;
+    d->id = s->ndisks;
+    d->size = size;
+    strcpy (d->name, name);
+    put_le32 (rec, d->id);
+    put_le32 (rec + 4, strlen (name));
+    put_le64 (rec + 8, size);
+    memcpy (rec + 16, name, strlen (name));
+    {
+      SCOPED_LOCK (jl, &s->jlock);
+      cas_journal_append (s, JREC_DISK_ADD, rec, sizeof rec);
+    }
+    s->disks[d->id] = d;
+    __atomic_store_n (&s->ndisks, d->id + 1, __ATOMIC_RELEASE);
+  }
+  pthread_rwlock_unlock (&s->ckpt_lock);
+  if (cas_journal_sync (s) == -1)
+    return NULL;
+  return d;
+}
+
+struct cas_disk *
+cas_disk_find (struct cas_store *s, const char *name)
+{
+  const size_t n = cas_store_ndisks (s);
+
+  for (size_t i = 0; i < n; i++)
+    if (strcmp (s->disks[i]->name, name) == 0)
+      return s->disks[i];
+  errno = ENOENT;
+  return NULL;
+}
+
+size_t
+cas_store_ndisks (const struct cas_store *s)
+{
+  return __atomic_load_n (&s->ndisks, __ATOMIC_ACQUIRE);
+}
+
+struct cas_disk *
+cas_store_disk (struct cas_store *s, size_t i)
+{
+  return i < cas_store_ndisks (s) ? s->disks[i] : NULL;
+}
+
+const char *cas_disk_name (const struct cas_disk *d) { return d->name; }
+uint64_t cas_disk_size (const struct cas_disk *d) { return d->size; }
+uint32_t cas_store_block_size (const struct cas_store *s) { return s->block_size; }
+int cas_store_compression_level (const struct cas_store *s) { return s->level; }
+const char *cas_store_dir (const struct cas_store *s) { return s->dir; }

@@ -1,0 +1,180 @@
+/* The store's internals, shared by the modules that implement casdisk.h:
+ * store.c (open, create, close, disks, recovery), store_io.c (the data
+ * path), journal.c and ckpt.c (persistence), gc.c (background work),
+ * check.c (offline check).
+ *
+ * Lock order (take them in this order, never the reverse):
+ *
+ *   ckpt_mutex -> ckpt_lock -> disks_lock -> stripes[] (ascending) ->
+ *   flush_lock -> jlock -> (alloc.lock, map.grow_lock: leaves)
+ *
+ * RCU read-side sections may be entered with any of them held, and hold
+ * none: readers of maps and of the index never block writers.
+ */
+#ifndef CAS_STORE_H
+#define CAS_STORE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "alloc.h"
+#include "casdisk.h"
+#include "index.h"
+#include "map.h"
+
+#define CAS_NSTRIPES 1024           /* per-block write locks, hashed */
+#define CAS_JBUF_LIMIT (8u << 20)   /* flush when this many journal bytes wait */
+#define CAS_DEFAULT_CKPT_BYTES (64u << 20)
+
+struct cas_disk {
+  struct cas_store *s;
+  uint32_t id;                      /* index in s->disks, as the journal names it */
+  char name[CAS_DISK_NAME_MAX + 1];
+  uint64_t size;                    /* bytes */
+  struct cas_map map;               /* nblocks = ceil (size / block_size) */
+};
+
+struct jbuf {
+  uint8_t *p;
+  size_t len, cap;
+};
+
+/* Problems found while loading, for casdisk check (NULL = open normally,
+ * where the first problem is fatal).
+ */
+struct cas_checker {
+  cas_report_fn report;
+  void *opaque;
+  uint64_t problems;
+};
+
+struct cas_store {
+  char *dir;
+  struct cas_open_opts opts;
+  bool readonly;
+  struct cas_checker *checker;      /* non-NULL when opened by cas_store_check */
+  int sb_fd;                        /* superblock; holds the flock */
+  int data_fd;                      /* the block pack */
+  uint8_t uuid[16];
+  uint32_t block_size;
+  int level;
+
+  /* Disks: appended under disks_lock, read without it (ndisks is
+   * published with a release store after the slot is filled).
+   */
+  pthread_mutex_t disks_lock;
+  struct cas_disk *disks[CAS_MAX_DISKS];
+  size_t ndisks;
+
+  struct cas_index index;           /* lock-free, see index.h */
+  struct cas_alloc alloc;           /* its own lock, see alloc.h */
+  uint64_t ndead;                   /* atomic: blocks with refcount 0 */
+
+  /* Per-block write serialisation: writers of virtual block v of disk d
+   * hold stripes[stripe_of (d, v)] from reading the old content to
+   * journaling the new mapping.
+   */
+  pthread_mutex_t stripes[CAS_NSTRIPES];
+
+  /* Checkpoints.  Every mutation of metadata (map entry, block insert or
+   * delete, disk add) holds ckpt_lock for reading from its change to its
+   * journal record; a checkpoint holds it for writing while it takes its
+   * snapshot, so the snapshot and the journal position agree.
+   */
+  pthread_mutex_t ckpt_mutex;       /* one checkpoint at a time */
+  pthread_rwlock_t ckpt_lock;
+
+  /* The journal.  jlock guards active, next_seq, next_id and makes
+   * "insert a block into the index + append its BLOCK_NEW" atomic.
+   */
+  pthread_mutex_t jlock;
+  struct jbuf active;               /* records not yet handed to a flush */
+  uint64_t next_seq;                /* seq of the next record */
+  uint64_t next_id;                 /* next block id */
+  uint64_t first_unflushed_ns;      /* when active became non-empty (0 = empty) */
+
+  /* flush_lock guards the journal file (jfd, jpos, gen) and flushing. */
+  pthread_mutex_t flush_lock;
+  struct jbuf flushing;             /* a batch being written (kept on failure) */
+  uint64_t flushing_last_seq;
+  int jfd;
+  uint64_t jpos;                    /* where the next batch goes */
+  uint64_t gen;                     /* generation of the journal file jfd */
+  uint64_t durable_seq;             /* atomic: every record <= this is durable */
+
+  /* Background thread (gc.c). */
+  pthread_t bg_thread;
+  bool bg_started;
+  pthread_mutex_t bg_lock;          /* guards bg_stop, with bg_cond */
+  pthread_cond_t bg_cond;
+  bool bg_stop;
+  uint64_t gc_freed_blocks;         /* atomic, statistics */
+};
+
+static inline pthread_mutex_t *
+stripe_of (struct cas_store *s, const struct cas_disk *d, uint64_t v)
+{
+  const uint64_t h = (v ^ ((uint64_t) d->id << 40)) * UINT64_C(0x9e3779b97f4a7c15);
+  return &s->stripes[h >> 54];      /* top 10 bits: 1024 stripes */
+}
+
+/* ---- store.c ---- */
+struct cas_store *cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
+                                           struct cas_checker *checker);
+/* Report a problem: in check mode count it and go on (returns 0); when
+ * opening for real, log it as the error and fail (returns -1, EUCLEAN).
+ */
+int cas_problem (struct cas_store *s, const char *fmt, ...)
+  __attribute__((format (printf, 2, 3)));
+int cas_store_checkpoint (struct cas_store *s);
+void cas_free_block (struct cas_block *b);
+
+/* Loading (checkpoint and journal replay share these).  No concurrency. */
+struct cas_load;                    /* id -> block table while loading */
+int cas_load_block_new (struct cas_store *s, struct cas_load *ld, uint64_t id, uint64_t offset,
+                        const uint8_t hash[32], uint32_t stored_len, uint32_t flags,
+                        uint32_t crc, uint32_t refcount);
+int cas_load_block_del (struct cas_store *s, struct cas_load *ld, uint64_t id);
+int cas_load_map_set (struct cas_store *s, struct cas_load *ld, uint32_t disk, uint64_t v,
+                      uint64_t id, bool from_journal);
+int cas_load_map_zero (struct cas_store *s, struct cas_load *ld, uint32_t disk, uint64_t v,
+                       uint64_t count);
+int cas_load_disk_add (struct cas_store *s, uint32_t id, const char *name, uint64_t size);
+
+/* ---- journal.c ---- */
+/* jlock held.  Append one record; returns its seq. */
+uint64_t cas_journal_append (struct cas_store *s, int type, const void *payload, uint16_t len);
+/* Write and sync every appended record (after syncing the data file). */
+int cas_journal_sync (struct cas_store *s);
+int cas_journal_create (struct cas_store *s, uint64_t gen, uint64_t first_seq, int *fd);
+/* Replay journal.GEN into the store.  *SEQ is the expected first seq on
+ * entry and the next seq on return; *END the end of the valid records.
+ */
+int cas_journal_replay (struct cas_store *s, struct cas_load *ld, uint64_t gen,
+                        uint64_t *seq, uint64_t *end, bool *torn);
+bool cas_journal_exists (const struct cas_store *s, uint64_t gen);
+void cas_journal_path (const struct cas_store *s, uint64_t gen, char *buf, size_t len);
+
+/* ---- ckpt.c ---- */
+/* Serialise the whole metadata (writers excluded by the caller). */
+int cas_ckpt_serialize (struct cas_store *s, uint64_t gen, uint64_t next_seq,
+                        uint8_t **buf, size_t *len);
+int cas_ckpt_load (struct cas_store *s, struct cas_load *ld, const uint8_t *buf, size_t len,
+                   uint64_t *gen, uint64_t *next_seq);
+int cas_ckpt_write_empty (const char *dir, const uint8_t uuid[16], const char *disk,
+                          uint64_t size, uint32_t block_size);
+
+/* ---- store_io.c ---- */
+/* rcu_read_lock held.  Read and verify block B into OUT (block_size bytes). */
+int cas_read_stored (struct cas_store *s, const struct cas_block *b, void *out);
+
+/* ---- gc.c ---- */
+int cas_gc_start (struct cas_store *s);
+void cas_gc_stop (struct cas_store *s);
+/* Free the space of dead blocks whose delay has passed (background thread). */
+void cas_gc_pass (struct cas_store *s, bool force);
+/* Make pending frees durable, wait a grace period, release and punch them. */
+void cas_gc_release (struct cas_store *s);
+
+#endif

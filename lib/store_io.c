@@ -1,0 +1,479 @@
+/* The data path: read, write, zero and extents of a disk.
+ *
+ * Reads take no lock: inside an RCU read-side section they look up the
+ * map entry and read the block it points at; a block (and its space) is
+ * freed only after a grace period, so it cannot vanish under a reader.
+ *
+ * A write of virtual block v:
+ *   1. builds the new content (a partial write reads the old block and
+ *      merges, holding v's stripe lock so concurrent partial writes to the
+ *      same block cannot lose each other's bytes);
+ *   2. finds it in the index by SHA-256 (dedup: take a reference) or stores
+ *      it: compress, allocate, pwrite, then insert + journal BLOCK_NEW;
+ *   3. under v's stripe lock: swap the map entry, journal MAP_SET, drop the
+ *      reference of the old block (which may then wait for the GC).
+ * All-zero content stores nothing: the map entry becomes NULL.
+ *
+ * Every step that changes metadata holds ckpt_lock for reading, so a
+ * checkpoint never sees half of a write.
+ */
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compress.h"
+#include "crc32c.h"
+#include "format.h"
+#include "io.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+#define ZERO_RANGE_BIG 64       /* blocks: above this, zero under all stripes */
+
+static int
+check_range (const struct cas_disk *d, uint64_t count, uint64_t offset, const char *op)
+{
+  if (offset > d->size || count > d->size - offset) {
+    errno = EINVAL;
+    cas_error ("%s: range [%" PRIu64 ", +%" PRIu64 ") is beyond the end of disk '%s' (%"
+               PRIu64 " bytes)", op, offset, count, d->name, d->size);
+    return -1;
+  }
+  return 0;
+}
+
+int
+cas_read_stored (struct cas_store *s, const struct cas_block *b, void *out)
+{
+  CLEANUP_FREE uint8_t *tmp = NULL;
+  const uint8_t *stored = out;
+
+  if (b->flags & CAS_BLK_COMPRESSED) {
+    tmp = malloc (b->stored_len);
+    if (tmp == NULL) {
+      cas_error ("read: %m");
+      return -1;
+    }
+    stored = tmp;
+  }
+  if (cas_pread_full (s->data_fd, (void *) stored, b->stored_len, b->offset, "data file") == -1)
+    return -1;
+  if (cas_crc32c (0, stored, b->stored_len) != b->crc) {
+    errno = EIO;
+    cas_error ("block id %" PRIu64 " at data file offset %" PRIu64
+               ": checksum mismatch, the stored data is corrupted", b->id, b->offset);
+    return -1;
+  }
+  if (b->flags & CAS_BLK_COMPRESSED &&
+      cas_decompress (out, s->block_size, stored, b->stored_len) == -1) {
+    cas_error ("block id %" PRIu64 " at data file offset %" PRIu64 ": cannot decompress",
+               b->id, b->offset);
+    return -1;
+  }
+  return 0;
+}
+
+int
+cas_disk_read (struct cas_disk *d, void *buf, uint32_t count, uint64_t offset)
+{
+  struct cas_store *s = d->s;
+  const uint32_t bs = s->block_size;
+  CLEANUP_FREE uint8_t *tmp = NULL;
+  uint8_t *p = buf;
+
+  if (check_range (d, count, offset, "read") == -1)
+    return -1;
+  while (count > 0) {
+    const uint64_t v = offset / bs;
+    const uint32_t boff = offset % bs;
+    const uint32_t n = count < bs - boff ? count : bs - boff;
+    int r = 0;
+
+    rcu_read_lock ();
+    const struct cas_block *b = cas_map_get (&d->map, v);
+    if (b == NULL)
+      memset (p, 0, n);
+    else if (n == bs)
+      r = cas_read_stored (s, b, p);
+    else {
+      if (tmp == NULL && (tmp = malloc (bs)) == NULL) {
+        cas_error ("read: %m");
+        r = -1;
+      }
+      if (r == 0 && (r = cas_read_stored (s, b, tmp)) == 0)
+        memcpy (p, tmp + boff, n);
+    }
+    rcu_read_unlock ();
+    if (r == -1)
+      return -1;
+    p += n;
+    offset += n;
+    count -= n;
+  }
+  return 0;
+}
+
+/* Find DATA (block_size bytes, not all zero) in the index or store it.
+ * Returns the block with a reference held for the caller.  ckpt_lock held
+ * for reading.
+ */
+static struct cas_block *
+store_block (struct cas_store *s, const void *data)
+{
+  const uint32_t bs = s->block_size;
+  struct cas_hash h;
+  CLEANUP_FREE uint8_t *cbuf = NULL;
+
+  if (cas_hash_block (data, bs, &h) == -1)
+    return NULL;
+  for (;;) {
+    struct cas_block *b, *got;
+    bool revived;
+    const void *stored = data;
+    uint32_t stored_len = bs, flags = 0;
+    uint64_t off;
+
+    rcu_read_lock ();
+    b = cas_index_lookup (&s->index, &h);
+    if (b && cas_block_get (b, &revived)) {
+      rcu_read_unlock ();
+      if (revived)
+        __atomic_sub_fetch (&s->ndead, 1, __ATOMIC_RELAXED);
+      return b;
+    }
+    rcu_read_unlock ();
+
+    /* New content.  Compress it if that saves at least one granule. */
+    if (s->level > 0) {
+      if (cbuf == NULL && (cbuf = malloc (bs)) == NULL) {
+        cas_error ("write: %m");
+        return NULL;
+      }
+      const long c = cas_compress (cbuf, bs - CAS_GRANULE, data, bs, s->level);
+      if (c < 0)
+        return NULL;
+      if (c > 0 && round_up (c, CAS_GRANULE) < bs) {
+        stored = cbuf;
+        stored_len = c;
+        flags = CAS_BLK_COMPRESSED;
+      }
+    }
+    if (cas_alloc_get (&s->alloc, stored_len, &off) == -1)
+      return NULL;
+    if (cas_pwrite_full (s->data_fd, stored, stored_len, off, "data file") == -1) {
+      cas_alloc_free (&s->alloc, off, stored_len);
+      return NULL;
+    }
+    b = calloc (1, sizeof *b);
+    if (b == NULL) {
+      cas_alloc_free (&s->alloc, off, stored_len);
+      cas_error ("write: %m");
+      return NULL;
+    }
+    b->hash = h;
+    b->offset = off;
+    b->stored_len = stored_len;
+    b->flags = flags;
+    b->crc = cas_crc32c (0, stored, stored_len);
+    b->refcount = 1;
+
+    /* Publish: insertion and its journal record under jlock, so no other
+     * writer can journal a reference to it before its BLOCK_NEW.
+     */
+    {
+      SCOPED_LOCK (jl, &s->jlock);
+      b->id = s->next_id++;
+      rcu_read_lock ();
+      got = cas_index_add_unique (&s->index, b);
+      rcu_read_unlock ();
+      if (got == b) {
+        uint8_t rec[JREC_BLOCK_NEW_LEN] = { 0 };
+        put_le64 (rec, b->id);
+        put_le64 (rec + 8, b->offset);
+        memcpy (rec + 16, b->hash.b, 32);
+        put_le32 (rec + 48, b->stored_len);
+        put_le32 (rec + 52, b->flags);
+        put_le32 (rec + 56, b->crc);
+        cas_journal_append (s, JREC_BLOCK_NEW, rec, sizeof rec);
+        return b;
+      }
+    }
+    /* Another writer stored the same content first: never referenced, so
+     * the space is reusable at once.  Look it up again.
+     */
+    cas_alloc_free (&s->alloc, off, stored_len);
+    free (b);
+  }
+}
+
+/* Point block V of D at NB (NULL = zeroes), which carries a reference for
+ * the map.  V's stripe lock and ckpt_lock (read) held.
+ */
+static int
+set_entry (struct cas_disk *d, uint64_t v, struct cas_block *nb)
+{
+  struct cas_store *s = d->s;
+  struct cas_block *old;
+  uint64_t seq;
+
+  if (cas_map_set (&d->map, v, nb, &old) == -1)
+    return -1;
+  if (old == nb) {              /* same content: the map already had a reference */
+    if (nb)
+      cas_block_put (nb, 0, cas_now ());
+    return 0;
+  }
+  {
+    uint8_t rec[JREC_MAP_SET_LEN] = { 0 };
+    put_le32 (rec, d->id);
+    put_le64 (rec + 8, v);
+    put_le64 (rec + 16, nb ? nb->id : 0);
+    SCOPED_LOCK (jl, &s->jlock);
+    seq = cas_journal_append (s, JREC_MAP_SET, rec, sizeof rec);
+  }
+  if (old && cas_block_put (old, seq, cas_now ()))
+    __atomic_add_fetch (&s->ndead, 1, __ATOMIC_RELAXED);
+  return 0;
+}
+
+/* Drop a reference that will not be stored in a map (an error path). */
+static void
+unref (struct cas_store *s, struct cas_block *b)
+{
+  uint64_t seq;
+  {
+    SCOPED_LOCK (jl, &s->jlock);
+    seq = s->next_seq - 1;      /* its BLOCK_NEW, if any, is at or before */
+  }
+  if (b && cas_block_put (b, seq, cas_now ()))
+    __atomic_add_fetch (&s->ndead, 1, __ATOMIC_RELAXED);
+}
+
+/* Write N bytes of SRC (NULL = zeroes) at BOFF within block V.  ckpt_lock
+ * held for reading.
+ */
+static int
+write_block (struct cas_disk *d, uint64_t v, const uint8_t *src, uint32_t boff, uint32_t n)
+{
+  struct cas_store *s = d->s;
+  const uint32_t bs = s->block_size;
+  struct cas_block *nb = NULL;
+
+  if (boff == 0 && n == bs && src) {
+    /* Whole block: hash and compress without holding the stripe. */
+    if (!cas_is_zero (src, bs) && (nb = store_block (s, src)) == NULL)
+      return -1;
+    SCOPED_LOCK (l, stripe_of (s, d, v));
+    if (set_entry (d, v, nb) == -1) {
+      unref (s, nb);
+      return -1;
+    }
+    return 0;
+  }
+
+  /* Part of a block: read, merge, store under the stripe lock. */
+  SCOPED_LOCK (l, stripe_of (s, d, v));
+  CLEANUP_FREE uint8_t *buf = malloc (bs);
+  int r = 0;
+  if (buf == NULL) {
+    cas_error ("write: %m");
+    return -1;
+  }
+  rcu_read_lock ();
+  const struct cas_block *old = cas_map_get (&d->map, v);
+  if (old)
+    r = cas_read_stored (s, old, buf);
+  else
+    memset (buf, 0, bs);
+  rcu_read_unlock ();
+  if (r == -1)
+    return -1;
+  if (src)
+    memcpy (buf + boff, src, n);
+  else
+    memset (buf + boff, 0, n);
+  if (!cas_is_zero (buf, bs) && (nb = store_block (s, buf)) == NULL)
+    return -1;
+  if (set_entry (d, v, nb) == -1) {
+    unref (s, nb);
+    return -1;
+  }
+  return 0;
+}
+
+/* Flush if too many journal records wait in memory. */
+static int
+maybe_flush (struct cas_store *s)
+{
+  if (__atomic_load_n (&s->active.len, __ATOMIC_RELAXED) > CAS_JBUF_LIMIT)
+    return cas_journal_sync (s);
+  return 0;
+}
+
+/* Apply SRC (NULL = zeroes) to [offset, offset+count) block by block. */
+static int
+write_range (struct cas_disk *d, const uint8_t *src, uint32_t count, uint64_t offset)
+{
+  struct cas_store *s = d->s;
+  const uint32_t bs = s->block_size;
+  int r = 0;
+
+  pthread_rwlock_rdlock (&s->ckpt_lock);
+  while (count > 0 && r == 0) {
+    const uint64_t v = offset / bs;
+    const uint32_t boff = offset % bs;
+    const uint32_t n = count < bs - boff ? count : bs - boff;
+
+    r = write_block (d, v, src, boff, n);
+    if (src)
+      src += n;
+    offset += n;
+    count -= n;
+  }
+  pthread_rwlock_unlock (&s->ckpt_lock);
+  if (r == 0)
+    r = maybe_flush (s);
+  return r;
+}
+
+int
+cas_disk_write (struct cas_disk *d, const void *buf, uint32_t count, uint64_t offset)
+{
+  if (d->s->readonly) {
+    errno = EROFS;
+    cas_error ("write: the store is open read-only");
+    return -1;
+  }
+  if (check_range (d, count, offset, "write") == -1)
+    return -1;
+  return write_range (d, buf, count, offset);
+}
+
+/* Release whole blocks [v0, v0+n): map entries become NULL. */
+static int
+zero_blocks (struct cas_disk *d, uint64_t v0, uint64_t n)
+{
+  struct cas_store *s = d->s;
+  const uint64_t now = cas_now ();
+
+  pthread_rwlock_rdlock (&s->ckpt_lock);
+  if (n <= ZERO_RANGE_BIG) {
+    for (uint64_t v = v0; v < v0 + n; v++) {
+      SCOPED_LOCK (l, stripe_of (s, d, v));
+      set_entry (d, v, NULL);   /* cannot fail: no page is allocated */
+    }
+  }
+  else {
+    /* One record for the whole range, under every stripe (ascending). */
+    uint8_t rec[JREC_MAP_ZERO_LEN] = { 0 };
+    uint64_t seq, dead = 0;
+
+    for (int i = 0; i < CAS_NSTRIPES; i++)
+      pthread_mutex_lock (&s->stripes[i]);
+    put_le32 (rec, d->id);
+    put_le64 (rec + 8, v0);
+    put_le64 (rec + 16, n);
+    {
+      SCOPED_LOCK (jl, &s->jlock);
+      seq = cas_journal_append (s, JREC_MAP_ZERO, rec, sizeof rec);
+    }
+    for (uint64_t v = v0; v < v0 + n; v++) {
+      struct cas_block *old;
+      if (cas_map_page_of (&d->map, v) == NULL) {
+        v |= CAS_MAP_PAGE - 1;  /* nothing mapped in this page */
+        continue;
+      }
+      cas_map_set (&d->map, v, NULL, &old);
+      if (old && cas_block_put (old, seq, now))
+        dead++;
+    }
+    __atomic_add_fetch (&s->ndead, dead, __ATOMIC_RELAXED);
+    for (int i = CAS_NSTRIPES - 1; i >= 0; i--)
+      pthread_mutex_unlock (&s->stripes[i]);
+  }
+  pthread_rwlock_unlock (&s->ckpt_lock);
+  return maybe_flush (s);
+}
+
+int
+cas_disk_zero (struct cas_disk *d, uint32_t count, uint64_t offset)
+{
+  const uint32_t bs = d->s->block_size;
+  uint64_t first, last;
+
+  if (d->s->readonly) {
+    errno = EROFS;
+    cas_error ("zero: the store is open read-only");
+    return -1;
+  }
+  if (check_range (d, count, offset, "zero") == -1)
+    return -1;
+  /* Whole blocks in the middle are released; the partial ends are written
+   * with zeroes.  A range reaching the end of the disk covers its last
+   * (possibly short) block entirely.
+   */
+  first = round_up (offset, bs) / bs;
+  last = offset + count == d->size ? d->map.nblocks : (offset + count) / bs;
+  if (first >= last)
+    return write_range (d, NULL, count, offset);
+  if (offset < first * bs && write_range (d, NULL, first * bs - offset, offset) == -1)
+    return -1;
+  if (zero_blocks (d, first, last - first) == -1)
+    return -1;
+  if (last * bs < offset + count &&
+      write_range (d, NULL, offset + count - last * bs, last * bs) == -1)
+    return -1;
+  return 0;
+}
+
+int
+cas_disk_extents (struct cas_disk *d, uint64_t offset, uint64_t count,
+                  cas_extent_fn fn, void *opaque)
+{
+  const uint32_t bs = d->s->block_size;
+  const uint64_t end = offset + count;
+  uint64_t start = offset, pos = offset;
+  bool zero = false, first = true;
+
+  if (check_range (d, count, offset, "extents") == -1)
+    return -1;
+  rcu_read_lock ();
+  while (pos < end) {
+    const uint64_t v = pos / bs;
+    uint64_t next;
+    bool z;
+
+    if (cas_map_page_of (&d->map, v) == NULL) {
+      z = true;
+      next = (v / CAS_MAP_PAGE + 1) * CAS_MAP_PAGE * bs;
+    }
+    else {
+      z = cas_map_get (&d->map, v) == NULL;
+      next = (v + 1) * bs;
+    }
+    if (next > end)
+      next = end;
+    if (first) {
+      zero = z;
+      first = false;
+    }
+    else if (z != zero) {
+      rcu_read_unlock ();
+      if (fn (opaque, start, pos - start, zero) == -1)
+        return -1;
+      rcu_read_lock ();
+      start = pos;
+      zero = z;
+    }
+    pos = next;
+  }
+  rcu_read_unlock ();
+  if (count > 0 && fn (opaque, start, end - start, zero) == -1)
+    return -1;
+  return 0;
+}
