@@ -239,6 +239,12 @@ ld_find (struct cas_load *ld, uint64_t id)
       return &ld->slot[i];
 }
 
+static struct cas_block *
+ld_get (struct cas_load *ld, uint64_t id)
+{
+  return ld->slot ? *ld_find (ld, id) : NULL;
+}
+
 static int
 ld_insert (struct cas_load *ld, struct cas_block *b)
 {
@@ -312,7 +318,7 @@ cas_load_block_new (struct cas_store *s, struct cas_load *ld, uint64_t id, uint6
 {
   struct cas_block *b, *got;
 
-  if (id == 0 || *ld_find (ld, id) != NULL)
+  if (id == 0 || ld_get (ld, id) != NULL)
     return cas_problem (s, "block id %" PRIu64 " is zero or defined twice", id);
   if (stored_len == 0 || stored_len > s->block_size || offset % CAS_GRANULE ||
       (flags & ~CAS_BLK_COMPRESSED) ||
@@ -350,8 +356,7 @@ cas_load_block_new (struct cas_store *s, struct cas_load *ld, uint64_t id, uint6
 int
 cas_load_block_del (struct cas_store *s, struct cas_load *ld, uint64_t id)
 {
-  struct cas_block **p = ld_find (ld, id);
-  struct cas_block *b = *p;
+  struct cas_block *b = ld_get (ld, id);
 
   if (b == NULL)
     return cas_problem (s, "journal deletes unknown block id %" PRIu64, id);
@@ -392,7 +397,7 @@ cas_load_map_set (struct cas_store *s, struct cas_load *ld, uint32_t disk, uint6
   if (d == NULL)
     return s->checker ? 0 : -1;
   if (id != 0) {
-    b = *ld_find (ld, id);
+    b = ld_get (ld, id);
     if (b == NULL)
       return cas_problem (s, "disk '%s' block %" PRIu64 " points at unknown block id %" PRIu64,
                           d->name, v, id);
