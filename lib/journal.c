@@ -87,9 +87,10 @@ cas_journal_append (struct cas_store *s, int type, const void *payload, uint16_t
   put_le64 (r + 8, seq);
   memcpy (r + JREC_HDR_SIZE, payload, len);
   put_le32 (r, cas_crc32c (0, r + 4, total - 4));
+  /* len and first_unflushed_ns are also read without jlock, as hints. */
   if (s->active.len == 0)
-    s->first_unflushed_ns = cas_now_ns ();
-  s->active.len += total;
+    __atomic_store_n (&s->first_unflushed_ns, cas_now_ns (), __ATOMIC_RELAXED);
+  __atomic_store_n (&s->active.len, s->active.len + total, __ATOMIC_RELAXED);
   s->next_seq++;
   return seq;
 }
@@ -110,8 +111,8 @@ cas_journal_sync (struct cas_store *s)
       }
       memcpy (s->flushing.p + s->flushing.len, s->active.p, s->active.len);
       s->flushing.len += s->active.len;
-      s->active.len = 0;
-      s->first_unflushed_ns = 0;
+      __atomic_store_n (&s->active.len, 0, __ATOMIC_RELAXED);
+      __atomic_store_n (&s->first_unflushed_ns, 0, __ATOMIC_RELAXED);
       s->flushing_last_seq = s->next_seq - 1;
     }
     last = s->flushing_last_seq;
@@ -131,7 +132,7 @@ cas_journal_sync (struct cas_store *s)
   if (cas_pwrite_full (s->jfd, s->flushing.p, s->flushing.len, s->jpos, "journal") == -1 ||
       cas_fdatasync (s->jfd, "journal") == -1)
     return -1;                  /* the batch stays in s->flushing for the retry */
-  s->jpos += s->flushing.len;
+  __atomic_store_n (&s->jpos, s->jpos + s->flushing.len, __ATOMIC_RELAXED);
   s->flushing.len = 0;
 
   /* 4. */
