@@ -1,10 +1,37 @@
-/* Synchronous file I/O with full transfers and one error convention. */
+/* Synchronous file I/O with full transfers and one error convention.
+ *
+ * This is the engine's only door to the backing storage, which makes it
+ * the place for the I/O log of the crash harness: when the environment
+ * variable CASDISK_IOLOG names a file, every operation that changes a
+ * store file is appended to it *before* it is performed, one record per
+ * write(2) (O_APPEND):
+ *
+ *   W <file> <offset> <length>\n<data>   pwrite
+ *   S <file>\n                          fdatasync / fsync
+ *   T <file> <size>\n                   ftruncate
+ *   P <file> <offset> <length>\n        punch a hole
+ *   C <file>\n                          create (or truncate to 0)
+ *   U <file>\n                          unlink
+ *   R <from> <to>\n                     rename
+ *   D\n                                 fsync of the store directory
+ *
+ * <file> is the base name inside the store directory.  Logging before the
+ * call means the log may show an operation that had not completed when the
+ * process died, never miss one that had: a replay that treats every write
+ * followed by a sync of its file as durable, and any other write as
+ * possibly lost or torn, produces only states a real power loss could
+ * produce (tests/crash/ does that).  Off unless the variable is set.
+ */
 #include <config.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <pthread.h>
+#include <string.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -13,6 +40,119 @@
 #include "io.h"
 #include "log.h"
 #include "util.h"
+
+static int iolog_fd = -1;
+static pthread_once_t iolog_once = PTHREAD_ONCE_INIT;
+
+static void
+iolog_open (void)
+{
+  const char *path = getenv ("CASDISK_IOLOG");
+
+  if (path && *path)
+    iolog_fd = open (path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+}
+
+/* The base name of the file behind FD. */
+static void
+fd_name (int fd, char *buf, size_t len)
+{
+  char link[64], target[4096];
+  ssize_t n;
+
+  snprintf (link, sizeof link, "/proc/self/fd/%d", fd);
+  n = readlink (link, target, sizeof target - 1);
+  target[n > 0 ? n : 0] = '\0';
+  const char *slash = strrchr (target, '/');
+  const char *base = slash ? slash + 1 : target;
+  size_t n2 = strlen (base);
+  if (n2 >= len)
+    n2 = len - 1;
+  memcpy (buf, base, n2);
+  buf[n2] = '\0';
+}
+
+static const char *
+base_name (const char *path)
+{
+  const char *slash = strrchr (path, '/');
+  return slash ? slash + 1 : path;
+}
+
+/* Append one record: a header line and optional data, in one write. */
+static void
+iolog (const void *data, size_t len, const char *fmt, ...)
+  __attribute__((format (printf, 3, 4)));
+static void
+iolog (const void *data, size_t len, const char *fmt, ...)
+{
+  char hdr[512];
+  va_list ap;
+  int n;
+
+  pthread_once (&iolog_once, iolog_open);
+  if (iolog_fd < 0)
+    return;
+  va_start (ap, fmt);
+  n = vsnprintf (hdr, sizeof hdr, fmt, ap);
+  va_end (ap);
+  char *rec = malloc (n + len);
+  if (rec == NULL)
+    abort ();                   /* a log with a hole would prove nothing */
+  memcpy (rec, hdr, n);
+  if (len)
+    memcpy (rec + n, data, len);
+  if (write (iolog_fd, rec, n + len) != (ssize_t) (n + len))
+    abort ();
+  free (rec);
+}
+
+static bool
+iolog_on (void)
+{
+  pthread_once (&iolog_once, iolog_open);
+  return iolog_fd >= 0;
+}
+
+int
+cas_create_file (const char *path, int *fdp)
+{
+  if (iolog_on ())
+    iolog (NULL, 0, "C %s\n", base_name (path));
+  *fdp = open (path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (*fdp == -1) {
+    cas_error ("create %s: %m", path);
+    return -1;
+  }
+  return 0;
+}
+
+int
+cas_ftruncate (int fd, uint64_t size, const char *what)
+{
+  if (iolog_on ()) {
+    char name[256];
+    fd_name (fd, name, sizeof name);
+    iolog (NULL, 0, "T %s %" PRIu64 "\n", name, size);
+  }
+  if (ftruncate (fd, size) == -1) {
+    cas_error ("truncate %s: %m", what);
+    return -1;
+  }
+  return 0;
+}
+
+int
+cas_unlink (const char *path)
+{
+  if (iolog_on ())
+    iolog (NULL, 0, "U %s\n", base_name (path));
+  if (unlink (path) == -1 && errno != ENOENT) {
+    cas_error ("unlink %s: %m", path);
+    return -1;
+  }
+  return 0;
+}
 
 int
 cas_pread_full (int fd, void *buf, size_t len, uint64_t off, const char *what)
@@ -44,6 +184,11 @@ cas_pwrite_full (int fd, const void *buf, size_t len, uint64_t off, const char *
 {
   const char *p = buf;
 
+  if (iolog_on ()) {
+    char name[256];
+    fd_name (fd, name, sizeof name);
+    iolog (buf, len, "W %s %" PRIu64 " %zu\n", name, off, len);
+  }
   while (len > 0) {
     const ssize_t r = pwrite (fd, p, len, off);
     if (r < 0) {
@@ -62,6 +207,11 @@ cas_pwrite_full (int fd, const void *buf, size_t len, uint64_t off, const char *
 int
 cas_fdatasync (int fd, const char *what)
 {
+  if (iolog_on ()) {
+    char name[256];
+    fd_name (fd, name, sizeof name);
+    iolog (NULL, 0, "S %s\n", name);
+  }
   if (fdatasync (fd) == -1) {
     cas_error ("fdatasync %s: %m", what);
     return -1;
@@ -74,6 +224,7 @@ cas_fsync_dir (const char *dir)
 {
   const int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
+  iolog (NULL, 0, "D\n");
   if (fd == -1) {
     cas_error ("open %s: %m", dir);
     return -1;
@@ -92,6 +243,11 @@ cas_punch_hole (int fd, uint64_t off, uint64_t len, const char *what)
 {
   if (len == 0)
     return 0;
+  if (iolog_on ()) {
+    char name[256];
+    fd_name (fd, name, sizeof name);
+    iolog (NULL, 0, "P %s %" PRIu64 " %" PRIu64 "\n", name, off, len);
+  }
   if (fallocate (fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) == -1) {
     if (errno == EOPNOTSUPP)
       return 0;                 /* the space stays allocated: still correct */
@@ -142,20 +298,18 @@ cas_write_file_atomic (const char *dir, const char *name, const void *buf, size_
 
   snprintf (tmp, sizeof tmp, "%s/%s.tmp", dir, name);
   snprintf (path, sizeof path, "%s/%s", dir, name);
-  fd = open (tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd == -1) {
-    cas_error ("create %s: %m", tmp);
+  if (cas_create_file (tmp, &fd) == -1)
     return -1;
-  }
   if (cas_pwrite_full (fd, buf, len, 0, tmp) == -1 || cas_fdatasync (fd, tmp) == -1) {
     close (fd);
-    unlink (tmp);
+    cas_unlink (tmp);
     return -1;
   }
   close (fd);
+  iolog (NULL, 0, "R %s %s\n", base_name (tmp), base_name (path));
   if (rename (tmp, path) == -1) {
     cas_error ("rename %s: %m", tmp);
-    unlink (tmp);
+    cas_unlink (tmp);
     return -1;
   }
   return cas_fsync_dir (dir);

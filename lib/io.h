@@ -26,6 +26,11 @@ int cas_read_file (const char *path, void **buf, size_t *len) __attribute__((non
 /* Write a file atomically: DIR/NAME.tmp, fsync, rename over DIR/NAME, fsync DIR. */
 int cas_write_file_atomic (const char *dir, const char *name, const void *buf, size_t len)
   __attribute__((nonnull));
+/* Create PATH (truncating it), open read-write. */
+int cas_create_file (const char *path, int *fd) __attribute__((nonnull));
+int cas_ftruncate (int fd, uint64_t size, const char *what) __attribute__((nonnull));
+/* Unlink PATH; a missing file is not an error. */
+int cas_unlink (const char *path) __attribute__((nonnull));
 /* Allocated bytes (st_blocks * 512) and apparent size of PATH; 0 if missing. */
 int cas_file_usage (const char *path, uint64_t *allocated, uint64_t *apparent)
   __attribute__((nonnull));

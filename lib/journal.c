@@ -148,11 +148,8 @@ cas_journal_create (struct cas_store *s, uint64_t gen, uint64_t first_seq, int *
   int fd;
 
   cas_journal_path (s, gen, path, sizeof path);
-  fd = open (path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd == -1) {
-    cas_error ("create %s: %m", path);
+  if (cas_create_file (path, &fd) == -1)
     return -1;
-  }
   memcpy (hdr + JRN_MAGIC, CAS_JOURNAL_MAGIC, 8);
   put_le32 (hdr + JRN_VERSION, CAS_FORMAT_VERSION);
   put_le64 (hdr + JRN_GEN, gen);
@@ -163,7 +160,7 @@ cas_journal_create (struct cas_store *s, uint64_t gen, uint64_t first_seq, int *
       cas_fdatasync (fd, path) == -1 ||
       cas_fsync_dir (s->dir) == -1) {
     close (fd);
-    unlink (path);
+    cas_unlink (path);
     return -1;
   }
   *fdp = fd;

@@ -199,11 +199,8 @@ cas_store_create (const char *dir, const struct cas_create_opts *opts,
   put_le32 (sb + SB_CRC, cas_crc32c (0, sb, sizeof sb));
 
   path_of (dir, CAS_DATA_NAME, path, sizeof path);
-  fd = open (path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd == -1) {
-    cas_error ("create %s: %m", path);
+  if (cas_create_file (path, &fd) == -1)
     return -1;
-  }
   close (fd);
   if (cas_ckpt_write_empty (dir, sb + SB_UUID, first_disk, first_size, opts->block_size) == -1)
     return -1;
@@ -536,10 +533,8 @@ finish_load (struct cas_store *s)
         cas_punch_hole (s->data_fd, pos, u.v[i].off - pos, "data file");
       pos = u.v[i].off + round_up (u.v[i].len, CAS_GRANULE);
     }
-    if ((uint64_t) st.st_size > pos && ftruncate (s->data_fd, pos) == -1) {
-      cas_error ("truncate data file: %m");
+    if ((uint64_t) st.st_size > pos && cas_ftruncate (s->data_fd, pos, "data file") == -1)
       goto out;
-    }
   }
   r = 0;
  out:
@@ -667,7 +662,7 @@ remove_old_journals (struct cas_store *s, uint64_t gen)
 
   for (uint64_t g = gen - 1; g > 0 && cas_journal_exists (s, g); g--) {
     cas_journal_path (s, g, path, sizeof path);
-    unlink (path);
+    cas_unlink (path);
   }
 }
 
