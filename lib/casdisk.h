@@ -139,6 +139,8 @@ struct cas_store_stats {
   uint64_t physical_allocated;  /* bytes allocated by all the store's files (du) */
   uint64_t physical_apparent;   /* their apparent size (ls -l) */
   uint64_t journal_bytes;
+  uint64_t quarantined;         /* blocks that failed verification */
+  uint64_t gc_freed_blocks;     /* blocks freed by the delayed GC since open */
 };
 int cas_store_stats (struct cas_store *s, struct cas_store_stats *st)
   __attribute__((nonnull));
@@ -159,6 +161,24 @@ struct cas_check_result {
 int cas_store_check (const char *dir, cas_report_fn report, void *opaque,
                      struct cas_check_result *res)
   __attribute__((nonnull (1, 4)));
+
+/* Scrub an open store: verify every stored block (checksum, decompression,
+ * SHA-256) and re-read every metadata file, quarantining blocks that fail.
+ * RATE limits reading to that many bytes per second (0 = no limit).
+ * PROGRESS (may be NULL) is called with (blocks done, blocks total).
+ * Returns the number of problems found, or -1 on error.
+ */
+typedef void (*cas_progress_fn) (void *opaque, uint64_t done, uint64_t total);
+struct cas_scrub_result {
+  uint64_t blocks;              /* blocks verified */
+  uint64_t bytes;               /* stored bytes read */
+  uint64_t corrupted;           /* blocks found bad (now quarantined) */
+  uint64_t already_quarantined; /* blocks skipped: quarantined before */
+  uint64_t problems;            /* corrupted blocks + metadata problems */
+};
+int cas_store_scrub (struct cas_store *s, uint64_t rate, cas_progress_fn progress,
+                     cas_report_fn report, void *opaque, struct cas_scrub_result *res)
+  __attribute__((nonnull (1, 6)));
 
 /* Parse a size such as "10G", "512K", "4096" (binary units).  -1 + EINVAL
  * on bad syntax or overflow.

@@ -48,6 +48,11 @@ verify_block (void *opaque, struct cas_block *b)
   v->used[v->n++] = (struct cas_extent) { .off = b->offset, .len = b->stored_len, .tag = b->id };
   v->res->blocks_checked++;
   cas_hash_hex (&b->hash, hex);
+  if (cas_block_quarantined (b)) {
+    cas_problem (s, "block id %" PRIu64 " (%.16s) is quarantined: it failed verification "
+                 "earlier; disks that reference it read errors there", b->id, hex);
+    return 0;
+  }
   if (pread (s->data_fd, v->stored, b->stored_len, b->offset) != (ssize_t) b->stored_len) {
     cas_problem (s, "block id %" PRIu64 " (%.16s): cannot read %" PRIu32 " bytes at data offset %"
                  PRIu64, b->id, hex, b->stored_len, b->offset);

@@ -68,7 +68,7 @@ ser_block (void *opaque, struct cas_block *b)
   put_le64 (r + 8, b->offset);
   memcpy (r + 16, b->hash.b, 32);
   put_le32 (r + 48, b->stored_len);
-  put_le32 (r + 52, b->flags);
+  put_le32 (r + 52, __atomic_load_n (&b->flags, __ATOMIC_ACQUIRE));
   put_le32 (r + 56, cas_block_refs (b) & ~CAS_REF_KILLED);
   put_le32 (r + 60, b->crc);
   w->len += CKPT_BLOCK_SIZE;

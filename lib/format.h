@@ -67,7 +67,9 @@
 #define CKPT_PAGE_SIZE (16 + 8 * CAS_MAP_PAGE)  /* disk u32, 0 u32, page u64, ids */
 
 /* Block flags. */
-#define CAS_BLK_COMPRESSED 1u
+#define CAS_BLK_COMPRESSED  1u   /* stored as one zstd frame */
+#define CAS_BLK_QUARANTINED 2u   /* failed verification: never used for dedup */
+#define CAS_BLK_FLAGS       3u
 
 /* ---- journal ----
  * header (64 bytes), then records, each 8-byte aligned:

@@ -62,7 +62,7 @@ match (struct cds_lfht_node *node, const void *key)
   const struct cas_block *b = caa_container_of (node, struct cas_block, node);
 
   return memcmp (&b->hash, key, sizeof b->hash) == 0 &&
-    !(cas_block_refs (b) & CAS_REF_KILLED);
+    !(cas_block_refs (b) & CAS_REF_KILLED) && !cas_block_quarantined (b);
 }
 
 struct cas_block *
@@ -79,8 +79,14 @@ cas_index_lookup (struct cas_index *idx, const struct cas_hash *h)
 struct cas_block *
 cas_index_add_unique (struct cas_index *idx, struct cas_block *b)
 {
-  struct cds_lfht_node *node =
-    cds_lfht_add_unique (idx->ht, cas_hash_key (&b->hash), match, &b->hash, &b->node);
+  struct cds_lfht_node *node;
+
+  if (cas_block_quarantined (b)) {
+    cds_lfht_add (idx->ht, cas_hash_key (&b->hash), &b->node);
+    node = &b->node;
+  }
+  else
+    node = cds_lfht_add_unique (idx->ht, cas_hash_key (&b->hash), match, &b->hash, &b->node);
 
   if (node == &b->node)
     __atomic_add_fetch (&idx->count, 1, __ATOMIC_RELAXED);
@@ -168,6 +174,13 @@ cas_block_put (struct cas_block *b, uint64_t seq, uint64_t now)
   const uint32_t r = __atomic_sub_fetch (&b->refcount, 1, __ATOMIC_ACQ_REL);
   assert (!(r & CAS_REF_KILLED));
   return r == 0;
+}
+
+bool
+cas_block_quarantine (struct cas_block *b)
+{
+  const uint32_t old = __atomic_fetch_or (&b->flags, CAS_BLK_QUARANTINED, __ATOMIC_ACQ_REL);
+  return !(old & CAS_BLK_QUARANTINED);
 }
 
 bool

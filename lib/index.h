@@ -26,6 +26,7 @@
 #include <urcu-bp.h>        /* the bulletproof flavour: nbdkit threads need no registration */
 #include <urcu/rculfhash.h>
 
+#include "format.h"
 #include "hash.h"
 
 #define CAS_REF_KILLED 0x80000000u
@@ -37,7 +38,7 @@ struct cas_block {
   uint64_t id;                  /* persistent identity, as journal and checkpoint name it */
   uint64_t offset;              /* bytes into the data file, granule aligned */
   uint32_t stored_len;          /* bytes stored there */
-  uint32_t flags;               /* CAS_BLK_* */
+  uint32_t flags;               /* atomic: CAS_BLK_*; QUARANTINED is set once */
   uint32_t crc;                 /* CRC-32C of the stored bytes */
   uint32_t refcount;            /* atomic: map references (+ CAS_REF_KILLED) */
   uint64_t dead_since;          /* atomic: cas_now() when refcount last hit 0 */
@@ -61,7 +62,8 @@ void cas_index_destroy (struct cas_index *idx, void (*free_fn) (struct cas_block
 struct cas_block *cas_index_lookup (struct cas_index *idx, const struct cas_hash *h)
   __attribute__((nonnull));
 /* rcu_read_lock held.  Inserts B unless a live block with the same hash is
- * there already; returns B or that other block.
+ * there already; returns B or that other block.  A quarantined B is always
+ * inserted (it may share its hash with the good copy that replaced it).
  */
 struct cas_block *cas_index_add_unique (struct cas_index *idx, struct cas_block *b)
   __attribute__((nonnull));
@@ -88,6 +90,16 @@ bool cas_block_get (struct cas_block *b, bool *revived) __attribute__((nonnull))
 bool cas_block_put (struct cas_block *b, uint64_t seq, uint64_t now) __attribute__((nonnull));
 /* GC: kill a dead block (refcount 0 -> KILLED).  False if it was revived. */
 bool cas_block_try_kill (struct cas_block *b) __attribute__((nonnull));
+/* Mark B as corrupted: look-ups no longer find it, so the next write of
+ * its content stores a good copy.  Returns true if B was not marked yet.
+ */
+bool cas_block_quarantine (struct cas_block *b) __attribute__((nonnull));
+static inline bool
+cas_block_quarantined (const struct cas_block *b)
+{
+  return __atomic_load_n (&b->flags, __ATOMIC_ACQUIRE) & CAS_BLK_QUARANTINED;
+}
+
 static inline uint32_t
 cas_block_refs (const struct cas_block *b)
 {

@@ -202,6 +202,22 @@ apply (struct cas_store *s, struct cas_load *ld, int type, const uint8_t *p, uin
   abort ();
 }
 
+/* Is there a whole record at POS with a good checksum and sequence number
+ * SEQ (or any sequence number above 0 when SEQ is 0)?
+ */
+static bool
+record_ok (const uint8_t *buf, size_t len, size_t pos, uint64_t seq)
+{
+  const uint8_t *r = buf + pos;
+  const uint16_t plen = get_le16 (r + 6);
+  const size_t total = round_up (JREC_HDR_SIZE + plen, 8);
+
+  return plen <= JREC_MAX_LEN && pos + total <= len &&
+    get_le16 (r + 4) >= JREC_BLOCK_NEW && get_le16 (r + 4) <= JREC_DISK_ADD &&
+    (seq ? get_le64 (r + 8) == seq : get_le64 (r + 8) != 0) &&
+    cas_crc32c (0, r + 4, total - 4) == get_le32 (r);
+}
+
 int
 cas_journal_replay (struct cas_store *s, struct cas_load *ld, uint64_t gen,
                     uint64_t *seq, uint64_t *end, bool *torn)
@@ -233,19 +249,25 @@ cas_journal_replay (struct cas_store *s, struct cas_load *ld, uint64_t gen,
                         path, get_le64 (buf + JRN_FIRST_SEQ), *seq);
 
   for (pos = JRN_HDR_SIZE; pos + JREC_HDR_SIZE <= len; ) {
+    if (!record_ok (buf, len, pos, *seq))
+      break;                    /* the torn tail of the last batch, or damage */
     const uint8_t *r = buf + pos;
     const uint16_t plen = get_le16 (r + 6);
-    const size_t total = round_up (JREC_HDR_SIZE + plen, 8);
-    if (plen > JREC_MAX_LEN || pos + total > len ||
-        cas_crc32c (0, r + 4, total - 4) != get_le32 (r) ||
-        get_le64 (r + 8) != *seq)
-      break;                    /* the torn tail of the last batch */
     if (apply (s, ld, get_le16 (r + 4), r + JREC_HDR_SIZE, plen) == -1)
       return -1;
     (*seq)++;
-    pos += total;
+    pos += round_up (JREC_HDR_SIZE + plen, 8);
   }
   *end = pos;
   *torn = pos < len;
+  /* A journal file is only ever appended to, so nothing valid can follow
+   * a torn tail.  A valid record after a bad one means the bad one was
+   * damaged in place: records were lost, say so.
+   */
+  for (size_t p = pos + 8; *torn && p + JREC_HDR_SIZE <= len; p += 8)
+    if (record_ok (buf, len, p, 0))
+      return cas_problem (s, "%s: the record at offset %zu is damaged and valid records "
+                          "follow it (from offset %zu): the journal was corrupted, "
+                          "changes after offset %zu are lost", path, pos, p, pos);
   return 0;
 }

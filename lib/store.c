@@ -318,7 +318,7 @@ cas_load_block_new (struct cas_store *s, struct cas_load *ld, uint64_t id, uint6
   if (id == 0 || ld_get (ld, id) != NULL)
     return cas_problem (s, "block id %" PRIu64 " is zero or defined twice", id);
   if (stored_len == 0 || stored_len > s->block_size || offset % CAS_GRANULE ||
-      (flags & ~CAS_BLK_COMPRESSED) ||
+      (flags & ~CAS_BLK_FLAGS) ||
       (!(flags & CAS_BLK_COMPRESSED) && stored_len != s->block_size))
     return cas_problem (s, "block id %" PRIu64 " has a bad location or length", id);
   b = calloc (1, sizeof *b);
@@ -333,6 +333,8 @@ cas_load_block_new (struct cas_store *s, struct cas_load *ld, uint64_t id, uint6
   b->flags = flags;
   b->crc = crc;
   b->loaded_refs = refcount;
+  if (flags & CAS_BLK_QUARANTINED)
+    s->quarantined++;
   if (id >= s->next_id)
     s->next_id = id + 1;
   rcu_read_lock ();

@@ -110,6 +110,7 @@ struct cas_store {
   pthread_cond_t bg_cond;
   bool bg_stop;
   uint64_t gc_freed_blocks;         /* atomic, statistics */
+  uint64_t quarantined;             /* atomic: blocks that failed verification */
 };
 
 static inline pthread_mutex_t *
@@ -167,7 +168,7 @@ int cas_ckpt_write_empty (const char *dir, const uint8_t uuid[16], const char *d
 
 /* ---- store_io.c ---- */
 /* rcu_read_lock held.  Read and verify block B into OUT (block_size bytes). */
-int cas_read_stored (struct cas_store *s, const struct cas_block *b, void *out);
+int cas_read_stored (struct cas_store *s, struct cas_block *b, void *out);
 
 /* ---- gc.c ---- */
 int cas_gc_start (struct cas_store *s);

@@ -47,8 +47,20 @@ check_range (const struct cas_disk *d, uint64_t count, uint64_t offset, const ch
   return 0;
 }
 
+/* B's stored bytes are wrong: take it out of dedup, count it, say where. */
+static int
+corrupted (struct cas_store *s, struct cas_block *b, const char *what)
+{
+  if (cas_block_quarantine (b))
+    __atomic_add_fetch (&s->quarantined, 1, __ATOMIC_RELAXED);
+  errno = EIO;
+  cas_error ("block id %" PRIu64 " at data file offset %" PRIu64 " (%" PRIu32
+             " bytes): %s; the block is quarantined", b->id, b->offset, b->stored_len, what);
+  return -1;
+}
+
 int
-cas_read_stored (struct cas_store *s, const struct cas_block *b, void *out)
+cas_read_stored (struct cas_store *s, struct cas_block *b, void *out)
 {
   CLEANUP_FREE uint8_t *tmp = NULL;
   const uint8_t *stored = out;
@@ -63,18 +75,11 @@ cas_read_stored (struct cas_store *s, const struct cas_block *b, void *out)
   }
   if (cas_pread_full (s->data_fd, (void *) stored, b->stored_len, b->offset, "data file") == -1)
     return -1;
-  if (cas_crc32c (0, stored, b->stored_len) != b->crc) {
-    errno = EIO;
-    cas_error ("block id %" PRIu64 " at data file offset %" PRIu64
-               ": checksum mismatch, the stored data is corrupted", b->id, b->offset);
-    return -1;
-  }
+  if (cas_crc32c (0, stored, b->stored_len) != b->crc)
+    return corrupted (s, b, "checksum mismatch, the stored data is corrupted");
   if (b->flags & CAS_BLK_COMPRESSED &&
-      cas_decompress (out, s->block_size, stored, b->stored_len) == -1) {
-    cas_error ("block id %" PRIu64 " at data file offset %" PRIu64 ": cannot decompress",
-               b->id, b->offset);
-    return -1;
-  }
+      cas_decompress (out, s->block_size, stored, b->stored_len) == -1)
+    return corrupted (s, b, "cannot decompress");
   return 0;
 }
 
@@ -95,7 +100,7 @@ cas_disk_read (struct cas_disk *d, void *buf, uint32_t count, uint64_t offset)
     int r = 0;
 
     rcu_read_lock ();
-    const struct cas_block *b = cas_map_get (&d->map, v);
+    struct cas_block *b = cas_map_get (&d->map, v);
     if (b == NULL)
       memset (p, 0, n);
     else if (n == bs)
@@ -285,7 +290,7 @@ write_block (struct cas_disk *d, uint64_t v, const uint8_t *src, uint32_t boff, 
     return -1;
   }
   rcu_read_lock ();
-  const struct cas_block *old = cas_map_get (&d->map, v);
+  struct cas_block *old = cas_map_get (&d->map, v);
   if (old)
     r = cas_read_stored (s, old, buf);
   else
