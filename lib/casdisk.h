@@ -180,6 +180,20 @@ int cas_store_scrub (struct cas_store *s, uint64_t rate, cas_progress_fn progres
                      cas_report_fn report, void *opaque, struct cas_scrub_result *res)
   __attribute__((nonnull (1, 6)));
 
+/* Repair the store in DIR, which must not be open elsewhere: recount
+ * refcounts from the references, release leaked space, drop a torn or
+ * damaged journal tail, and write a fresh checkpoint.  What cannot be
+ * repaired without guessing (a damaged checkpoint, blocks sharing space,
+ * quarantined blocks) is reported and left alone; a map entry that points
+ * at a block that does not exist is reported and made to read as zeroes
+ * (the store cannot be opened otherwise).  Reports everything found
+ * through REPORT, then checks the result: returns the number of problems
+ * left (0 = clean now), or -1 if the store could not be repaired at all.
+ */
+int cas_store_repair (const char *dir, cas_report_fn report, void *opaque,
+                      struct cas_check_result *res)
+  __attribute__((nonnull (1, 4)));
+
 /* Parse a size such as "10G", "512K", "4096" (binary units).  -1 + EINVAL
  * on bad syntax or overflow.
  */

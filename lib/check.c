@@ -180,3 +180,25 @@ cas_store_check (const char *dir, cas_report_fn report, void *opaque,
   cas_store_close (s);
   return res->problems;
 }
+
+int
+cas_store_repair (const char *dir, cas_report_fn report, void *opaque,
+                  struct cas_check_result *res)
+{
+  struct cas_checker ck = { .report = report, .opaque = opaque, .repair = true };
+  struct cas_open_opts o;
+  struct cas_store *s;
+
+  memset (res, 0, sizeof *res);
+  cas_open_opts_default (&o);
+  /* Opening writable in repair mode recounts, punches leaked space, cuts
+   * the journal and checkpoints; problems it meets are reported, not fatal.
+   */
+  s = cas_store_open_internal (dir, &o, &ck);
+  if (s == NULL)
+    return -1;
+  if (cas_store_close (s) == -1)
+    return -1;
+  /* What is left is what could not be repaired. */
+  return cas_store_check (dir, report, opaque, res);
+}

@@ -398,8 +398,9 @@ cas_load_map_set (struct cas_store *s, struct cas_load *ld, uint32_t disk, uint6
   if (id != 0) {
     b = ld_get (ld, id);
     if (b == NULL)
-      return cas_problem (s, "disk '%s' block %" PRIu64 " points at unknown block id %" PRIu64,
-                          d->name, v, id);
+      return cas_problem (s, "disk '%s' block %" PRIu64 " points at unknown block id %" PRIu64
+                          "%s", d->name, v, id, s->checker && s->checker->repair ?
+                          " (cannot be repaired: that block now reads as zeroes)" : "");
   }
   if (cas_map_set (&d->map, v, b, &old) == -1)
     return -1;
@@ -470,8 +471,9 @@ verify_refs (void *opaque, struct cas_block *b)
     cas_hash_hex (&b->hash, hex);
     if (s->checker)
       cas_problem (s, "block id %" PRIu64 " (%.16s): refcount is %" PRIu32
-                   " but %" PRIu32 " references point at it", b->id, hex,
-                   b->loaded_refs, b->refcount);
+                   " but %" PRIu32 " references point at it%s", b->id, hex,
+                   b->loaded_refs, b->refcount,
+                   s->checker->repair ? " (repaired: recounted)" : "");
     else
       cas_debug ("block id %" PRIu64 ": stored refcount %" PRIu32 " corrected to %" PRIu32,
                  b->id, b->loaded_refs, b->refcount);
@@ -521,7 +523,7 @@ finish_load (struct cas_store *s)
                    " bytes): the data file is truncated", u.v[u.n - 1].tag,
                    (uint64_t) st.st_size) == -1)
     goto out;
-  if (s->checker) {             /* check.c looks at the rest */
+  if (s->checker && !s->checker->repair) {  /* check.c looks at the rest */
     r = 0;
     goto out;
   }
@@ -693,7 +695,7 @@ cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
   if (s->opts.checkpoint_bytes == 0)
     s->opts.checkpoint_bytes = CAS_DEFAULT_CKPT_BYTES;
   s->checker = checker;
-  s->readonly = s->opts.readonly || checker != NULL;
+  s->readonly = s->opts.readonly || (checker != NULL && !checker->repair);
   pthread_mutex_init (&s->disks_lock, NULL);
   for (int i = 0; i < CAS_NSTRIPES; i++)
     pthread_mutex_init (&s->stripes[i], NULL);

@@ -47,6 +47,7 @@ struct cas_checker {
   cas_report_fn report;
   void *opaque;
   uint64_t problems;
+  bool repair;                      /* open writable and fix what can be fixed */
 };
 
 struct cas_store {
