@@ -40,13 +40,18 @@ void
 cas_index_destroy (struct cas_index *idx, void (*free_fn) (struct cas_block *))
 {
   struct cds_lfht_iter iter;
-  struct cas_block *b;
+  struct cds_lfht_node *node;
 
   if (idx->ht == NULL)
     return;
   rcu_read_lock ();
-  cds_lfht_for_each_entry (idx->ht, &iter, b, node) {
-    cds_lfht_del (idx->ht, &b->node);
+  /* Explicit node loop: cds_lfht_for_each_entry computes container_of on
+   * the final NULL node, which UBSan rightly flags.
+   */
+  for (cds_lfht_first (idx->ht, &iter); (node = cds_lfht_iter_get_node (&iter)) != NULL;
+       cds_lfht_next (idx->ht, &iter)) {
+    struct cas_block *b = caa_container_of (node, struct cas_block, node);
+    cds_lfht_del (idx->ht, node);
     if (free_fn)
       free_fn (b);
   }
@@ -124,12 +129,13 @@ int
 cas_index_walk (struct cas_index *idx, int (*fn) (void *, struct cas_block *), void *opaque)
 {
   struct cds_lfht_iter iter;
-  struct cas_block *b;
+  struct cds_lfht_node *node;
   int r = 0;
 
   rcu_read_lock ();
-  cds_lfht_for_each_entry (idx->ht, &iter, b, node) {
-    r = fn (opaque, b);
+  for (cds_lfht_first (idx->ht, &iter); (node = cds_lfht_iter_get_node (&iter)) != NULL;
+       cds_lfht_next (idx->ht, &iter)) {
+    r = fn (opaque, caa_container_of (node, struct cas_block, node));
     if (r != 0)
       break;
   }
