@@ -17,6 +17,13 @@
  * If a flush fails (ENOSPC, EIO), its batch is kept and the next flush
  * writes it again at the same place, followed by newer records: sequence
  * numbers in the file stay consecutive.
+ *
+ * Full file systems: the journal keeps at least JRESERVE_MIN bytes
+ * preallocated ahead of its end.  Without that, a full file system would
+ * deadlock: space comes back only when the GC frees blocks, the GC frees
+ * only what the journal has made durable, and the journal could not grow.
+ * With it, trims and block deletions can still be journaled when the data
+ * file can no longer grow.
  */
 #include <config.h>
 
@@ -66,6 +73,29 @@ jbuf_reserve (struct jbuf *b, size_t more)
     b->cap = cap;
   }
   return 0;
+}
+
+#define JRESERVE_MIN   (256u << 10)
+#define JRESERVE_CHUNK (1u << 20)
+
+/* flush_lock held.  Keep preallocated space ahead of NEED_END; best
+ * effort (a full file system refuses, and the headroom is then used).
+ */
+static void
+reserve (struct cas_store *s, uint64_t need_end)
+{
+  if (need_end + JRESERVE_MIN <= s->jreserved)
+    return;
+  const uint64_t target = need_end + JRESERVE_CHUNK;
+  const uint64_t from = s->jreserved > s->jpos ? s->jreserved : s->jpos;
+  if (fallocate (s->jfd, FALLOC_FL_KEEP_SIZE, from, target - from) == 0)
+    s->jreserved = target;
+}
+
+void
+cas_journal_reserve (struct cas_store *s)
+{
+  reserve (s, s->jpos);
 }
 
 uint64_t
@@ -129,6 +159,7 @@ cas_journal_sync (struct cas_store *s)
     return -1;
 
   /* 3. The records, then their sync. */
+  reserve (s, s->jpos + s->flushing.len);
   if (cas_pwrite_full (s->jfd, s->flushing.p, s->flushing.len, s->jpos, "journal") == -1 ||
       cas_fdatasync (s->jfd, "journal") == -1)
     return -1;                  /* the batch stays in s->flushing for the retry */

@@ -747,13 +747,23 @@ cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
   ld.slot = NULL;
 
   if (!s->readonly) {
-    /* Open on a fresh checkpoint and an empty journal. */
-    if (cas_journal_create (s, s->gen + 1, s->next_seq, &s->jfd) == -1)
+    /* Continue the last journal after its last valid record (cutting a
+     * torn tail), then try to start afresh with a checkpoint.  If that
+     * fails (a full file system), the recovered journal serves on.
+     */
+    cas_journal_path (s, s->gen, path, sizeof path);
+    s->jfd = open (path, O_RDWR | O_CLOEXEC);
+    if (s->jfd == -1) {
+      cas_error ("open %s: %m", path);
       goto err;
-    s->gen++;
-    s->jpos = JRN_HDR_SIZE;
+    }
+    if (torn && cas_ftruncate (s->jfd, end, "journal") == -1)
+      goto err;
+    s->jpos = s->jreserved = end;
+    cas_journal_reserve (s);
     if (cas_store_checkpoint (s) == -1)
-      goto err;
+      cas_error ("%s: could not write a checkpoint at open (see above); "
+                 "continuing with the recovered journal", dir);
   }
   cas_debug ("opened %s: %zu disks, %" PRIu64 " blocks, generation %" PRIu64,
              dir, s->ndisks, s->index.count, s->gen);
@@ -805,7 +815,9 @@ cas_store_checkpoint (struct cas_store *s)
     close (s->jfd);
     s->jfd = newfd;
     s->jpos = JRN_HDR_SIZE;
+    s->jreserved = 0;
     s->gen = gen;
+    cas_journal_reserve (s);
   }
   pthread_rwlock_unlock (&s->ckpt_lock);
 
@@ -852,6 +864,12 @@ cas_store_close (struct cas_store *s)
     /* Release what the delayed GC already freed, then checkpoint. */
     cas_gc_release (s);
     if (r == 0 && cas_store_checkpoint (s) == -1)
+      r = -1;
+    /* Cut what failed or freed writes left past the last block. */
+    struct stat st;
+    const uint64_t end = cas_alloc_end (&s->alloc);
+    if (fstat (s->data_fd, &st) == 0 && (uint64_t) st.st_size > end &&
+        cas_ftruncate (s->data_fd, end, "data file") == -1)
       r = -1;
   }
   rcu_barrier ();               /* blocks freed with call_rcu */

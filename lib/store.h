@@ -101,6 +101,7 @@ struct cas_store {
   uint64_t flushing_last_seq;
   int jfd;
   uint64_t jpos;                    /* where the next batch goes */
+  uint64_t jreserved;               /* journal bytes preallocated (see journal.c) */
   uint64_t gen;                     /* generation of the journal file jfd */
   uint64_t durable_seq;             /* atomic: every record <= this is durable */
 
@@ -150,6 +151,8 @@ uint64_t cas_journal_append (struct cas_store *s, int type, const void *payload,
 /* Write and sync every appended record (after syncing the data file). */
 int cas_journal_sync (struct cas_store *s);
 int cas_journal_create (struct cas_store *s, uint64_t gen, uint64_t first_seq, int *fd);
+/* flush_lock held (or no concurrency).  Preallocate headroom for s->jfd. */
+void cas_journal_reserve (struct cas_store *s);
 /* Replay journal.GEN into the store.  *SEQ is the expected first seq on
  * entry and the next seq on return; *END the end of the valid records.
  */

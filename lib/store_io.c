@@ -171,7 +171,11 @@ store_block (struct cas_store *s, const void *data)
     if (cas_alloc_get (&s->alloc, stored_len, &off) == -1)
       return NULL;
     if (cas_pwrite_full (s->data_fd, stored, stored_len, off, "data file") == -1) {
+      /* Part of it may have been written (ENOSPC half-way): give it back. */
+      const int saved = errno;
+      cas_punch_hole (s->data_fd, off, round_up (stored_len, CAS_GRANULE), "data file");
       cas_alloc_free (&s->alloc, off, stored_len);
+      errno = saved;
       return NULL;
     }
     b = calloc (1, sizeof *b);
