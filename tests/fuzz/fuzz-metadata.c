@@ -53,6 +53,18 @@ put_file (const char *name, const uint8_t *buf, size_t len)
   fclose (f);
 }
 
+static char first_dir[256];
+
+static void
+remove_dirs (void)
+{
+  char cmd[600];
+
+  snprintf (cmd, sizeof cmd, "rm -rf '%s' '%s'", first_dir, dir);
+  if (system (cmd) != 0)
+    fprintf (stderr, "could not remove %s\n", dir);
+}
+
 static void
 build_template (void)
 {
@@ -62,6 +74,8 @@ build_template (void)
 
   if (mkdtemp (dir) == NULL)
     abort ();
+  strcpy (first_dir, dir);
+  atexit (remove_dirs);
   cas_create_opts_default (&co);
   co.block_size = 4096;
   if (cas_store_create (dir, &co, "a", 1 << 20) == -1 || (s = cas_store_open (dir, NULL)) == NULL)
