@@ -1,0 +1,390 @@
+/* nbdkit-casdisk-plugin: serves the disks of a casdisk store over NBD.
+ *
+ * This file is glue: it parses keys, picks the disk from the export name,
+ * and calls the engine (lib/casdisk.h).  Life cycle, as nbdkit drives it:
+ *
+ *   .config / .config_complete   parse and validate the keys
+ *   .get_ready                   create the store if missing, open it (lock,
+ *                                recovery): errors still reach the terminal,
+ *                                and no thread is started because nbdkit may
+ *                                fork after this
+ *   .after_fork                  start the engine's background thread
+ *   .cleanup                     stop it, flush, checkpoint, unlock
+ *
+ * Engine calls return -1 with errno set and the message already logged, so
+ * the callbacks only return -1 and nbdkit sends errno to the client.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+#include "casdisk.h"
+
+/* The engine does its own locking; reads take none. */
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+
+/* Settings from the command line (written by .config only). */
+static const char *store_dir;
+static const char *disk_name;          /* default export; NULL = automatic */
+static uint64_t size;                  /* 0 = not given */
+static struct cas_create_opts create_opts;
+static bool create_opts_given;
+static struct cas_open_opts open_opts;
+
+/* The open store (from .get_ready to .cleanup). */
+static struct cas_store *store;
+static struct cas_disk *default_disk;
+
+static void
+log_to_nbdkit (bool error, const char *msg)
+{
+  if (error)
+    nbdkit_error ("%s", msg);
+  else
+    nbdkit_debug ("%s", msg);
+}
+
+static void
+casdisk_load (void)
+{
+  cas_set_log (log_to_nbdkit);
+  cas_create_opts_default (&create_opts);
+  cas_open_opts_default (&open_opts);
+}
+
+static void
+casdisk_unload (void)
+{
+  /* .cleanup has closed the store. */
+}
+
+static int
+parse_size_key (const char *key, const char *value, uint64_t *out)
+{
+  if (cas_parse_size (value, out) == -1) {
+    nbdkit_error ("%s: cannot parse '%s' as a size (e.g. 10G, 512M, 65536)", key, value);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+casdisk_config (const char *key, const char *value)
+{
+  if (strcmp (key, "store") == 0) {
+    store_dir = value;
+  }
+  else if (strcmp (key, "disk") == 0) {
+    if (!cas_disk_name_valid (value)) {
+      nbdkit_error ("disk: '%s' is not a valid disk name (letters, digits, '-', '_', '.')",
+                    value);
+      return -1;
+    }
+    disk_name = value;
+  }
+  else if (strcmp (key, "size") == 0) {
+    if (parse_size_key (key, value, &size) == -1)
+      return -1;
+    if (size == 0 || size > CAS_MAX_DISK_SIZE) {
+      nbdkit_error ("size: %s is out of range (1 byte to 64T)", value);
+      return -1;
+    }
+  }
+  else if (strcmp (key, "block-size") == 0) {
+    uint64_t bs;
+    if (parse_size_key (key, value, &bs) == -1)
+      return -1;
+    if (bs < CAS_MIN_BLOCK_SIZE || bs > CAS_MAX_BLOCK_SIZE || (bs & (bs - 1))) {
+      nbdkit_error ("block-size: %s is not a power of two from 4K to 64K", value);
+      return -1;
+    }
+    create_opts.block_size = bs;
+    create_opts_given = true;
+  }
+  else if (strcmp (key, "compression") == 0) {
+    char *end;
+    long level;
+    if (strcmp (value, "off") == 0)
+      level = 0;
+    else {
+      errno = 0;
+      level = strtol (value, &end, 10);
+      if (errno || end == value || *end || level < 0 || level > CAS_MAX_LEVEL) {
+        nbdkit_error ("compression: '%s' is not 'off' or a zstd level from 1 to %d",
+                      value, CAS_MAX_LEVEL);
+        return -1;
+      }
+    }
+    create_opts.compression_level = level;
+    create_opts_given = true;
+  }
+  else if (strcmp (key, "gc-delay") == 0) {
+    char *end;
+    errno = 0;
+    const unsigned long v = strtoul (value, &end, 10);
+    if (errno || end == value || *end || v > 86400 * 30) {
+      nbdkit_error ("gc-delay: '%s' is not a number of seconds (0 to 2592000)", value);
+      return -1;
+    }
+    open_opts.gc_delay = v;
+  }
+  else {
+    nbdkit_error ("unknown parameter '%s' (see nbdkit casdisk --help)", key);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+casdisk_config_complete (void)
+{
+  if (store_dir == NULL) {
+    nbdkit_error ("store=DIR is required: the directory of the casdisk store "
+                  "(created if it does not exist)");
+    return -1;
+  }
+  return 0;
+}
+
+#define casdisk_config_help \
+  "store=DIR          (required) The store directory; created if missing.\n" \
+  "size=SIZE          Size of the disk to create if the store or disk is new.\n" \
+  "disk=NAME          The disk served for the default export name.\n" \
+  "block-size=SIZE    Block size of a new store (4K..64K, default 64K).\n" \
+  "compression=N|off  zstd level of a new store (default 3).\n" \
+  "gc-delay=SECONDS   Delay before unreferenced blocks are freed (default 30)."
+
+/* Create the store or the disk if they do not exist yet. */
+static int
+create_if_missing (const char *name)
+{
+  struct stat st;
+
+  if (!cas_store_exists (store_dir)) {
+    if (stat (store_dir, &st) == 0 && !S_ISDIR (st.st_mode)) {
+      nbdkit_error ("store: %s exists and is not a directory", store_dir);
+      return -1;
+    }
+    if (size == 0) {
+      nbdkit_error ("%s is not a casdisk store yet: give size=SIZE to create one", store_dir);
+      return -1;
+    }
+    nbdkit_debug ("creating store %s with disk '%s' of %" PRIu64 " bytes",
+                  store_dir, name, size);
+    return cas_store_create (store_dir, &create_opts, name, size);
+  }
+  return 0;
+}
+
+static int
+casdisk_get_ready (void)
+{
+  const char *name = disk_name ? disk_name : CAS_DEFAULT_DISK_NAME;
+
+  if (create_if_missing (name) == -1)
+    return -1;
+  store = cas_store_open (store_dir, &open_opts);
+  if (store == NULL)
+    return -1;
+  if (create_opts_given &&
+      (create_opts.block_size != cas_store_block_size (store) ||
+       create_opts.compression_level != cas_store_compression_level (store))) {
+    nbdkit_error ("%s was created with block-size=%" PRIu32 " compression=%d; "
+                  "block-size and compression apply only when creating a store",
+                  store_dir, cas_store_block_size (store), cas_store_compression_level (store));
+    return -1;
+  }
+  default_disk = cas_disk_find (store, name);
+  if (default_disk == NULL && disk_name == NULL && cas_store_ndisks (store) > 0 && size == 0)
+    default_disk = cas_store_disk (store, 0);       /* no disk0: serve the first */
+  if (default_disk == NULL) {
+    if (size == 0) {
+      nbdkit_error ("%s has no disk '%s': give size=SIZE to create it", store_dir, name);
+      return -1;
+    }
+    default_disk = cas_disk_add (store, name, size);
+    if (default_disk == NULL)
+      return -1;
+  }
+  if (size && cas_disk_size (default_disk) != size) {
+    nbdkit_error ("disk '%s' is %" PRIu64 " bytes, not size=%" PRIu64
+                  " (resizing is not supported; omit size= to serve it)",
+                  cas_disk_name (default_disk), cas_disk_size (default_disk), size);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+casdisk_after_fork (void)
+{
+  return cas_store_start (store);
+}
+
+static void
+casdisk_cleanup (void)
+{
+  if (store && cas_store_close (store) == -1)
+    nbdkit_error ("closing %s failed: the store will recover when opened again", store_dir);
+  store = NULL;
+}
+
+static int
+casdisk_list_exports (int readonly, int is_tls, struct nbdkit_exports *exports)
+{
+  const size_t n = cas_store_ndisks (store);
+
+  for (size_t i = 0; i < n; i++)
+    if (nbdkit_add_export (exports, cas_disk_name (cas_store_disk (store, i)), NULL) == -1)
+      return -1;
+  return 0;
+}
+
+static const char *
+casdisk_default_export (int readonly, int is_tls)
+{
+  return cas_disk_name (default_disk);
+}
+
+static void *
+casdisk_open (int readonly)
+{
+  const char *name = nbdkit_export_name ();
+  struct cas_disk *d;
+
+  if (name == NULL || *name == '\0')
+    return default_disk;
+  d = cas_disk_find (store, name);
+  if (d == NULL)
+    nbdkit_error ("no disk named '%s' in this store (nbdinfo --list shows the disks)", name);
+  return d;
+}
+
+static int64_t
+casdisk_get_size (void *handle)
+{
+  return cas_disk_size (handle);
+}
+
+static int
+casdisk_block_size (void *handle, uint32_t *minimum, uint32_t *preferred, uint32_t *maximum)
+{
+  *minimum = 1;
+  *preferred = cas_store_block_size (store);
+  *maximum = 0xffffffff;
+  return 0;
+}
+
+static int casdisk_can_write (void *handle) { return 1; }
+static int casdisk_can_flush (void *handle) { return 1; }
+static int casdisk_can_trim (void *handle) { return 1; }
+static int casdisk_can_zero (void *handle) { return 1; }
+static int casdisk_can_fast_zero (void *handle) { return 1; }   /* zeroing never writes data */
+static int casdisk_can_extents (void *handle) { return 1; }
+static int casdisk_can_fua (void *handle) { return NBDKIT_FUA_NATIVE; }
+/* A flush is store-wide: it makes every connection's completed writes durable. */
+static int casdisk_can_multi_conn (void *handle) { return 1; }
+static int casdisk_can_cache (void *handle) { return NBDKIT_CACHE_NONE; }
+
+static int
+casdisk_pread (void *handle, void *buf, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  return cas_disk_read (handle, buf, count, offset);
+}
+
+static int
+fua (uint32_t flags)
+{
+  return flags & NBDKIT_FLAG_FUA ? cas_store_flush (store) : 0;
+}
+
+static int
+casdisk_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  if (cas_disk_write (handle, buf, count, offset) == -1)
+    return -1;
+  return fua (flags);
+}
+
+static int
+casdisk_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  if (cas_disk_zero (handle, count, offset) == -1)
+    return -1;
+  return fua (flags);
+}
+
+static int
+casdisk_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  if (cas_disk_zero (handle, count, offset) == -1)
+    return -1;
+  return fua (flags);
+}
+
+static int
+casdisk_flush (void *handle, uint32_t flags)
+{
+  return cas_store_flush (store);
+}
+
+static int
+add_extent (void *opaque, uint64_t offset, uint64_t length, bool zero)
+{
+  return nbdkit_add_extent (opaque, offset, length,
+                            zero ? NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO : 0);
+}
+
+static int
+casdisk_extents (void *handle, uint32_t count, uint64_t offset, uint32_t flags,
+                 struct nbdkit_extents *extents)
+{
+  return cas_disk_extents (handle, offset, count, add_extent, extents);
+}
+
+static struct nbdkit_plugin plugin = {
+  .name              = "casdisk",
+  .version           = PACKAGE_VERSION,
+  .longname          = "casdisk: deduplicating, compressing virtual disks",
+  .load              = casdisk_load,
+  .unload            = casdisk_unload,
+  .config            = casdisk_config,
+  .config_complete   = casdisk_config_complete,
+  .config_help       = casdisk_config_help,
+  .magic_config_key  = "store",
+  .get_ready         = casdisk_get_ready,
+  .after_fork        = casdisk_after_fork,
+  .cleanup           = casdisk_cleanup,
+  .list_exports      = casdisk_list_exports,
+  .default_export    = casdisk_default_export,
+  .open              = casdisk_open,
+  .get_size          = casdisk_get_size,
+  .block_size        = casdisk_block_size,
+  .can_write         = casdisk_can_write,
+  .can_flush         = casdisk_can_flush,
+  .can_trim          = casdisk_can_trim,
+  .can_zero          = casdisk_can_zero,
+  .can_fast_zero     = casdisk_can_fast_zero,
+  .can_extents       = casdisk_can_extents,
+  .can_fua           = casdisk_can_fua,
+  .can_multi_conn    = casdisk_can_multi_conn,
+  .can_cache         = casdisk_can_cache,
+  .pread             = casdisk_pread,
+  .pwrite            = casdisk_pwrite,
+  .zero              = casdisk_zero,
+  .trim              = casdisk_trim,
+  .flush             = casdisk_flush,
+  .extents           = casdisk_extents,
+  .errno_is_preserved = 1,
+};
+
+NBDKIT_REGISTER_PLUGIN (plugin)
