@@ -152,6 +152,7 @@ int cas_disk_stats (struct cas_disk *d, struct cas_disk_stats *st)
  * problems found (0 = clean), or -1 if the store could not be read at all.
  */
 typedef void (*cas_report_fn) (void *opaque, const char *problem);
+typedef void (*cas_progress_fn) (void *opaque, uint64_t done, uint64_t total);
 struct cas_check_result {
   uint64_t blocks_checked;
   uint64_t refs_checked;
@@ -161,6 +162,10 @@ struct cas_check_result {
 int cas_store_check (const char *dir, cas_report_fn report, void *opaque,
                      struct cas_check_result *res)
   __attribute__((nonnull (1, 4)));
+/* The same, calling PROGRESS (blocks verified, blocks in all). */
+int cas_store_check_progress (const char *dir, cas_report_fn report, cas_progress_fn progress,
+                              void *opaque, struct cas_check_result *res)
+  __attribute__((nonnull (1, 5)));
 
 /* Scrub an open store: verify every stored block (checksum, decompression,
  * SHA-256) and re-read every metadata file, quarantining blocks that fail.
@@ -168,7 +173,6 @@ int cas_store_check (const char *dir, cas_report_fn report, void *opaque,
  * PROGRESS (may be NULL) is called with (blocks done, blocks total).
  * Returns the number of problems found, or -1 on error.
  */
-typedef void (*cas_progress_fn) (void *opaque, uint64_t done, uint64_t total);
 struct cas_scrub_result {
   uint64_t blocks;              /* blocks verified */
   uint64_t bytes;               /* stored bytes read */

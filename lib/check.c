@@ -31,6 +31,9 @@
 
 struct verify {
   struct cas_store *s;
+  cas_progress_fn progress;
+  void *opaque;
+  uint64_t total;
   struct cas_check_result *res;
   struct cas_extent *used;
   size_t n;
@@ -47,6 +50,8 @@ verify_block (void *opaque, struct cas_block *b)
 
   v->used[v->n++] = (struct cas_extent) { .off = b->offset, .len = b->stored_len, .tag = b->id };
   v->res->blocks_checked++;
+  if (v->progress)
+    v->progress (v->opaque, v->res->blocks_checked, v->total);
   cas_hash_hex (&b->hash, hex);
   if (cas_block_quarantined (b)) {
     cas_problem (s, "block id %" PRIu64 " (%.16s) is quarantined: it failed verification "
@@ -139,10 +144,17 @@ int
 cas_store_check (const char *dir, cas_report_fn report, void *opaque,
                  struct cas_check_result *res)
 {
+  return cas_store_check_progress (dir, report, NULL, opaque, res);
+}
+
+int
+cas_store_check_progress (const char *dir, cas_report_fn report, cas_progress_fn progress,
+                          void *opaque, struct cas_check_result *res)
+{
   struct cas_checker ck = { .report = report, .opaque = opaque };
   struct cas_open_opts o;
   struct cas_store *s;
-  struct verify v = { .res = res };
+  struct verify v = { .res = res, .progress = progress, .opaque = opaque };
 
   memset (res, 0, sizeof *res);
   cas_open_opts_default (&o);
@@ -155,6 +167,7 @@ cas_store_check (const char *dir, cas_report_fn report, void *opaque,
     return ck.problems;
   }
   v.s = s;
+  v.total = s->index.count;
   v.used = malloc ((s->index.count + 1) * sizeof *v.used);
   v.stored = malloc (s->block_size);
   v.plain = malloc (s->block_size);
