@@ -46,8 +46,7 @@ progress_update (struct progress *p, uint64_t done, uint64_t total)
              (unsigned long long) done, (unsigned long long) total);
   }
   else {
-    if (now - p->last_ns < 1000000000 &&
-        (percent / 10 == p->last_percent / 10 || percent != 100 || p->last_percent < 0))
+    if (now - p->last_ns < 1000000000)
       return;
     fprintf (stderr, "%s: %llu/%llu blocks (%d%%)\n", p->what,
              (unsigned long long) done, (unsigned long long) total, percent);
