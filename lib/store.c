@@ -493,6 +493,60 @@ cmp_extent (const void *a, const void *b)
   return x->off < y->off ? -1 : x->off > y->off;
 }
 
+/* Deallocate the gaps between the blocks USED[N] (sorted by offset) and
+ * cut the data file after the last one.  Freed extents are punched one by
+ * one as they are released, but a file-system block shared by two freed
+ * extents stays allocated until the whole gap is punched: this does that,
+ * at open and at close.
+ */
+static int
+tidy_data_file (struct cas_store *s, const struct cas_extent *used, size_t n)
+{
+  struct stat st;
+  uint64_t pos = 0;
+
+  for (size_t i = 0; i < n; i++) {
+    if (used[i].off > pos)
+      cas_punch_hole (s->data_fd, pos, used[i].off - pos, "data file");
+    pos = used[i].off + round_up (used[i].len, CAS_GRANULE);
+  }
+  if (fstat (s->data_fd, &st) == -1) {
+    cas_error ("stat data file: %m");
+    return -1;
+  }
+  if ((uint64_t) st.st_size > pos)
+    return cas_ftruncate (s->data_fd, pos, "data file");
+  return 0;
+}
+
+static int
+collect_extent (void *opaque, struct cas_block *b)
+{
+  struct used_list *u = opaque;
+
+  u->v[u->n++] = (struct cas_extent) { .off = b->offset, .len = b->stored_len, .tag = b->id };
+  return 0;
+}
+
+/* At close: every block's extent, sorted, then tidy. */
+static int
+tidy_at_close (struct cas_store *s)
+{
+  struct used_list u = { .s = s };
+  int r;
+
+  u.v = malloc ((s->index.count + 1) * sizeof *u.v);
+  if (u.v == NULL) {
+    cas_error ("close: %m");
+    return -1;
+  }
+  cas_index_walk (&s->index, collect_extent, &u);
+  qsort (u.v, u.n, sizeof *u.v, cmp_extent);
+  r = tidy_data_file (s, u.v, u.n);
+  free (u.v);
+  return r;
+}
+
 /* Steps 3 and 4, and 5 when writable. */
 static int
 finish_load (struct cas_store *s)
@@ -529,17 +583,9 @@ finish_load (struct cas_store *s)
   }
   if (cas_alloc_rebuild (&s->alloc, u.v, u.n) == -1)
     goto out;
-  if (!s->readonly) {
-    /* Deallocate what crashed writes may have left between blocks. */
-    uint64_t pos = 0;
-    for (size_t i = 0; i < u.n; i++) {
-      if (u.v[i].off > pos)
-        cas_punch_hole (s->data_fd, pos, u.v[i].off - pos, "data file");
-      pos = u.v[i].off + round_up (u.v[i].len, CAS_GRANULE);
-    }
-    if ((uint64_t) st.st_size > pos && cas_ftruncate (s->data_fd, pos, "data file") == -1)
-      goto out;
-  }
+  /* Deallocate what crashed writes may have left between blocks. */
+  if (!s->readonly && tidy_data_file (s, u.v, u.n) == -1)
+    goto out;
   r = 0;
  out:
   free (u.v);
@@ -865,11 +911,8 @@ cas_store_close (struct cas_store *s)
     cas_gc_release (s);
     if (r == 0 && cas_store_checkpoint (s) == -1)
       r = -1;
-    /* Cut what failed or freed writes left past the last block. */
-    struct stat st;
-    const uint64_t end = cas_alloc_end (&s->alloc);
-    if (fstat (s->data_fd, &st) == 0 && (uint64_t) st.st_size > end &&
-        cas_ftruncate (s->data_fd, end, "data file") == -1)
+    /* Give back partly freed file-system blocks; cut the file's tail. */
+    if (tidy_at_close (s) == -1)
       r = -1;
   }
   rcu_barrier ();               /* blocks freed with call_rcu */
