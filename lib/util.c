@@ -22,7 +22,7 @@ cas_parse_size (const char *str, uint64_t *out)
   while (isdigit ((unsigned char) *p)) {
     const unsigned d = *p++ - '0';
     if (v > (UINT64_MAX - d) / 10) {
-      errno = ERANGE;
+      errno = EINVAL;
       return -1;
     }
     v = v * 10 + d;
@@ -47,7 +47,7 @@ cas_parse_size (const char *str, uint64_t *out)
     return -1;
   }
   if (v > UINT64_MAX / mult) {
-    errno = ERANGE;
+    errno = EINVAL;
     return -1;
   }
   *out = v * mult;
