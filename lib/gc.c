@@ -108,6 +108,8 @@ tick (struct cas_store *s)
 {
   const uint64_t since = __atomic_load_n (&s->first_unflushed_ns, __ATOMIC_RELAXED);
 
+  if (__atomic_load_n (&s->io_failed, __ATOMIC_ACQUIRE))
+    return;                     /* nothing more is written: see journal.c */
   cas_index_resize (&s->index);
   cas_gc_pass (s, false);
   if (since != 0 && cas_now_ns () - since >= BG_FLUSH_NS)

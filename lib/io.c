@@ -21,6 +21,12 @@
  * followed by a sync of its file as durable, and any other write as
  * possibly lost or torn, produces only states a real power loss could
  * produce (tests/crash/ does that).  Off unless the variable is set.
+ *
+ * Fault injection, for tests of I/O errors from the backing storage:
+ * CASDISK_FAULT=OP:FILE:N makes every Nth OP (read, write or sync) on the
+ * store files whose names start with FILE (data, journal, checkpoint...)
+ * fail with EIO, e.g.
+ * CASDISK_FAULT=read:data:20.  Off unless the variable is set.
  */
 #include <config.h>
 
@@ -40,6 +46,50 @@
 #include "io.h"
 #include "log.h"
 #include "util.h"
+
+/* ---- fault injection ---- */
+
+enum fault_op { FAULT_NONE, FAULT_READ, FAULT_WRITE, FAULT_SYNC };
+static enum fault_op fault_op;
+static char fault_file[64];
+static unsigned long fault_every;
+static unsigned long fault_count;     /* atomic */
+static pthread_once_t fault_once = PTHREAD_ONCE_INIT;
+
+static void
+fault_init (void)
+{
+  const char *spec = getenv ("CASDISK_FAULT");
+  char op[16];
+
+  if (spec == NULL ||
+      sscanf (spec, "%15[a-z]:%63[a-z0-9.]:%lu", op, fault_file, &fault_every) != 3 ||
+      fault_every == 0)
+    return;
+  fault_op = strcmp (op, "read") == 0 ? FAULT_READ :
+    strcmp (op, "write") == 0 ? FAULT_WRITE : strcmp (op, "sync") == 0 ? FAULT_SYNC : FAULT_NONE;
+}
+
+static void fd_name (int fd, char *buf, size_t len);
+
+/* Should this OP on FD fail?  Sets errno = EIO if so. */
+static bool
+fault (enum fault_op op, int fd)
+{
+  char name[256];
+
+  pthread_once (&fault_once, fault_init);
+  if (fault_op != op)
+    return false;
+  fd_name (fd, name, sizeof name);
+  if (strncmp (name, fault_file, strlen (fault_file)) != 0 ||
+      __atomic_add_fetch (&fault_count, 1, __ATOMIC_RELAXED) % fault_every != 0)
+    return false;
+  errno = EIO;
+  return true;
+}
+
+/* ---- the I/O log ---- */
 
 static int iolog_fd = -1;
 static pthread_once_t iolog_once = PTHREAD_ONCE_INIT;
@@ -159,6 +209,10 @@ cas_pread_full (int fd, void *buf, size_t len, uint64_t off, const char *what)
 {
   char *p = buf;
 
+  if (fault (FAULT_READ, fd)) {
+    cas_error ("read %s at offset %" PRIu64 ": %m (injected)", what, off);
+    return -1;
+  }
   while (len > 0) {
     const ssize_t r = pread (fd, p, len, off);
     if (r < 0) {
@@ -189,6 +243,10 @@ cas_pwrite_full (int fd, const void *buf, size_t len, uint64_t off, const char *
     fd_name (fd, name, sizeof name);
     iolog (buf, len, "W %s %" PRIu64 " %zu\n", name, off, len);
   }
+  if (fault (FAULT_WRITE, fd)) {
+    cas_error ("write %s at offset %" PRIu64 ": %m (injected)", what, off);
+    return -1;
+  }
   while (len > 0) {
     const ssize_t r = pwrite (fd, p, len, off);
     if (r < 0) {
@@ -212,7 +270,7 @@ cas_fdatasync (int fd, const char *what)
     fd_name (fd, name, sizeof name);
     iolog (NULL, 0, "S %s\n", name);
   }
-  if (fdatasync (fd) == -1) {
+  if (fault (FAULT_SYNC, fd) || fdatasync (fd) == -1) {
     cas_error ("fdatasync %s: %m", what);
     return -1;
   }

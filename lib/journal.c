@@ -24,6 +24,15 @@
  * only what the journal has made durable, and the journal could not grow.
  * With it, trims and block deletions can still be journaled when the data
  * file can no longer grow.
+ *
+ * A failed sync of the data file is not retried: the kernel may already
+ * have dropped the dirty pages it could not write, so a later sync would
+ * "succeed" without them, and journaling references to those blocks would
+ * break invariant 3.  The store fails instead (io_failed): writes, flushes
+ * and checkpoints return EIO until nbdkit is restarted, and recovery then
+ * uses the journal, which never named the unsynced blocks.  A failed
+ * journal write or sync is retried safely: the whole unsynced batch is
+ * written again.
  */
 #include <config.h>
 
@@ -126,10 +135,24 @@ cas_journal_append (struct cas_store *s, int type, const void *payload, uint16_t
 }
 
 int
+cas_check_failed (struct cas_store *s, const char *op)
+{
+  if (!__atomic_load_n (&s->io_failed, __ATOMIC_ACQUIRE))
+    return 0;
+  errno = EIO;
+  cas_error ("%s: the store stopped after an I/O error syncing its data file; "
+             "restart nbdkit to recover the last flushed state", op);
+  return -1;
+}
+
+int
 cas_journal_sync (struct cas_store *s)
 {
   SCOPED_LOCK (fl, &s->flush_lock);
   uint64_t last;
+
+  if (cas_check_failed (s, "flush") == -1)
+    return -1;
 
   /* 1. Take the records appended so far (after any batch that failed). */
   {
@@ -155,8 +178,10 @@ cas_journal_sync (struct cas_store *s)
    */
   if (s->flushing.len == 0)
     return 0;
-  if (cas_fdatasync (s->data_fd, "data file") == -1)
+  if (cas_fdatasync (s->data_fd, "data file") == -1) {
+    __atomic_store_n (&s->io_failed, true, __ATOMIC_RELEASE);
     return -1;
+  }
 
   /* 3. The records, then their sync. */
   reserve (s, s->jpos + s->flushing.len);

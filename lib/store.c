@@ -848,6 +848,8 @@ cas_store_checkpoint (struct cas_store *s)
   int newfd;
 
   assert (!s->readonly);
+  if (cas_check_failed (s, "checkpoint") == -1)
+    return -1;
   pthread_rwlock_wrlock (&s->ckpt_lock);
   if (cas_journal_sync (s) == -1)
     goto err_unlock;
@@ -904,7 +906,12 @@ cas_store_close (struct cas_store *s)
   if (s == NULL)
     return 0;
   cas_gc_stop (s);
-  if (!s->readonly) {
+  if (__atomic_load_n (&s->io_failed, __ATOMIC_ACQUIRE)) {
+    cas_error ("%s: closing after an I/O error: nothing more is written; the next "
+               "open recovers the last flushed state", s->dir);
+    r = -1;
+  }
+  else if (!s->readonly) {
     if (cas_journal_sync (s) == -1)
       r = -1;
     /* Release what the delayed GC already freed, then checkpoint. */

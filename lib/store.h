@@ -104,6 +104,7 @@ struct cas_store {
   uint64_t jreserved;               /* journal bytes preallocated (see journal.c) */
   uint64_t gen;                     /* generation of the journal file jfd */
   uint64_t durable_seq;             /* atomic: every record <= this is durable */
+  bool io_failed;                   /* atomic: a data-file sync failed; see journal.c */
 
   /* Background thread (gc.c). */
   pthread_t bg_thread;
@@ -150,6 +151,8 @@ int cas_load_disk_add (struct cas_store *s, uint32_t id, const char *name, uint6
 uint64_t cas_journal_append (struct cas_store *s, int type, const void *payload, uint16_t len);
 /* Write and sync every appended record (after syncing the data file). */
 int cas_journal_sync (struct cas_store *s);
+/* -1 with errno = EIO (and a message) if the store has failed. */
+int cas_check_failed (struct cas_store *s, const char *op);
 int cas_journal_create (struct cas_store *s, uint64_t gen, uint64_t first_seq, int *fd);
 /* flush_lock held (or no concurrency).  Preallocate headroom for s->jfd. */
 void cas_journal_reserve (struct cas_store *s);

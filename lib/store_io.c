@@ -358,7 +358,7 @@ cas_disk_write (struct cas_disk *d, const void *buf, uint32_t count, uint64_t of
     cas_error ("write: the store is open read-only");
     return -1;
   }
-  if (check_range (d, count, offset, "write") == -1)
+  if (check_range (d, count, offset, "write") == -1 || cas_check_failed (d->s, "write") == -1)
     return -1;
   return write_range (d, buf, count, offset);
 }
@@ -420,7 +420,7 @@ cas_disk_zero (struct cas_disk *d, uint32_t count, uint64_t offset)
     cas_error ("zero: the store is open read-only");
     return -1;
   }
-  if (check_range (d, count, offset, "zero") == -1)
+  if (check_range (d, count, offset, "zero") == -1 || cas_check_failed (d->s, "zero") == -1)
     return -1;
   /* Whole blocks in the middle are released; the partial ends are written
    * with zeroes.  A range reaching the end of the disk covers its last
