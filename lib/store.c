@@ -177,9 +177,9 @@ cas_store_create (const char *dir, const struct cas_create_opts *opts,
         strcmp (de->d_name, CAS_DATA_NAME) && strcmp (de->d_name, CAS_CKPT_NAME) &&
         strcmp (de->d_name, "journal.1") && strcmp (de->d_name, "superblock.tmp") &&
         strcmp (de->d_name, "checkpoint.tmp")) {
-      closedir (dh);
-      errno = ENOTEMPTY;
       cas_error ("%s is not empty and not a casdisk store (found '%s')", dir, de->d_name);
+      closedir (dh);            /* after the message: it frees de */
+      errno = ENOTEMPTY;
       return -1;
     }
   closedir (dh);
