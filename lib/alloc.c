@@ -168,22 +168,37 @@ uint64_t
 cas_alloc_release (struct cas_alloc *a, uint64_t durable_seq,
                    void (*punch) (void *, uint64_t, uint64_t), void *opaque)
 {
-  SCOPED_LOCK (l, &a->lock);
+  struct cas_extent_list ready = { 0 };
   uint64_t released = 0;
 
-  for (size_t i = 0; i < a->pending->n; ) {
-    const struct cas_extent e = a->pending->v[i];
-    if (e.tag > durable_seq) {
-      i++;
-      continue;
+  /* Take the ready extents off the pending list, punch them without the
+   * lock (fallocate can take long; writers must not wait for it), and only
+   * then make them allocatable, so no new block is punched by mistake.
+   */
+  {
+    SCOPED_LOCK (l, &a->lock);
+    for (size_t i = 0; i < a->pending->n; ) {
+      const struct cas_extent e = a->pending->v[i];
+      if (e.tag > durable_seq) {
+        i++;
+        continue;
+      }
+      if (push (&ready, e.off, e.len, e.tag) == -1)
+        break;                  /* out of memory: the rest waits for the next call */
+      a->pending->v[i] = a->pending->v[--a->pending->n];
     }
-    a->pending->v[i] = a->pending->v[--a->pending->n];
-    a->pending_bytes -= e.len;
-    released += e.len;
-    if (punch)
-      punch (opaque, e.off, e.len);
-    put_free (a, e.off, e.len);
   }
+  for (size_t i = 0; punch && i < ready.n; i++)
+    punch (opaque, ready.v[i].off, ready.v[i].len);
+  {
+    SCOPED_LOCK (l, &a->lock);
+    for (size_t i = 0; i < ready.n; i++) {
+      a->pending_bytes -= ready.v[i].len;
+      released += ready.v[i].len;
+      put_free (a, ready.v[i].off, ready.v[i].len);
+    }
+  }
+  free (ready.v);
   return released;
 }
 

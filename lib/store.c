@@ -799,6 +799,15 @@ cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
      */
     cas_journal_path (s, s->gen, path, sizeof path);
     s->jfd = open (path, O_RDWR | O_CLOEXEC);
+    if (s->jfd == -1 && errno == ENOENT && s->checker && s->checker->repair) {
+      /* Repairing a store that lost its journal: the checkpoint alone is
+       * consistent; start a journal after it.
+       */
+      if (cas_journal_create (s, s->gen, s->next_seq, &s->jfd) == -1)
+        goto err;
+      end = JRN_HDR_SIZE;
+      torn = false;
+    }
     if (s->jfd == -1) {
       cas_error ("open %s: %m", path);
       goto err;

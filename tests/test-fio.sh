@@ -11,7 +11,7 @@ fio_job () {   # RW VERIFY_ONLY
   fio --name=casdisk --ioengine=nbd --uri="$(uri)" --rw="$1" --bs=4k,64k \
       --iodepth=16 --numjobs=2 --size=32M --offset_increment=48M \
       --verify=crc32c --verify_fatal=1 --do_verify=1 ${2:+--verify_only} \
-      --refill_buffers --randseed=1234 --group_reporting --output="$tmp/fio.out"
+      --refill_buffers --randseed=1234 --verify_state_save=0 --group_reporting --output="$tmp/fio.out"
 }
 fio_job randwrite || { cat "$tmp/fio.out"; fail "fio randwrite + verify"; }
 grep -E "WRITE:|READ:" "$tmp/fio.out" | sed 's/^ */fio /'

@@ -223,6 +223,36 @@ Test (alloc, free_later_released_by_seq)
   cr_assert_eq (npunch, 3);
 }
 
+/* Punching is I/O (fallocate on the data file): it must not run with the
+ * allocator's lock held, or every writer waits for it (cas_alloc_get).
+ */
+static int punch_saw_lock_held;
+
+static void
+punch_checks_lock (void *opaque, uint64_t off, uint64_t len)
+{
+  if (pthread_mutex_trylock (&a.lock) == 0)
+    pthread_mutex_unlock (&a.lock);
+  else
+    punch_saw_lock_held++;
+}
+
+Test (alloc, punch_runs_without_the_lock)
+{
+  const uint64_t x = get (G), y = get (G);
+
+  get (G);
+  cas_alloc_free_later (&a, x, G, 1);
+  cas_alloc_free_later (&a, y, G, 1);
+  punch_saw_lock_held = 0;
+  cr_assert_eq (cas_alloc_release (&a, 1, punch_checks_lock, NULL), 2 * G);
+  cr_assert_eq (punch_saw_lock_held, 0,
+                "the punch callback ran %d times with the allocator lock held",
+                punch_saw_lock_held);
+  cr_assert_eq (cas_alloc_free_bytes (&a), 2 * G);
+  cr_assert_eq (cas_alloc_pending_bytes (&a), 0);
+}
+
 Test (alloc, release_without_punch_and_at_end)
 {
   const uint64_t x = get (2 * G);
