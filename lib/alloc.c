@@ -202,6 +202,13 @@ cas_alloc_release (struct cas_alloc *a, uint64_t durable_seq,
   return released;
 }
 
+int
+cas_alloc_with_end (struct cas_alloc *a, int (*fn) (void *, uint64_t), void *opaque)
+{
+  SCOPED_LOCK (l, &a->lock);
+  return fn (opaque, a->end);
+}
+
 uint64_t
 cas_alloc_free_bytes (struct cas_alloc *a)
 {

@@ -66,6 +66,13 @@ uint64_t cas_alloc_release (struct cas_alloc *a, uint64_t durable_seq,
                             void (*punch) (void *, uint64_t, uint64_t), void *opaque)
   __attribute__((nonnull (1)));
 
+/* Call FN with the end of allocated space, holding the lock: no extent
+ * below END can be handed out or extended past it while FN runs (used to
+ * cut the data file's free tail safely).
+ */
+int cas_alloc_with_end (struct cas_alloc *a, int (*fn) (void *, uint64_t), void *opaque)
+  __attribute__((nonnull (1, 2)));
+
 uint64_t cas_alloc_free_bytes (struct cas_alloc *a) __attribute__((nonnull));
 uint64_t cas_alloc_end (struct cas_alloc *a) __attribute__((nonnull));
 uint64_t cas_alloc_pending_bytes (struct cas_alloc *a) __attribute__((nonnull));

@@ -10,7 +10,9 @@
  *      its space back);
  *   4. after an RCU grace period, releases the pending space whose
  *      BLOCK_DEL is durable, deallocating it in the data file;
- *   5. writes a checkpoint when the journal has grown past checkpoint_bytes.
+ *   5. cuts the data file when more than 1 MiB at its end is free, so its
+ *      apparent size shrinks too;
+ *   6. writes a checkpoint when the journal has grown past checkpoint_bytes.
  *
  * Why the delay: a block rewritten soon after it was dropped (a guest
  * moving a file, a VM rewriting the same data) is found again by dedup and
@@ -23,6 +25,7 @@
 #include <inttypes.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 
 #include "format.h"
 #include "io.h"
@@ -31,6 +34,7 @@
 #include "util.h"
 
 #define BG_FLUSH_NS (UINT64_C(5) * 1000000000)
+#define CAS_TRUNCATE_SLACK (1u << 20)   /* cut the file when its free tail exceeds this */
 
 struct gc_pass {
   struct cas_store *s;
@@ -103,6 +107,20 @@ cas_gc_release (struct cas_store *s)
                      punch, s);
 }
 
+/* Allocator lock held: every allocated extent lies below END, so cutting
+ * the file there loses nothing; a later allocation extends it again.
+ */
+static int
+cut_tail (void *opaque, uint64_t end)
+{
+  struct cas_store *s = opaque;
+  struct stat st;
+
+  if (fstat (s->data_fd, &st) == 0 && (uint64_t) st.st_size > end + CAS_TRUNCATE_SLACK)
+    return cas_ftruncate (s->data_fd, end, "data file");
+  return 0;
+}
+
 static void
 tick (struct cas_store *s)
 {
@@ -115,6 +133,7 @@ tick (struct cas_store *s)
   if (since != 0 && cas_now_ns () - since >= BG_FLUSH_NS)
     cas_journal_sync (s);       /* errors were logged; the next tick retries */
   cas_gc_release (s);
+  cas_alloc_with_end (&s->alloc, cut_tail, s);
   if (__atomic_load_n (&s->jpos, __ATOMIC_RELAXED) > s->opts.checkpoint_bytes)
     cas_store_checkpoint (s);
 }
