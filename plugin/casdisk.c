@@ -37,8 +37,11 @@ static const char *store_dir;
 static const char *disk_name;          /* default export; NULL = automatic */
 static uint64_t size;                  /* 0 = not given */
 static struct cas_create_opts create_opts;
-static bool create_opts_given;
+static bool block_size_given, compression_given;
 static struct cas_open_opts open_opts;
+
+/* -D casdisk.engine=1 turns on the engine's debug messages (seen with -v). */
+NBDKIT_DLL_PUBLIC int casdisk_debug_engine;
 
 /* The open store (from .get_ready to .cleanup). */
 static struct cas_store *store;
@@ -108,7 +111,7 @@ casdisk_config (const char *key, const char *value)
       return -1;
     }
     create_opts.block_size = bs;
-    create_opts_given = true;
+    block_size_given = true;
   }
   else if (strcmp (key, "compression") == 0) {
     char *end;
@@ -125,7 +128,7 @@ casdisk_config (const char *key, const char *value)
       }
     }
     create_opts.compression_level = level;
-    create_opts_given = true;
+    compression_given = true;
   }
   else if (strcmp (key, "gc-delay") == 0) {
     char *end;
@@ -147,6 +150,7 @@ casdisk_config (const char *key, const char *value)
 static int
 casdisk_config_complete (void)
 {
+  cas_set_debug (casdisk_debug_engine != 0);
   if (store_dir == NULL) {
     nbdkit_error ("store=DIR is required: the directory of the casdisk store "
                   "(created if it does not exist)");
@@ -195,8 +199,8 @@ casdisk_get_ready (void)
   store = cas_store_open (store_dir, &open_opts);
   if (store == NULL)
     return -1;
-  if (create_opts_given &&
-      (create_opts.block_size != cas_store_block_size (store) ||
+  if ((block_size_given && create_opts.block_size != cas_store_block_size (store)) ||
+      (compression_given &&
        create_opts.compression_level != cas_store_compression_level (store))) {
     nbdkit_error ("%s was created with block-size=%" PRIu32 " compression=%d; "
                   "block-size and compression apply only when creating a store",
@@ -278,9 +282,9 @@ casdisk_get_size (void *handle)
 static int
 casdisk_block_size (void *handle, uint32_t *minimum, uint32_t *preferred, uint32_t *maximum)
 {
-  *minimum = 1;
+  *minimum = 1;                         /* any alignment works */
   *preferred = cas_store_block_size (store);
-  *maximum = 0xffffffff;
+  *maximum = 32 * 1024 * 1024;          /* of reads and writes; trim and zero may be larger */
   return 0;
 }
 

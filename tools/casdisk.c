@@ -5,17 +5,23 @@
  *   casdisk disk list DIR [--json]
  *   casdisk info DIR [--json]
  *   casdisk check DIR [--json] [--repair]
- *   casdisk scrub DIR [--rate BYTES/s] [--json]
+ *   casdisk scrub DIR [--rate BYTES] [--json]
  *
  * Exit status: 0 success (or a clean store), 1 failure (or problems
- * found), 2 usage error.  Each subcommand is one function; the table at
- * the end maps names to them.
+ * found), 2 usage error (or, for check, a store that could not be read).
+ *
+ * Each command is one entry of the table `commands` near the end: its
+ * name, its options (parsed by main() with getopt_long), the number of
+ * operands it takes, its --help text and the function that runs it.  The
+ * engine's messages reach stderr as "casdisk: ..." through cas_set_log.
  */
 #include <config.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,31 +31,33 @@
 #include "progress.h"
 
 #define EXIT_USAGE 2
+#define ARRAY_SIZE(a) (sizeof (a) / sizeof *(a))
 
-static const char *prog = "casdisk";
+static const char prog[] = "casdisk";
+
+/* The progress display in use, if any: log lines must not land in the
+ * middle of a bar.
+ */
+static struct progress *active_progress;
 
 static void
 log_stderr (bool error, const char *msg)
 {
+  if (active_progress)
+    progress_interrupt (active_progress);
   fprintf (stderr, "%s: %s%s\n", prog, error ? "" : "debug: ", msg);
 }
 
-static int
-usage_error (const char *cmd, const char *msg)
-{
-  fprintf (stderr, "%s %s: %s\nTry '%s %s --help'.\n", prog, cmd, msg, prog, cmd);
-  return EXIT_USAGE;
-}
-
-/* "1.5 GiB" */
+/* "1.5 GiB"; exact below 1 KiB. */
 static const char *
 human (uint64_t bytes, char buf[32])
 {
-  static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+  static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
   double v = bytes;
-  int u = 0;
+  size_t u = 0;
 
-  while (v >= 1024 && u < 5) {
+  /* Round first, so that 1023.96 KiB reads "1.0 MiB", not "1024.0 KiB". */
+  while (u + 1 < ARRAY_SIZE (units) && v >= 1023.95) {
     v /= 1024;
     u++;
   }
@@ -57,308 +65,459 @@ human (uint64_t bytes, char buf[32])
   return buf;
 }
 
+/* ---- Options shared by the commands ---- */
+
+enum {
+  OPT_HELP = 'h',
+  OPT_JSON = 256, OPT_REPAIR, OPT_SIZE, OPT_BLOCK_SIZE, OPT_COMPRESSION,
+  OPT_DISK, OPT_RATE,
+};
+
+#define O_HELP        { "help", no_argument, NULL, OPT_HELP }
+#define O_JSON        { "json", no_argument, NULL, OPT_JSON }
+#define O_REPAIR      { "repair", no_argument, NULL, OPT_REPAIR }
+#define O_SIZE        { "size", required_argument, NULL, OPT_SIZE }
+#define O_BLOCK_SIZE  { "block-size", required_argument, NULL, OPT_BLOCK_SIZE }
+#define O_COMPRESSION { "compression", required_argument, NULL, OPT_COMPRESSION }
+#define O_DISK        { "disk", required_argument, NULL, OPT_DISK }
+#define O_RATE        { "rate", required_argument, NULL, OPT_RATE }
+#define O_END         { NULL, 0, NULL, 0 }
+
+/* What the command line said; operands are in args[0 .. nargs-1]. */
+struct cmdline {
+  const char *cmd;              /* "create", "disk add" ... for messages */
+  bool json, repair;
+  const char *size, *block_size, *compression, *disk, *rate;
+  int nargs;
+  char **args;
+};
+
+static int __attribute__((format (printf, 2, 3)))
+usage_error (const char *cmd, const char *fmt, ...)
+{
+  va_list ap;
+
+  fprintf (stderr, "%s %s: ", prog, cmd);
+  va_start (ap, fmt);
+  vfprintf (stderr, fmt, ap);
+  va_end (ap);
+  fprintf (stderr, " (try '%s %s --help')\n", prog, cmd);
+  return EXIT_USAGE;
+}
+
+/* Parse a size operand or option value into *OUT, within [MIN, MAX]. */
+static bool
+parse_size_arg (const char *cmd, const char *what, const char *str,
+                uint64_t min, uint64_t max, uint64_t *out)
+{
+  if (cas_parse_size (str, out) == -1) {
+    usage_error (cmd, "%s: '%s' is not a size (e.g. 4096, 64K, 10G)", what, str);
+    return false;
+  }
+  if (*out < min || *out > max) {
+    char h1[32], h2[32];
+    usage_error (cmd, "%s: '%s' is out of range (%s .. %s)",
+                 what, str, human (min, h1), human (max, h2));
+    return false;
+  }
+  return true;
+}
+
+static bool
+check_disk_name (const char *cmd, const char *name)
+{
+  if (cas_disk_name_valid (name))
+    return true;
+  usage_error (cmd, "'%s' is not a valid disk name: use 1 to %u letters, digits, "
+               "'-', '_' or '.', not starting with '-' or '.'", name, CAS_DISK_NAME_MAX);
+  return false;
+}
+
+/* ---- Output helpers ---- */
+
+/* A ratio a/b, 1.0 when there is nothing to divide by. */
 static double
 ratio (uint64_t a, uint64_t b)
 {
   return b ? (double) a / b : 1.0;
 }
 
-/* Parse the common "--json"/"--help" style options.  Returns the index of
- * the first operand, or -1 after printing help (*rc set).
- */
-struct opts {
-  bool json, repair, help;
-  const char *size, *block_size, *compression, *disk, *rate;
-};
-
-static int
-parse_opts (const char *cmd, const char *help, int argc, char **argv,
-            const char *allowed, struct opts *o, int *rc)
+/* "  label             1.5 GiB  (1610612736 bytes)" */
+static void
+print_bytes (const char *label, uint64_t bytes)
 {
-  static const struct option longopts[] = {
-    { "json", no_argument, NULL, 'j' },
-    { "repair", no_argument, NULL, 'r' },
-    { "help", no_argument, NULL, 'h' },
-    { "size", required_argument, NULL, 's' },
-    { "block-size", required_argument, NULL, 'b' },
-    { "compression", required_argument, NULL, 'c' },
-    { "disk", required_argument, NULL, 'd' },
-    { "rate", required_argument, NULL, 'R' },
-    { NULL, 0, NULL, 0 },
-  };
-  int c;
+  char h[32];
 
-  memset (o, 0, sizeof *o);
-  optind = 1;
-  opterr = 0;
-  /* GNU getopt permutes: options may come before or after the operands. */
-  while ((c = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
-    if (c == 'h') {
-      fputs (help, stdout);
-      *rc = 0;
-      return -1;
-    }
-    if (c == '?' || strchr (allowed, c) == NULL) {
-      char msg[128];
-      snprintf (msg, sizeof msg, "unknown option '%s'", argv[optind - 1]);
-      *rc = usage_error (cmd, msg);
-      return -1;
-    }
-    switch (c) {
-    case 'j': o->json = true; break;
-    case 'r': o->repair = true; break;
-    case 's': o->size = optarg; break;
-    case 'b': o->block_size = optarg; break;
-    case 'c': o->compression = optarg; break;
-    case 'd': o->disk = optarg; break;
-    case 'R': o->rate = optarg; break;
-    }
+  printf ("  %-22s %10s  (%" PRIu64 " bytes)\n", label, human (bytes, h), bytes);
+}
+
+/* A tiny JSON writer for stdout: it tracks whether a comma is due at each
+ * nesting level, and escapes strings.  Numbers are written as they are.
+ */
+static struct {
+  int depth;
+  bool first[8];                /* nothing written yet at this level */
+} json;
+
+static void
+json_string (const char *s)
+{
+  putchar ('"');
+  for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
+    if (*p == '"' || *p == '\\')
+      printf ("\\%c", *p);
+    else if (*p == '\n')
+      fputs ("\\n", stdout);
+    else if (*p < 0x20 || *p == 0x7f)
+      printf ("\\u%04x", *p);
+    else
+      putchar (*p);
   }
-  return optind;
+  putchar ('"');
+}
+
+/* Before a value: a comma if needed, then "KEY": if KEY is not NULL. */
+static void
+json_key (const char *key)
+{
+  if (json.depth > 0 && !json.first[json.depth])
+    fputs (", ", stdout);
+  json.first[json.depth] = false;
+  if (key) {
+    json_string (key);
+    fputs (": ", stdout);
+  }
+}
+
+static void
+json_open (const char *key, char bracket)
+{
+  json_key (key);
+  putchar (bracket);
+  json.depth++;
+  assert (json.depth < (int) ARRAY_SIZE (json.first));
+  json.first[json.depth] = true;
+}
+
+static void
+json_close (char bracket)
+{
+  json.depth--;
+  putchar (bracket);
+  if (json.depth == 0)
+    putchar ('\n');
+}
+
+static void
+json_u64 (const char *key, uint64_t v)
+{
+  json_key (key);
+  printf ("%" PRIu64, v);
+}
+
+static void
+json_int (const char *key, int v)
+{
+  json_key (key);
+  printf ("%d", v);
+}
+
+static void
+json_ratio (const char *key, double v)
+{
+  json_key (key);
+  printf ("%.4f", v);
+}
+
+static void
+json_bool (const char *key, bool v)
+{
+  json_key (key);
+  fputs (v ? "true" : "false", stdout);
+}
+
+static void
+json_str (const char *key, const char *v)
+{
+  json_key (key);
+  json_string (v);
+}
+
+/* Open DIR read-only (a shared lock: refused while nbdkit serves it). */
+static struct cas_store *
+open_readonly (const char *dir)
+{
+  struct cas_open_opts oo;
+
+  cas_open_opts_default (&oo);
+  oo.readonly = true;
+  return cas_store_open (dir, &oo);
 }
 
 /* ---- create ---- */
 
-static const char create_help[] =
-  "Usage: casdisk create DIR [--size SIZE] [--block-size SIZE] [--compression N|off]\n"
-  "                          [--disk NAME]\n"
-  "Create a store in DIR (created if missing, else it must be empty) with one disk.\n"
-  "  --size SIZE          size of the first disk (default 10G)\n"
-  "  --block-size SIZE    dedup block size, a power of two from 4K to 64K (default 64K)\n"
-  "  --compression N|off  zstd level 1..19, or off (default 3)\n"
-  "  --disk NAME          name of the first disk (default disk0)\n";
-
 static int
-cmd_create (int argc, char **argv)
+cmd_create (const struct cmdline *c)
 {
-  struct opts o;
+  const char *dir = c->args[0];
+  const char *disk = c->disk ? c->disk : CAS_DEFAULT_DISK_NAME;
   struct cas_create_opts co;
   uint64_t size = UINT64_C(10) << 30, bs;
-  int rc, i = parse_opts ("create", create_help, argc, argv, "sbcd", &o, &rc);
 
-  if (i < 0)
-    return rc;
-  if (argc - i != 1)
-    return usage_error ("create", "expected exactly one DIR");
   cas_create_opts_default (&co);
-  if (o.size && (cas_parse_size (o.size, &size) == -1 || size == 0))
-    return usage_error ("create", "--size: not a size (e.g. 10G)");
-  if (o.block_size) {
-    if (cas_parse_size (o.block_size, &bs) == -1 || bs > CAS_MAX_BLOCK_SIZE ||
-        bs < CAS_MIN_BLOCK_SIZE || (bs & (bs - 1)))
-      return usage_error ("create", "--block-size: must be a power of two from 4K to 64K");
+  if (c->size && !parse_size_arg (c->cmd, "--size", c->size, 1, CAS_MAX_DISK_SIZE, &size))
+    return EXIT_USAGE;
+  if (c->block_size) {
+    if (!parse_size_arg (c->cmd, "--block-size", c->block_size,
+                         CAS_MIN_BLOCK_SIZE, CAS_MAX_BLOCK_SIZE, &bs))
+      return EXIT_USAGE;
+    if (bs & (bs - 1))
+      return usage_error (c->cmd, "--block-size: %s is not a power of two (4K, 8K, 16K, 32K or 64K)",
+                          c->block_size);
     co.block_size = bs;
   }
-  if (o.compression) {
+  if (c->compression) {
     char *end;
-    long level = strcmp (o.compression, "off") == 0 ? 0 : strtol (o.compression, &end, 10);
-    if ((strcmp (o.compression, "off") && (*end || end == o.compression)) ||
-        level < 0 || level > CAS_MAX_LEVEL)
-      return usage_error ("create", "--compression: must be off or a level from 1 to 19");
+    long level = 0;
+
+    if (strcmp (c->compression, "off") != 0) {
+      errno = 0;
+      level = strtol (c->compression, &end, 10);
+      if (errno || end == c->compression || *end || level < 0 || level > CAS_MAX_LEVEL)
+        return usage_error (c->cmd, "--compression: '%s' is not 'off' or a level from 1 to %d",
+                            c->compression, CAS_MAX_LEVEL);
+    }
     co.compression_level = level;
   }
-  if (cas_store_create (argv[i], &co, o.disk ? o.disk : CAS_DEFAULT_DISK_NAME, size) == -1)
+  if (!check_disk_name (c->cmd, disk))
+    return EXIT_USAGE;
+  /* The engine refuses too; saying so here is clearer. */
+  if (cas_store_exists (dir)) {
+    fprintf (stderr, "%s: %s: a casdisk store exists there already\n", prog, dir);
     return EXIT_FAILURE;
-  printf ("created store %s: disk '%s' of %" PRIu64 " bytes, block size %" PRIu32
-          ", compression %s\n", argv[i], o.disk ? o.disk : CAS_DEFAULT_DISK_NAME, size,
-          co.block_size, co.compression_level ? o.compression ? o.compression : "3" : "off");
+  }
+  if (cas_store_create (dir, &co, disk, size) == -1)
+    return EXIT_FAILURE;
+
+  char h[32];
+  printf ("created store %s: block size %" PRIu32 ", compression ", dir, co.block_size);
+  if (co.compression_level)
+    printf ("zstd level %d", co.compression_level);
+  else
+    printf ("off");
+  printf (", disk '%s' of %s (%" PRIu64 " bytes)\n", disk, human (size, h), size);
   return 0;
 }
 
-/* ---- disk ---- */
-
-static const char disk_help[] =
-  "Usage: casdisk disk add DIR NAME SIZE\n"
-  "       casdisk disk list DIR [--json]\n"
-  "Add a disk to a store (the store must not be in use), or list its disks.\n";
+/* ---- disk add, disk list ---- */
 
 static int
-cmd_disk (int argc, char **argv)
+cmd_disk_add (const struct cmdline *c)
 {
-  struct opts o;
-  int rc, i = parse_opts ("disk", disk_help, argc, argv, "j", &o, &rc);
-  struct cas_open_opts oo;
+  const char *dir = c->args[0], *name = c->args[1];
   struct cas_store *s;
+  uint64_t size;
+  char h[32];
 
-  if (i < 0)
-    return rc;
-  if (argc - i >= 1 && strcmp (argv[i], "add") == 0) {
-    uint64_t size;
-    if (argc - i != 4)
-      return usage_error ("disk", "usage: casdisk disk add DIR NAME SIZE");
-    if (cas_parse_size (argv[i + 3], &size) == -1 || size == 0)
-      return usage_error ("disk", "SIZE: not a size (e.g. 10G)");
-    s = cas_store_open (argv[i + 1], NULL);
-    if (s == NULL)
-      return EXIT_FAILURE;
-    if (cas_disk_add (s, argv[i + 2], size) == NULL) {
-      cas_store_close (s);
-      return EXIT_FAILURE;
-    }
-    if (cas_store_close (s) == -1)
-      return EXIT_FAILURE;
-    printf ("added disk '%s' of %" PRIu64 " bytes\n", argv[i + 2], size);
-    return 0;
-  }
-  if (argc - i == 2 && strcmp (argv[i], "list") == 0) {
-    cas_open_opts_default (&oo);
-    oo.readonly = true;
-    s = cas_store_open (argv[i + 1], &oo);
-    if (s == NULL)
-      return EXIT_FAILURE;
-    const size_t n = cas_store_ndisks (s);
-    if (o.json)
-      printf ("[");
-    for (size_t k = 0; k < n; k++) {
-      struct cas_disk *d = cas_store_disk (s, k);
-      if (o.json)
-        printf ("%s{\"name\": \"%s\", \"size\": %" PRIu64 "}", k ? ", " : "",
-                cas_disk_name (d), cas_disk_size (d));
-      else {
-        char h[32];
-        printf ("%-20s %14" PRIu64 "  %s\n", cas_disk_name (d), cas_disk_size (d),
-                human (cas_disk_size (d), h));
-      }
-    }
-    if (o.json)
-      printf ("]\n");
+  if (!check_disk_name (c->cmd, name) ||
+      !parse_size_arg (c->cmd, "SIZE", c->args[2], 1, CAS_MAX_DISK_SIZE, &size))
+    return EXIT_USAGE;
+  s = cas_store_open (dir, NULL);
+  if (s == NULL)
+    return EXIT_FAILURE;
+  if (cas_disk_add (s, name, size) == NULL) {
     cas_store_close (s);
-    return 0;
+    return EXIT_FAILURE;
   }
-  return usage_error ("disk", "expected 'add' or 'list'");
+  if (cas_store_close (s) == -1)
+    return EXIT_FAILURE;
+  printf ("added disk '%s' of %s (%" PRIu64 " bytes) to %s\n", name, human (size, h), size, dir);
+  return 0;
+}
+
+static int
+cmd_disk_list (const struct cmdline *c)
+{
+  struct cas_store *s = open_readonly (c->args[0]);
+  char h[32];
+
+  if (s == NULL)
+    return EXIT_FAILURE;
+  const size_t n = cas_store_ndisks (s);
+  if (c->json)
+    json_open (NULL, '[');
+  for (size_t k = 0; k < n; k++) {
+    const struct cas_disk *d = cas_store_disk (s, k);
+    if (c->json) {
+      json_open (NULL, '{');
+      json_str ("name", cas_disk_name (d));
+      json_u64 ("size", cas_disk_size (d));
+      json_close ('}');
+    }
+    else
+      printf ("%-24s %10s  (%" PRIu64 " bytes)\n", cas_disk_name (d),
+              human (cas_disk_size (d), h), cas_disk_size (d));
+  }
+  if (c->json)
+    json_close (']');
+  return cas_store_close (s) == -1 ? EXIT_FAILURE : 0;
 }
 
 /* ---- info ---- */
 
-static const char info_help[] =
-  "Usage: casdisk info DIR [--json]\n"
-  "Space accounting of a store and of each of its disks.  The store must not be\n"
-  "in use by nbdkit.\n";
+static void
+print_disk (const char *name, const struct cas_disk_stats *ds, bool as_json)
+{
+  const double dedup = ratio (ds->logical_bytes, ds->unique_bytes);
+  const double comp = ratio (ds->unique_bytes, ds->stored_bytes);
+
+  if (as_json) {
+    json_open (NULL, '{');
+    json_str ("name", name);
+    json_u64 ("virtual_size", ds->virtual_size);
+    json_u64 ("logical_bytes", ds->logical_bytes);
+    json_u64 ("unique_bytes", ds->unique_bytes);
+    json_u64 ("stored_bytes", ds->stored_bytes);
+    json_u64 ("exclusive_bytes", ds->exclusive_bytes);
+    json_ratio ("dedup_ratio", dedup);
+    json_ratio ("compression_ratio", comp);
+    json_close ('}');
+    return;
+  }
+  printf ("disk %s\n", name);
+  print_bytes ("virtual size", ds->virtual_size);
+  print_bytes ("logical bytes in use", ds->logical_bytes);
+  print_bytes ("unique bytes", ds->unique_bytes);
+  print_bytes ("stored bytes", ds->stored_bytes);
+  print_bytes ("only in this disk", ds->exclusive_bytes);
+  printf ("  %-22s %10.2f\n", "dedup ratio", dedup);
+  printf ("  %-22s %10.2f\n", "compression ratio", comp);
+}
 
 static void
-print_disk_json (struct cas_disk *d, const struct cas_disk_stats *ds, bool comma)
+print_store (const char *dir, const struct cas_store_stats *st, uint64_t virtual_size,
+             bool as_json)
 {
-  printf ("%s\n    {\"name\": \"%s\", \"virtual_size\": %" PRIu64 ", \"logical_bytes\": %" PRIu64
-          ", \"unique_bytes\": %" PRIu64 ", \"stored_bytes\": %" PRIu64
-          ", \"exclusive_bytes\": %" PRIu64 ", \"dedup_ratio\": %.4f, \"compression_ratio\": %.4f}",
-          comma ? "," : "", cas_disk_name (d), ds->virtual_size, ds->logical_bytes,
-          ds->unique_bytes, ds->stored_bytes, ds->exclusive_bytes,
-          ratio (ds->logical_bytes, ds->unique_bytes), ratio (ds->unique_bytes, ds->stored_bytes));
+  const double dedup = ratio (st->logical_bytes, st->unique_bytes);
+  const double comp = ratio (st->unique_bytes, st->stored_bytes);
+  const uint64_t live_blocks = st->nblocks - st->dead_blocks;
+
+  if (as_json) {
+    json_open ("store", '{');
+    json_str ("dir", dir);
+    json_u64 ("block_size", st->block_size);
+    json_int ("compression_level", st->compression_level);
+    json_u64 ("ndisks", st->ndisks);
+    json_u64 ("virtual_size", virtual_size);
+    json_u64 ("logical_bytes", st->logical_bytes);
+    json_u64 ("nblocks", st->nblocks);
+    json_u64 ("unique_bytes", st->unique_bytes);
+    json_u64 ("stored_bytes", st->stored_bytes);
+    json_ratio ("dedup_ratio", dedup);
+    json_ratio ("compression_ratio", comp);
+    json_u64 ("dead_blocks", st->dead_blocks);
+    json_u64 ("dead_bytes", st->dead_bytes);
+    json_u64 ("free_bytes", st->free_bytes);
+    json_u64 ("data_file_end", st->data_file_end);
+    json_u64 ("physical_allocated", st->physical_allocated);
+    json_u64 ("physical_apparent", st->physical_apparent);
+    json_u64 ("journal_bytes", st->journal_bytes);
+    json_u64 ("quarantined", st->quarantined);
+    json_close ('}');
+    return;
+  }
+  printf ("store %s\n", dir);
+  printf ("  %-22s %10" PRIu32 "\n", "block size", st->block_size);
+  if (st->compression_level)
+    printf ("  %-22s %10s  (level %d)\n", "compression", "zstd", st->compression_level);
+  else
+    printf ("  %-22s %10s\n", "compression", "off");
+  printf ("  %-22s %10" PRIu64 "\n", "disks", st->ndisks);
+  print_bytes ("virtual size", virtual_size);
+  print_bytes ("logical bytes in use", st->logical_bytes);
+  print_bytes ("unique bytes", st->unique_bytes);
+  print_bytes ("stored bytes", st->stored_bytes);
+  printf ("  %-22s %10.2f\n", "dedup ratio", dedup);
+  printf ("  %-22s %10.2f\n", "compression ratio", comp);
+  printf ("  %-22s %10" PRIu64 "  (%" PRIu64 " referenced)\n", "blocks", st->nblocks,
+          live_blocks);
+  printf ("  %-22s %10" PRIu64 "\n", "dead blocks (for GC)", st->dead_blocks);
+  print_bytes ("dead bytes (for GC)", st->dead_bytes);
+  print_bytes ("free in data file", st->free_bytes);
+  print_bytes ("data file in use", st->data_file_end);
+  print_bytes ("journal", st->journal_bytes);
+  print_bytes ("physical allocated", st->physical_allocated);
+  print_bytes ("physical apparent", st->physical_apparent);
+  printf ("  %-22s %10" PRIu64 "\n", "quarantined blocks", st->quarantined);
 }
 
 static int
-cmd_info (int argc, char **argv)
+cmd_info (const struct cmdline *c)
 {
-  struct opts o;
-  int rc, i = parse_opts ("info", info_help, argc, argv, "j", &o, &rc);
-  struct cas_open_opts oo;
+  const char *dir = c->args[0];
+  struct cas_store *s = open_readonly (dir);
+  struct cas_disk_stats *ds = NULL;
   struct cas_store_stats st;
-  struct cas_store *s;
-  char h1[32], h2[32];
+  uint64_t virtual_size = 0;
+  size_t n;
 
-  if (i < 0)
-    return rc;
-  if (argc - i != 1)
-    return usage_error ("info", "expected exactly one DIR");
-  cas_open_opts_default (&oo);
-  oo.readonly = true;
-  s = cas_store_open (argv[i], &oo);
   if (s == NULL)
     return EXIT_FAILURE;
-  if (cas_store_stats (s, &st) == -1) {
-    cas_store_close (s);
-    return EXIT_FAILURE;
+  n = cas_store_ndisks (s);
+  ds = calloc (n ? n : 1, sizeof *ds);
+  if (ds == NULL) {
+    fprintf (stderr, "%s: %m\n", prog);
+    goto fail;
   }
-  if (o.json) {
-    printf ("{\"store\": {\"dir\": \"%s\", \"block_size\": %" PRIu32 ", \"compression_level\": %d"
-            ", \"ndisks\": %" PRIu64 ", \"logical_bytes\": %" PRIu64 ", \"nblocks\": %" PRIu64
-            ", \"unique_bytes\": %" PRIu64 ", \"stored_bytes\": %" PRIu64
-            ", \"dedup_ratio\": %.4f, \"compression_ratio\": %.4f"
-            ", \"dead_blocks\": %" PRIu64 ", \"dead_bytes\": %" PRIu64 ", \"free_bytes\": %" PRIu64
-            ", \"data_file_end\": %" PRIu64 ", \"physical_allocated\": %" PRIu64
-            ", \"physical_apparent\": %" PRIu64 ", \"journal_bytes\": %" PRIu64
-            ", \"quarantined\": %" PRIu64 "},\n \"disks\": [",
-            argv[i], st.block_size, st.compression_level, st.ndisks, st.logical_bytes, st.nblocks,
-            st.unique_bytes, st.stored_bytes, ratio (st.logical_bytes, st.unique_bytes),
-            ratio (st.unique_bytes, st.stored_bytes), st.dead_blocks, st.dead_bytes,
-            st.free_bytes, st.data_file_end, st.physical_allocated, st.physical_apparent,
-            st.journal_bytes, st.quarantined);
+  if (cas_store_stats (s, &st) == -1)
+    goto fail;
+  for (size_t k = 0; k < n; k++) {
+    if (cas_disk_stats (cas_store_disk (s, k), &ds[k]) == -1)
+      goto fail;
+    virtual_size += ds[k].virtual_size;
   }
-  else {
-    printf ("store %s\n", argv[i]);
-    printf ("  block size          %" PRIu32 "\n", st.block_size);
-    printf ("  compression         %s%.0d\n", st.compression_level ? "zstd level " : "off",
-            st.compression_level);
-    printf ("  disks               %" PRIu64 "\n", st.ndisks);
-    printf ("  logical bytes       %-12s %" PRIu64 "\n", human (st.logical_bytes, h1), st.logical_bytes);
-    printf ("  unique bytes        %-12s %" PRIu64 "  (%" PRIu64 " blocks)\n",
-            human (st.unique_bytes, h1), st.unique_bytes, st.nblocks - st.dead_blocks);
-    printf ("  stored bytes        %-12s %" PRIu64 "\n", human (st.stored_bytes, h1), st.stored_bytes);
-    printf ("  dedup ratio         %.2f\n", ratio (st.logical_bytes, st.unique_bytes));
-    printf ("  compression ratio   %.2f\n", ratio (st.unique_bytes, st.stored_bytes));
-    printf ("  awaiting GC         %-12s %" PRIu64 "  (%" PRIu64 " blocks)\n",
-            human (st.dead_bytes, h1), st.dead_bytes, st.dead_blocks);
-    printf ("  free in data file   %-12s %" PRIu64 "\n", human (st.free_bytes, h1), st.free_bytes);
-    printf ("  quarantined blocks  %" PRIu64 "\n", st.quarantined);
-    printf ("  physical size       %s allocated, %s apparent\n",
-            human (st.physical_allocated, h1), human (st.physical_apparent, h2));
+
+  if (c->json)
+    json_open (NULL, '{');
+  print_store (dir, &st, virtual_size, c->json);
+  if (c->json)
+    json_open ("disks", '[');
+  for (size_t k = 0; k < n; k++)
+    print_disk (cas_disk_name (cas_store_disk (s, k)), &ds[k], c->json);
+  if (c->json) {
+    json_close (']');
+    json_close ('}');
   }
-  for (size_t k = 0; k < st.ndisks; k++) {
-    struct cas_disk *d = cas_store_disk (s, k);
-    struct cas_disk_stats ds;
-    if (cas_disk_stats (d, &ds) == -1) {
-      cas_store_close (s);
-      return EXIT_FAILURE;
-    }
-    if (o.json)
-      print_disk_json (d, &ds, k > 0);
-    else {
-      printf ("disk %s\n", cas_disk_name (d));
-      printf ("  virtual size        %-12s %" PRIu64 "\n", human (ds.virtual_size, h1), ds.virtual_size);
-      printf ("  logical bytes       %-12s %" PRIu64 "\n", human (ds.logical_bytes, h1), ds.logical_bytes);
-      printf ("  unique bytes        %-12s %" PRIu64 "\n", human (ds.unique_bytes, h1), ds.unique_bytes);
-      printf ("  stored bytes        %-12s %" PRIu64 "  (%s only in this disk)\n",
-              human (ds.stored_bytes, h1), ds.stored_bytes, human (ds.exclusive_bytes, h2));
-      printf ("  dedup ratio         %.2f\n", ratio (ds.logical_bytes, ds.unique_bytes));
-      printf ("  compression ratio   %.2f\n", ratio (ds.unique_bytes, ds.stored_bytes));
-    }
-  }
-  if (o.json)
-    printf ("\n ]}\n");
+  free (ds);
+  return cas_store_close (s) == -1 ? EXIT_FAILURE : 0;
+
+ fail:
+  free (ds);
   cas_store_close (s);
-  return 0;
+  return EXIT_FAILURE;
 }
 
 /* ---- check and scrub ---- */
 
+/* Shared by check and scrub: problems go to stdout as they are found. */
 struct report_ctx {
   bool json;
-  uint64_t n;
+  const char *prefix;           /* "problem", "repair" */
   struct progress prog;
 };
 
-/* Problems go to stdout as lines, or as JSON strings. */
 static void
 print_problem (void *opaque, const char *msg)
 {
   struct report_ctx *r = opaque;
 
-  if (r->json) {
-    printf ("%s\n    \"", r->n ? "," : "");
-    for (const char *p = msg; *p; p++)
-      if (*p == '"' || *p == '\\')
-        printf ("\\%c", *p);
-      else
-        putchar (*p);
-    putchar ('"');
-  }
+  if (r->json)
+    json_str (NULL, msg);
   else {
-    if (r->prog.tty && r->prog.last_percent >= 0)
-      fputc ('\n', stderr);
-    printf ("problem: %s\n", msg);
+    progress_interrupt (&r->prog);
+    printf ("%s: %s\n", r->prefix, msg);
   }
   fflush (stdout);
-  r->n++;
 }
 
 static void
@@ -369,125 +528,204 @@ on_progress (void *opaque, uint64_t done, uint64_t total)
   progress_update (&r->prog, done, total);
 }
 
-static const char check_help[] =
-  "Usage: casdisk check DIR [--json] [--repair]\n"
-  "Check a store offline: metadata checksums, every reference, every refcount,\n"
-  "every stored block (checksum, decompression, SHA-256), leaked or doubly used\n"
-  "space.  Exit 0 when clean, 1 when problems were found, 2 if the store could\n"
-  "not be read.  --repair fixes what can be fixed without guessing (refcounts,\n"
-  "leaked space, damaged journal tails), reports the rest, then checks again.\n";
-
 static int
-cmd_check (int argc, char **argv)
+cmd_check (const struct cmdline *c)
 {
-  struct opts o;
-  int rc, i = parse_opts ("check", check_help, argc, argv, "jr", &o, &rc);
-  struct report_ctx r = { 0 };
-  struct cas_check_result res;
+  const char *dir = c->args[0];
+  struct report_ctx r = { .json = c->json, .prefix = c->repair ? "repair" : "problem" };
+  struct cas_check_result res = { 0 };
   int n;
 
-  if (i < 0)
-    return rc;
-  if (argc - i != 1)
-    return usage_error ("check", "expected exactly one DIR");
-  r.json = o.json;
-  progress_init (&r.prog, "check", o.json);
-  if (o.json)
-    printf ("{\"problems\": [");
-  if (o.repair) {
-    n = cas_store_repair (argv[i], print_problem, &r, &res);
-    if (n >= 0 && !o.json)
-      printf ("repair: done; checking again\n");
+  progress_init (&r.prog, "check", c->json);
+  active_progress = &r.prog;
+  if (c->json) {
+    json_open (NULL, '{');
+    json_open ("problems", '[');
   }
+  /* Repair reports what it found (and fixed or not), then checks again. */
+  if (c->repair)
+    n = cas_store_repair (dir, print_problem, &r, &res);
   else
-    n = cas_store_check_progress (argv[i], print_problem, on_progress, &r, &res);
+    n = cas_store_check_progress (dir, print_problem, on_progress, &r, &res);
   progress_done (&r.prog);
-  if (o.json) {
-    printf ("%s],\n \"clean\": %s, \"problems_left\": %" PRIu64 ", \"blocks_checked\": %" PRIu64
-            ", \"references_checked\": %" PRIu64 ", \"bytes_verified\": %" PRIu64 "}\n",
-            r.n ? "\n  " : "", n == 0 ? "true" : "false", n < 0 ? 0 : res.problems,
-            res.blocks_checked, res.refs_checked, res.bytes_verified);
+  active_progress = NULL;
+
+  if (c->json) {
+    json_close (']');
+    json_bool ("clean", n == 0);
+    if (n < 0)
+      json_str ("error", "the store could not be read");
+    json_u64 ("problems_left", n < 0 ? 0 : res.problems);
+    json_u64 ("blocks_checked", res.blocks_checked);
+    json_u64 ("references_checked", res.refs_checked);
+    json_u64 ("bytes_verified", res.bytes_verified);
+    json_close ('}');
   }
   else if (n >= 0)
-    printf ("%s: %" PRIu64 " blocks, %" PRIu64 " references, %" PRIu64 " bytes verified: %s\n",
-            argv[i], res.blocks_checked, res.refs_checked, res.bytes_verified,
+    printf ("%s: %" PRIu64 " blocks, %" PRIu64 " references, %" PRIu64
+            " bytes verified; %" PRIu64 " problem%s%s: %s\n",
+            dir, res.blocks_checked, res.refs_checked, res.bytes_verified, res.problems,
+            res.problems == 1 ? "" : "s", c->repair ? " left after repair" : "",
             n == 0 ? "clean" : "PROBLEMS FOUND");
+  /* When n < 0 the engine has said why. */
   if (n < 0)
-    return EXIT_USAGE;
+    return EXIT_USAGE;          /* documented: 2 = could not read the store */
   return n == 0 ? 0 : EXIT_FAILURE;
 }
 
-static const char scrub_help[] =
-  "Usage: casdisk scrub DIR [--rate BYTES_PER_SECOND] [--json]\n"
-  "Read back every stored block and metadata file of a store that is not in use\n"
-  "and verify them (checksum, decompression, SHA-256).  Blocks that fail are\n"
-  "quarantined: reads of them return I/O errors and dedup stops using them.\n"
-  "--rate limits reading (e.g. 50M).  Exit 0 when everything verified, 1 when\n"
-  "problems were found.\n";
-
 static int
-cmd_scrub (int argc, char **argv)
+cmd_scrub (const struct cmdline *c)
 {
-  struct opts o;
-  int rc, i = parse_opts ("scrub", scrub_help, argc, argv, "jR", &o, &rc);
-  struct report_ctx r = { 0 };
-  struct cas_scrub_result res;
+  const char *dir = c->args[0];
+  struct report_ctx r = { .json = c->json, .prefix = "problem" };
+  struct cas_scrub_result res = { 0 };
   struct cas_store *s;
   uint64_t rate = 0;
   int n;
 
-  if (i < 0)
-    return rc;
-  if (argc - i != 1)
-    return usage_error ("scrub", "expected exactly one DIR");
-  if (o.rate && cas_parse_size (o.rate, &rate) == -1)
-    return usage_error ("scrub", "--rate: not a number of bytes per second (e.g. 50M)");
-  s = cas_store_open (argv[i], NULL);
+  if (c->rate && !parse_size_arg (c->cmd, "--rate", c->rate, 0, UINT64_MAX, &rate))
+    return EXIT_USAGE;
+  s = cas_store_open (dir, NULL);
   if (s == NULL)
     return EXIT_FAILURE;
-  r.json = o.json;
-  progress_init (&r.prog, "scrub", o.json);
-  if (o.json)
-    printf ("{\"problems\": [");
+  progress_init (&r.prog, "scrub", c->json);
+  active_progress = &r.prog;
+  if (c->json) {
+    json_open (NULL, '{');
+    json_open ("problems", '[');
+  }
   n = cas_store_scrub (s, rate, on_progress, print_problem, &r, &res);
   progress_done (&r.prog);
-  if (cas_store_close (s) == -1)
-    n = n < 0 ? n : n + 1;
-  if (o.json)
-    printf ("%s],\n \"blocks\": %" PRIu64 ", \"bytes\": %" PRIu64 ", \"corrupted\": %" PRIu64
-            ", \"already_quarantined\": %" PRIu64 "}\n", r.n ? "\n  " : "",
-            res.blocks, res.bytes, res.corrupted, res.already_quarantined);
+  active_progress = NULL;
+  if (cas_store_close (s) == -1 && n >= 0)
+    n++;
+
+  if (c->json) {
+    json_close (']');
+    json_bool ("clean", n == 0);
+    json_u64 ("blocks", res.blocks);
+    json_u64 ("bytes", res.bytes);
+    json_u64 ("corrupted", res.corrupted);
+    json_u64 ("already_quarantined", res.already_quarantined);
+    json_close ('}');
+  }
   else if (n >= 0)
     printf ("%s: %" PRIu64 " blocks, %" PRIu64 " bytes verified, %" PRIu64
             " corrupted (quarantined), %" PRIu64 " quarantined earlier: %s\n",
-            argv[i], res.blocks, res.bytes, res.corrupted, res.already_quarantined,
+            dir, res.blocks, res.bytes, res.corrupted, res.already_quarantined,
             n == 0 ? "clean" : "PROBLEMS FOUND");
   return n == 0 ? 0 : EXIT_FAILURE;
 }
 
-/* ---- main ---- */
+/* ---- The table of commands ---- */
 
 static const struct command {
-  const char *name;
-  int (*fn) (int argc, char **argv);
+  const char *name;             /* "create", "disk add" ... */
+  int nargs;                    /* operands, exactly */
+  const char *operands;         /* for messages: "DIR NAME SIZE" */
+  int (*fn) (const struct cmdline *c);
   const char *summary;
+  const char *help;
+  const struct option *options; /* always includes --help */
 } commands[] = {
-  { "create", cmd_create, "create a store with a first disk" },
-  { "disk",   cmd_disk,   "add or list disks" },
-  { "info",   cmd_info,   "space accounting: sizes, dedup and compression ratios" },
-  { "check",  cmd_check,  "offline consistency check (--repair to fix)" },
-  { "scrub",  cmd_scrub,  "verify every stored block and metadata checksum" },
+  { "create", 1, "DIR", cmd_create, "create a store with a first disk",
+    "Usage: casdisk create DIR [--size SIZE] [--block-size SIZE] [--compression N|off]\n"
+    "                          [--disk NAME]\n"
+    "Create a store in DIR (created if missing, else it must be empty) with one disk.\n"
+    "  --size SIZE          size of the first disk (default 10G)\n"
+    "  --block-size SIZE    dedup block size, a power of two from 4K to 64K (default 64K);\n"
+    "                       fixed for the life of the store\n"
+    "  --compression N|off  zstd level 1 to 19, or off (default 3)\n"
+    "  --disk NAME          name of the first disk (default disk0)\n",
+    (const struct option[]) { O_SIZE, O_BLOCK_SIZE, O_COMPRESSION, O_DISK, O_HELP, O_END } },
+  { "disk add", 3, "DIR NAME SIZE", cmd_disk_add, "add an empty disk to a store",
+    "Usage: casdisk disk add DIR NAME SIZE\n"
+    "Add an empty disk NAME of SIZE bytes (e.g. 20G) to the store in DIR.  The store\n"
+    "must not be in use.  NAME: letters, digits, '-', '_' and '.', up to 64.\n",
+    (const struct option[]) { O_HELP, O_END } },
+  { "disk list", 1, "DIR", cmd_disk_list, "list the disks of a store",
+    "Usage: casdisk disk list DIR [--json]\n"
+    "List the disks of the store in DIR and their sizes.\n"
+    "  --json   print a JSON array of {\"name\", \"size\"}\n",
+    (const struct option[]) { O_JSON, O_HELP, O_END } },
+  { "info", 1, "DIR", cmd_info, "space accounting: sizes, dedup and compression ratios",
+    "Usage: casdisk info DIR [--json]\n"
+    "Space accounting of the store in DIR and of each of its disks: virtual size,\n"
+    "logical bytes in use, unique and stored (compressed) bytes, dedup and\n"
+    "compression ratios, dead blocks awaiting GC, free space in the data file and\n"
+    "the physical size of the store's files.  Opens the store read-only; refused\n"
+    "while nbdkit serves it.\n"
+    "  --json   print one JSON object {\"store\": {...}, \"disks\": [{...}]}\n",
+    (const struct option[]) { O_JSON, O_HELP, O_END } },
+  { "check", 1, "DIR", cmd_check, "offline consistency check (--repair to fix)",
+    "Usage: casdisk check DIR [--json] [--repair]\n"
+    "Check the store in DIR offline: metadata checksums, every reference, every\n"
+    "refcount, every stored block (checksum, decompression, SHA-256), leaked or\n"
+    "doubly used space.  Prints each problem and a summary.  Exit 0 when clean, 1\n"
+    "when problems were found, 2 if the store could not be read.\n"
+    "  --repair  fix what can be fixed without guessing (refcounts, leaked space,\n"
+    "            damaged journal tails), report the rest, then check again\n"
+    "  --json    print one JSON object {\"problems\": [...], \"clean\": ..., ...}\n",
+    (const struct option[]) { O_JSON, O_REPAIR, O_HELP, O_END } },
+  { "scrub", 1, "DIR", cmd_scrub, "verify every stored block, quarantine bad ones",
+    "Usage: casdisk scrub DIR [--rate BYTES] [--json]\n"
+    "Read back every stored block and metadata file of the store in DIR (not in\n"
+    "use) and verify them.  Blocks that fail are quarantined: reads of them return\n"
+    "I/O errors and dedup stops using them.  Exit 0 when everything verified, 1\n"
+    "when problems were found.\n"
+    "  --rate BYTES  read at most BYTES per second (e.g. 50M; default no limit)\n"
+    "  --json        print one JSON object\n",
+    (const struct option[]) { O_RATE, O_JSON, O_HELP, O_END } },
 };
 
 static void
 main_help (FILE *f)
 {
   fprintf (f, "Usage: casdisk COMMAND [ARGS...]\n"
-           "Manage casdisk stores (deduplicated, compressed virtual disks served by\n"
-           "nbdkit casdisk).  Commands:\n");
-  for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-    fprintf (f, "  %-8s %s\n", commands[i].name, commands[i].summary);
-  fprintf (f, "Run 'casdisk COMMAND --help' for a command's options.  See casdisk(1).\n");
+           "       casdisk --help | --version\n"
+           "Manage casdisk stores: deduplicated, compressed virtual disks served over\n"
+           "NBD by nbdkit's casdisk plugin.  Commands:\n");
+  for (size_t i = 0; i < ARRAY_SIZE (commands); i++)
+    fprintf (f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fprintf (f, "Run 'casdisk COMMAND --help' for a command's options.  See casdisk(1).\n"
+           "Exit status: 0 success, 1 failure or problems found, 2 usage error.\n");
+}
+
+/* Parse the options of command CMD from ARGV (ARGV[0] is the last word of
+ * the command's name) and run it.
+ */
+static int
+run_command (const struct command *cmd, int argc, char **argv)
+{
+  struct cmdline c = { .cmd = cmd->name };
+  int opt;
+
+  optind = 1;
+  opterr = 0;
+  /* GNU getopt permutes: options may come before or after the operands.
+   * The leading ':' makes a missing option argument return ':'.
+   */
+  while ((opt = getopt_long (argc, argv, ":h", cmd->options, NULL)) != -1) {
+    switch (opt) {
+    case OPT_HELP: fputs (cmd->help, stdout); return 0;
+    case OPT_JSON: c.json = true; break;
+    case OPT_REPAIR: c.repair = true; break;
+    case OPT_SIZE: c.size = optarg; break;
+    case OPT_BLOCK_SIZE: c.block_size = optarg; break;
+    case OPT_COMPRESSION: c.compression = optarg; break;
+    case OPT_DISK: c.disk = optarg; break;
+    case OPT_RATE: c.rate = optarg; break;
+    case ':':
+      return usage_error (cmd->name, "option '%s' needs a value", argv[optind - 1]);
+    default:
+      return usage_error (cmd->name, "unknown option '%s'", argv[optind - 1]);
+    }
+  }
+  c.nargs = argc - optind;
+  c.args = argv + optind;
+  if (c.nargs != cmd->nargs)
+    return usage_error (cmd->name, "expected %s", cmd->operands);
+  return cmd->fn (&c);
 }
 
 int
@@ -496,22 +734,53 @@ main (int argc, char **argv)
   cas_set_log (log_stderr);
   if (getenv ("CASDISK_DEBUG"))
     cas_set_debug (true);
+
   if (argc < 2) {
     main_help (stderr);
     return EXIT_USAGE;
   }
-  if (strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0) {
+  if (strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0 ||
+      strcmp (argv[1], "help") == 0) {
     main_help (stdout);
     return 0;
   }
-  if (strcmp (argv[1], "--version") == 0) {
-    printf ("casdisk %s (on-disk format 1)\n", PACKAGE_VERSION);
+  if (strcmp (argv[1], "--version") == 0 || strcmp (argv[1], "-V") == 0) {
+    printf ("casdisk %s\n", PACKAGE_VERSION);
     return 0;
   }
-  for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-    if (strcmp (argv[1], commands[i].name) == 0)
-      return commands[i].fn (argc - 1, argv + 1);
-  fprintf (stderr, "%s: unknown command '%s'\n", prog, argv[1]);
-  main_help (stderr);
+
+  /* Commands of one word ("info") or two ("disk add"). */
+  bool group = false;
+  for (size_t i = 0; i < ARRAY_SIZE (commands); i++) {
+    const char *name = commands[i].name, *space = strchr (name, ' ');
+    const size_t len = space ? (size_t) (space - name) : strlen (name);
+
+    if (strncmp (argv[1], name, len) != 0 || argv[1][len] != '\0')
+      continue;
+    if (!space)
+      return run_command (&commands[i], argc - 1, argv + 1);
+    group = true;
+    if (argc > 2 && strcmp (argv[2], space + 1) == 0)
+      return run_command (&commands[i], argc - 2, argv + 2);
+  }
+  if (group) {
+    /* "casdisk disk" without a known subcommand: --help, or an error. */
+    const size_t len = strlen (argv[1]);
+    const bool help = argc > 2 && (strcmp (argv[2], "--help") == 0 || strcmp (argv[2], "-h") == 0);
+
+    if (!help) {
+      fprintf (stderr, "%s %s: expected one of:", prog, argv[1]);
+      for (size_t i = 0; i < ARRAY_SIZE (commands); i++)
+        if (strncmp (commands[i].name, argv[1], len) == 0 && commands[i].name[len] == ' ')
+          fprintf (stderr, " '%s'", commands[i].name + len + 1);
+      fprintf (stderr, " (try '%s %s --help')\n", prog, argv[1]);
+      return EXIT_USAGE;
+    }
+    for (size_t i = 0; i < ARRAY_SIZE (commands); i++)
+      if (strncmp (commands[i].name, argv[1], len) == 0 && commands[i].name[len] == ' ')
+        fputs (commands[i].help, stdout);
+    return 0;
+  }
+  fprintf (stderr, "%s: unknown command '%s' (try '%s --help')\n", prog, argv[1], prog);
   return EXIT_USAGE;
 }

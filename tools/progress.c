@@ -1,11 +1,16 @@
-/* Progress bar on a terminal, plain lines otherwise. */
+/* Progress bar on a terminal, plain lines otherwise (see progress.h). */
 #include <config.h>
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "progress.h"
+
+#define BAR_WIDTH 40
+#define TTY_INTERVAL_NS  100000000u     /* 0.1 s */
+#define LINE_INTERVAL_NS 1000000000u    /* 1 s */
 
 static uint64_t
 now_ns (void)
@@ -20,36 +25,36 @@ void
 progress_init (struct progress *p, const char *what, bool quiet)
 {
   p->what = what;
-  p->tty = isatty (2);
+  p->tty = isatty (STDERR_FILENO);
   p->quiet = quiet;
-  p->last_ns = now_ns ();        /* nothing for the first second */
+  p->drawn = false;
+  p->last_ns = now_ns ();        /* nothing during the first interval */
   p->last_percent = -1;
 }
 
 void
 progress_update (struct progress *p, uint64_t done, uint64_t total)
 {
-  const int percent = total ? (int) (done * 100 / total) : 100;
+  const int percent = total ? (int) (done >= total ? 100 : done * 100 / total) : 100;
   const uint64_t now = now_ns ();
 
-  if (p->quiet || percent == p->last_percent)
+  if (p->quiet || (percent == p->last_percent && p->drawn))
     return;
-  /* A terminal redraws 10 times a second; a log gets a line every 10%. */
   if (p->tty) {
-    if (now - p->last_ns < 100000000 && (percent != 100 || p->last_percent < 0))
+    /* Redraw at most ten times a second; always draw 100% once a bar is up. */
+    if (now - p->last_ns < TTY_INTERVAL_NS && !(percent == 100 && p->last_percent >= 0))
       return;
-    const int width = 40, fill = percent * width / 100;
+    const int fill = percent * BAR_WIDTH / 100;
     fprintf (stderr, "\r%s [", p->what);
-    for (int i = 0; i < width; i++)
+    for (int i = 0; i < BAR_WIDTH; i++)
       fputc (i < fill ? '#' : '.', stderr);
-    fprintf (stderr, "] %3d%% %llu/%llu blocks", percent,
-             (unsigned long long) done, (unsigned long long) total);
+    fprintf (stderr, "] %3d%% %" PRIu64 "/%" PRIu64 " blocks", percent, done, total);
+    p->drawn = true;
   }
   else {
-    if (now - p->last_ns < 1000000000)
+    if (percent == p->last_percent || now - p->last_ns < LINE_INTERVAL_NS)
       return;
-    fprintf (stderr, "%s: %llu/%llu blocks (%d%%)\n", p->what,
-             (unsigned long long) done, (unsigned long long) total, percent);
+    fprintf (stderr, "%s: %" PRIu64 "/%" PRIu64 " blocks (%d%%)\n", p->what, done, total, percent);
   }
   fflush (stderr);
   p->last_ns = now;
@@ -57,8 +62,17 @@ progress_update (struct progress *p, uint64_t done, uint64_t total)
 }
 
 void
+progress_interrupt (struct progress *p)
+{
+  if (p->drawn) {
+    fputc ('\n', stderr);
+    fflush (stderr);
+    p->drawn = false;
+  }
+}
+
+void
 progress_done (struct progress *p)
 {
-  if (!p->quiet && p->tty && p->last_percent >= 0)
-    fputc ('\n', stderr);
+  progress_interrupt (p);
 }
