@@ -146,6 +146,80 @@ cas_alloc_get (struct cas_alloc *a, uint64_t len, uint64_t *off)
   return 0;
 }
 
+int
+cas_alloc_get_below (struct cas_alloc *a, uint64_t len, uint64_t limit, uint64_t *off)
+{
+  SCOPED_LOCK (l, &a->lock);
+  const uint64_t need = round_up (len, CAS_GRANULE), g = need / CAS_GRANULE;
+  struct cas_extent_list *from = NULL;
+  size_t best = 0;
+
+  /* The lowest extent that fits, so blocks move as far forward as they can. */
+  for (uint64_t k = g; k <= a->small_max; k++)
+    for (size_t i = 0; i < a->small[k].n; i++)
+      if (a->small[k].v[i].off + need <= limit &&
+          (from == NULL || a->small[k].v[i].off < from->v[best].off)) {
+        from = &a->small[k];
+        best = i;
+      }
+  for (size_t i = 0; i < a->large->n; i++)
+    if (a->large->v[i].len >= need && a->large->v[i].off + need <= limit &&
+        (from == NULL || a->large->v[i].off < from->v[best].off)) {
+      from = a->large;
+      best = i;
+    }
+  if (from == NULL)
+    return -1;
+  const struct cas_extent e = from->v[best];
+  from->v[best] = from->v[--from->n];
+  a->free_bytes -= e.len;
+  *off = e.off;
+  if (e.len > need)
+    put_free (a, e.off + need, e.len - need);
+  return 0;
+}
+
+static int
+cmp_off (const void *x, const void *y)
+{
+  const struct cas_extent *a = x, *b = y;
+  return a->off < b->off ? -1 : a->off > b->off;
+}
+
+void
+cas_alloc_coalesce (struct cas_alloc *a)
+{
+  SCOPED_LOCK (l, &a->lock);
+  struct cas_extent_list all = { 0 };
+
+  for (uint32_t k = 0; k <= a->small_max; k++)
+    for (size_t i = 0; i < a->small[k].n; i++)
+      if (push (&all, a->small[k].v[i].off, a->small[k].v[i].len, 0) == -1)
+        goto out;
+  for (size_t i = 0; i < a->large->n; i++)
+    if (push (&all, a->large->v[i].off, a->large->v[i].len, 0) == -1)
+      goto out;
+  qsort (all.v, all.n, sizeof *all.v, cmp_off);
+  for (uint32_t k = 0; k <= a->small_max; k++)
+    a->small[k].n = 0;
+  a->large->n = 0;
+  a->free_bytes = 0;
+  /* Merge runs, then put them back from the last one down, so that a run
+   * reaching the end lowers it (put_free) and the one before may follow.
+   */
+  size_t m = 0;
+  for (size_t i = 0; i < all.n; i++) {
+    if (m > 0 && all.v[m - 1].off + all.v[m - 1].len == all.v[i].off)
+      all.v[m - 1].len += all.v[i].len;
+    else
+      all.v[m++] = all.v[i];
+  }
+  for (size_t i = m; i > 0; i--)
+    put_free (a, all.v[i - 1].off, all.v[i - 1].len);
+ out:
+  free (all.v);
+}
+
 void
 cas_alloc_free (struct cas_alloc *a, uint64_t off, uint64_t len)
 {

@@ -54,6 +54,16 @@ int cas_alloc_rebuild (struct cas_alloc *a, const struct cas_extent *used, size_
 
 /* Allocate LEN bytes (rounded up to a granule).  Returns the offset. */
 int cas_alloc_get (struct cas_alloc *a, uint64_t len, uint64_t *off) __attribute__((nonnull));
+/* Allocate LEN bytes from free space that ends at or below LIMIT, never
+ * by extending the file (the recycler moving a block towards the start).
+ * Returns -1 (no error logged) if no such space is free.
+ */
+int cas_alloc_get_below (struct cas_alloc *a, uint64_t len, uint64_t limit, uint64_t *off)
+  __attribute__((nonnull));
+/* Merge adjacent free extents and give free space at the end back (the end
+ * shrinks).  O(n log n) in the number of free extents.
+ */
+void cas_alloc_coalesce (struct cas_alloc *a) __attribute__((nonnull));
 void cas_alloc_free (struct cas_alloc *a, uint64_t off, uint64_t len) __attribute__((nonnull));
 void cas_alloc_free_later (struct cas_alloc *a, uint64_t off, uint64_t len, uint64_t seq)
   __attribute__((nonnull));

@@ -29,6 +29,8 @@ struct cas_disk;
 #define CAS_DEFAULT_LEVEL      3       /* zstd level; 0 = compression off */
 #define CAS_MAX_LEVEL          19
 #define CAS_DEFAULT_GC_DELAY   30      /* seconds */
+#define CAS_DEFAULT_COMPACT_AFTER 20   /* percent of the data file free */
+#define CAS_DEFAULT_RECYCLE_RATE (UINT64_C(64) << 20)  /* bytes per second */
 #define CAS_DISK_NAME_MAX      64      /* bytes, excluding the NUL */
 #define CAS_MAX_DISKS          1024
 #define CAS_MAX_DISK_SIZE      (UINT64_C(1) << 46)  /* 64 TiB */
@@ -45,6 +47,8 @@ struct cas_open_opts {
   bool readonly;                /* no writes; takes a shared lock */
   unsigned gc_delay;            /* seconds before an unreferenced block is freed */
   uint64_t checkpoint_bytes;    /* checkpoint once the journal is this big; 0 = default */
+  unsigned compact_after;       /* compact when free space exceeds this % of the data file */
+  uint64_t recycle_rate;        /* bytes per second the recycler may move; 0 = default */
 };
 
 void cas_create_opts_default (struct cas_create_opts *o);
@@ -141,6 +145,8 @@ struct cas_store_stats {
   uint64_t journal_bytes;
   uint64_t quarantined;         /* blocks that failed verification */
   uint64_t gc_freed_blocks;     /* blocks freed by the delayed GC since open */
+  uint64_t pending_bytes;       /* freed, waiting for a flush and a grace period */
+  uint64_t recycled_bytes;      /* moved by the recycler since open */
 };
 int cas_store_stats (struct cas_store *s, struct cas_store_stats *st)
   __attribute__((nonnull));
@@ -197,6 +203,14 @@ int cas_store_scrub (struct cas_store *s, uint64_t rate, cas_progress_fn progres
 int cas_store_repair (const char *dir, cas_report_fn report, void *opaque,
                       struct cas_check_result *res)
   __attribute__((nonnull (1, 4)));
+
+/* Compact an open store now: move blocks from the end of the data file
+ * into free space until nothing more fits lower, release the old space,
+ * and cut the file.  PROGRESS gets (bytes moved, bytes that could move).
+ * Returns the bytes moved, or -1.
+ */
+int64_t cas_store_compact (struct cas_store *s, cas_progress_fn progress, void *opaque)
+  __attribute__((nonnull (1)));
 
 /* Parse a size such as "10G", "512K", "4096" (binary units).  -1 + EINVAL
  * on bad syntax or overflow.

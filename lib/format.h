@@ -98,12 +98,14 @@ enum cas_jrec_type {
   JREC_MAP_SET   = 3,   /* disk u32, 0 u32, vblock u64, block id u64 (0 = zero) */
   JREC_MAP_ZERO  = 4,   /* disk u32, 0 u32, first vblock u64, count u64 */
   JREC_DISK_ADD  = 5,   /* id u32, name_len u32, size u64, name[64] */
+  JREC_BLOCK_MOVE = 6,  /* id u64, new offset u64: the recycler moved the block */
 };
 #define JREC_BLOCK_NEW_LEN 64
 #define JREC_BLOCK_DEL_LEN 8
 #define JREC_MAP_SET_LEN   24
 #define JREC_MAP_ZERO_LEN  24
 #define JREC_DISK_ADD_LEN  80
+#define JREC_BLOCK_MOVE_LEN 16
 #define JREC_MAX_LEN       80
 
 static_assert (CKPT_PAGE_SIZE == 16 + 8 * 4096, "checkpoint page record size");

@@ -57,11 +57,14 @@ gc_one (void *opaque, struct cas_block *b)
   if (!cas_block_try_kill (b))
     return 0;                   /* revived by a writer just now */
   put_le64 (rec, b->id);
+  uint64_t offset;
   {
+    /* Under jlock: a recycler move changes the offset under it too. */
     SCOPED_LOCK (jl, &s->jlock);
     seq = cas_journal_append (s, JREC_BLOCK_DEL, rec, sizeof rec);
+    offset = b->offset;
   }
-  cas_alloc_free_later (&s->alloc, b->offset, b->stored_len, seq);
+  cas_alloc_free_later (&s->alloc, offset, b->stored_len, seq);
   cas_index_del (&s->index, b);   /* freed after a grace period */
   __atomic_sub_fetch (&s->ndead, 1, __ATOMIC_RELAXED);
   p->freed++;
@@ -132,7 +135,12 @@ tick (struct cas_store *s)
   cas_gc_pass (s, false);
   if (since != 0 && cas_now_ns () - since >= BG_FLUSH_NS)
     cas_journal_sync (s);       /* errors were logged; the next tick retries */
+  /* Compact (the recycler skips dead blocks: they are about to go). */
   cas_gc_release (s);
+  cas_alloc_coalesce (&s->alloc);
+  if (cas_recycle_pass (s, s->opts.recycle_rate, false) > 0)
+    cas_gc_release (s);         /* the moved blocks' old places */
+  cas_alloc_coalesce (&s->alloc);
   cas_alloc_with_end (&s->alloc, cut_tail, s);
   if (__atomic_load_n (&s->jpos, __ATOMIC_RELAXED) > s->opts.checkpoint_bytes)
     cas_store_checkpoint (s);

@@ -36,7 +36,8 @@ struct cas_block {
   struct rcu_head rcu;          /* for the deferred free */
   struct cas_hash hash;         /* SHA-256 of the uncompressed content */
   uint64_t id;                  /* persistent identity, as journal and checkpoint name it */
-  uint64_t offset;              /* bytes into the data file, granule aligned */
+  uint64_t offset;              /* atomic: bytes into the data file, granule aligned;
+                                   changed only by the recycler, under jlock */
   uint32_t stored_len;          /* bytes stored there */
   uint32_t flags;               /* atomic: CAS_BLK_*; QUARANTINED is set once */
   uint32_t crc;                 /* CRC-32C of the stored bytes */
@@ -98,6 +99,15 @@ static inline bool
 cas_block_quarantined (const struct cas_block *b)
 {
   return __atomic_load_n (&b->flags, __ATOMIC_ACQUIRE) & CAS_BLK_QUARANTINED;
+}
+
+/* Where the block is now (the recycler may move it; the old place stays
+ * readable until a grace period after the move).
+ */
+static inline uint64_t
+cas_block_offset (const struct cas_block *b)
+{
+  return __atomic_load_n (&b->offset, __ATOMIC_ACQUIRE);
 }
 
 static inline uint32_t

@@ -230,10 +230,10 @@ apply (struct cas_store *s, struct cas_load *ld, int type, const uint8_t *p, uin
   static const uint16_t want[] = {
     [JREC_BLOCK_NEW] = JREC_BLOCK_NEW_LEN, [JREC_BLOCK_DEL] = JREC_BLOCK_DEL_LEN,
     [JREC_MAP_SET] = JREC_MAP_SET_LEN, [JREC_MAP_ZERO] = JREC_MAP_ZERO_LEN,
-    [JREC_DISK_ADD] = JREC_DISK_ADD_LEN,
+    [JREC_DISK_ADD] = JREC_DISK_ADD_LEN, [JREC_BLOCK_MOVE] = JREC_BLOCK_MOVE_LEN,
   };
 
-  if (type < JREC_BLOCK_NEW || type > JREC_DISK_ADD || len != want[type])
+  if (type < JREC_BLOCK_NEW || type > JREC_BLOCK_MOVE || len != want[type])
     return cas_problem (s, "journal: record of unknown type %d or bad length %u", type, len);
   switch (type) {
   case JREC_BLOCK_NEW:
@@ -245,6 +245,8 @@ apply (struct cas_store *s, struct cas_load *ld, int type, const uint8_t *p, uin
     return cas_load_map_set (s, ld, get_le32 (p), get_le64 (p + 8), get_le64 (p + 16), true);
   case JREC_MAP_ZERO:
     return cas_load_map_zero (s, ld, get_le32 (p), get_le64 (p + 8), get_le64 (p + 16));
+  case JREC_BLOCK_MOVE:
+    return cas_load_block_move (s, ld, get_le64 (p), get_le64 (p + 8));
   case JREC_DISK_ADD: {
     char name[CAS_DISK_NAME_MAX + 1];
     const uint32_t n = get_le32 (p + 4);
@@ -269,7 +271,7 @@ record_ok (const uint8_t *buf, size_t len, size_t pos, uint64_t seq)
   const size_t total = round_up (JREC_HDR_SIZE + plen, 8);
 
   return plen <= JREC_MAX_LEN && pos + total <= len &&
-    get_le16 (r + 4) >= JREC_BLOCK_NEW && get_le16 (r + 4) <= JREC_DISK_ADD &&
+    get_le16 (r + 4) >= JREC_BLOCK_NEW && get_le16 (r + 4) <= JREC_BLOCK_MOVE &&
     (seq ? get_le64 (r + 8) == seq : get_le64 (r + 8) != 0) &&
     cas_crc32c (0, r + 4, total - 4) == get_le32 (r);
 }

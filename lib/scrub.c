@@ -179,7 +179,8 @@ cas_store_scrub (struct cas_store *s, uint64_t rate, cas_progress_fn progress,
       progress (opaque, i, refs.n);
     if (cas_block_quarantined (b))
       res->already_quarantined++;
-    else if (cas_pread_full (s->data_fd, stored, b->stored_len, b->offset, "data file") == -1)
+    else if (cas_pread_full (s->data_fd, stored, b->stored_len, cas_block_offset (b),
+                             "data file") == -1)
       bad = "cannot be read";
     else if (cas_crc32c (0, stored, b->stored_len) != b->crc)
       bad = "checksum mismatch";
@@ -198,7 +199,7 @@ cas_store_scrub (struct cas_store *s, uint64_t rate, cas_progress_fn progress,
         __atomic_add_fetch (&s->quarantined, 1, __ATOMIC_RELAXED);
       res->corrupted++;
       report (fn, opaque, &problems, "block id %" PRIu64 " (%.16s) at data offset %" PRIu64
-              ": %s; quarantined", b->id, hex, b->offset, bad);
+              ": %s; quarantined", b->id, hex, cas_block_offset (b), bad);
     }
     res->blocks++;
     res->bytes += b->stored_len;

@@ -53,6 +53,8 @@ cas_store_stats (struct cas_store *s, struct cas_store_stats *st)
   st->free_bytes = cas_alloc_free_bytes (&s->alloc);
   st->quarantined = __atomic_load_n (&s->quarantined, __ATOMIC_RELAXED);
   st->gc_freed_blocks = __atomic_load_n (&s->gc_freed_blocks, __ATOMIC_RELAXED);
+  st->pending_bytes = cas_alloc_pending_bytes (&s->alloc);
+  st->recycled_bytes = __atomic_load_n (&s->recycled_bytes, __ATOMIC_RELAXED);
   st->data_file_end = cas_alloc_end (&s->alloc);
   for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
     uint64_t a, p;

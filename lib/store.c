@@ -54,6 +54,8 @@ cas_open_opts_default (struct cas_open_opts *o)
 {
   memset (o, 0, sizeof *o);
   o->gc_delay = CAS_DEFAULT_GC_DELAY;
+  o->compact_after = CAS_DEFAULT_COMPACT_AFTER;
+  o->recycle_rate = CAS_DEFAULT_RECYCLE_RATE;
 }
 
 bool
@@ -369,6 +371,19 @@ cas_load_block_del (struct cas_store *s, struct cas_load *ld, uint64_t id)
   s->index.count--;
   rcu_read_unlock ();
   free (b);                     /* nobody else can see it while loading */
+  return 0;
+}
+
+int
+cas_load_block_move (struct cas_store *s, struct cas_load *ld, uint64_t id, uint64_t offset)
+{
+  struct cas_block *b = ld_get (ld, id);
+
+  if (b == NULL)
+    return cas_problem (s, "journal moves unknown block id %" PRIu64, id);
+  if (offset % CAS_GRANULE)
+    return cas_problem (s, "journal moves block id %" PRIu64 " to a misaligned offset", id);
+  b->offset = offset;
   return 0;
 }
 
@@ -740,6 +755,8 @@ cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
     cas_open_opts_default (&s->opts);
   if (s->opts.checkpoint_bytes == 0)
     s->opts.checkpoint_bytes = CAS_DEFAULT_CKPT_BYTES;
+  if (s->opts.recycle_rate == 0)
+    s->opts.recycle_rate = CAS_DEFAULT_RECYCLE_RATE;
   s->checker = checker;
   s->readonly = s->opts.readonly || (checker != NULL && !checker->repair);
   pthread_mutex_init (&s->disks_lock, NULL);

@@ -114,6 +114,7 @@ struct cas_store {
   bool bg_stop;
   uint64_t gc_freed_blocks;         /* atomic, statistics */
   uint64_t quarantined;             /* atomic: blocks that failed verification */
+  uint64_t recycled_bytes;          /* atomic: bytes moved by the recycler since open */
 };
 
 static inline pthread_mutex_t *
@@ -140,6 +141,7 @@ int cas_load_block_new (struct cas_store *s, struct cas_load *ld, uint64_t id, u
                         const uint8_t hash[32], uint32_t stored_len, uint32_t flags,
                         uint32_t crc, uint32_t refcount);
 int cas_load_block_del (struct cas_store *s, struct cas_load *ld, uint64_t id);
+int cas_load_block_move (struct cas_store *s, struct cas_load *ld, uint64_t id, uint64_t offset);
 int cas_load_map_set (struct cas_store *s, struct cas_load *ld, uint32_t disk, uint64_t v,
                       uint64_t id, bool from_journal);
 int cas_load_map_zero (struct cas_store *s, struct cas_load *ld, uint32_t disk, uint64_t v,
@@ -184,5 +186,14 @@ void cas_gc_stop (struct cas_store *s);
 void cas_gc_pass (struct cas_store *s, bool force);
 /* Make pending frees durable, wait a grace period, release and punch them. */
 void cas_gc_release (struct cas_store *s);
+
+/* ---- recycler.c ---- */
+/* Is there enough free space inside the data file to compact? */
+bool cas_recycler_wanted (struct cas_store *s);
+/* Move up to BUDGET bytes of blocks from the tail into free space below
+ * them (FORCE: even below the compact_after threshold).  Returns the bytes
+ * moved.  One caller at a time (the background thread, or compact).
+ */
+uint64_t cas_recycle_pass (struct cas_store *s, uint64_t budget, bool force);
 
 #endif

@@ -49,13 +49,13 @@ check_range (const struct cas_disk *d, uint64_t count, uint64_t offset, const ch
 
 /* B's stored bytes are wrong: take it out of dedup, count it, say where. */
 static int
-corrupted (struct cas_store *s, struct cas_block *b, const char *what)
+corrupted (struct cas_store *s, struct cas_block *b, uint64_t offset, const char *what)
 {
   if (cas_block_quarantine (b))
     __atomic_add_fetch (&s->quarantined, 1, __ATOMIC_RELAXED);
   errno = EIO;
   cas_error ("block id %" PRIu64 " at data file offset %" PRIu64 " (%" PRIu32
-             " bytes): %s; the block is quarantined", b->id, b->offset, b->stored_len, what);
+             " bytes): %s; the block is quarantined", b->id, offset, b->stored_len, what);
   return -1;
 }
 
@@ -73,13 +73,14 @@ cas_read_stored (struct cas_store *s, struct cas_block *b, void *out)
     }
     stored = tmp;
   }
-  if (cas_pread_full (s->data_fd, (void *) stored, b->stored_len, b->offset, "data file") == -1)
+  const uint64_t offset = cas_block_offset (b);
+  if (cas_pread_full (s->data_fd, (void *) stored, b->stored_len, offset, "data file") == -1)
     return -1;
   if (cas_crc32c (0, stored, b->stored_len) != b->crc)
-    return corrupted (s, b, "checksum mismatch, the stored data is corrupted");
+    return corrupted (s, b, offset, "checksum mismatch, the stored data is corrupted");
   if (b->flags & CAS_BLK_COMPRESSED &&
       cas_decompress (out, s->block_size, stored, b->stored_len) == -1)
-    return corrupted (s, b, "cannot decompress");
+    return corrupted (s, b, offset, "cannot decompress");
   return 0;
 }
 

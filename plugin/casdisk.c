@@ -130,6 +130,24 @@ casdisk_config (const char *key, const char *value)
     create_opts.compression_level = level;
     compression_given = true;
   }
+  else if (strcmp (key, "compact-after") == 0) {
+    char *end;
+    errno = 0;
+    const unsigned long v = strtoul (value, &end, 10);
+    if (errno || end == value || *end || v > 100) {
+      nbdkit_error ("compact-after: '%s' is not a percentage (0 to 100)", value);
+      return -1;
+    }
+    open_opts.compact_after = v;
+  }
+  else if (strcmp (key, "recycle-rate") == 0) {
+    if (parse_size_key (key, value, &open_opts.recycle_rate) == -1)
+      return -1;
+    if (open_opts.recycle_rate == 0) {
+      nbdkit_error ("recycle-rate: must be more than 0 bytes per second");
+      return -1;
+    }
+  }
   else if (strcmp (key, "gc-delay") == 0) {
     char *end;
     errno = 0;
@@ -165,7 +183,9 @@ casdisk_config_complete (void)
   "disk=NAME          The disk served for the default export name.\n" \
   "block-size=SIZE    Block size of a new store (4K..64K, default 64K).\n" \
   "compression=N|off  zstd level of a new store (default 3).\n" \
-  "gc-delay=SECONDS   Delay before unreferenced blocks are freed (default 30)."
+  "gc-delay=SECONDS   Delay before unreferenced blocks are freed (default 30).\n" \
+  "compact-after=PCT  Compact once this % of the data file is free (default 20).\n" \
+  "recycle-rate=SIZE  Bytes per second the recycler may move (default 64M)."
 
 /* Create the store or the disk if they do not exist yet. */
 static int

@@ -1,31 +1,39 @@
 #!/bin/bash
 # Install every Debian package casdisk needs to build, run and test.
-# Run as root on Debian 12.  Does nothing when everything is there already.
+# Run as root on Debian 12 (no sudo needed or used).  When every package is
+# installed already it does nothing, without touching apt, so that repeated
+# runs are fast.
 set -euo pipefail
 
 packages=(
   # build
   build-essential autoconf automake libtool pkg-config
   nbdkit nbdkit-plugin-dev libzstd-dev liburcu-dev libaio-dev libssl-dev
+  # unit tests
   libcriterion-dev
-  # tests: NBD clients, images, fio, fuzzing
-  qemu-utils libnbd-bin python3 python3-libnbd fio e2fsprogs clang
+  # integration tests: NBD clients, images, fio, file systems
+  qemu-utils libnbd-bin python3 python3-libnbd fio e2fsprogs
   util-linux procps coreutils
+  # the fuzzing test: clang with libFuzzer (only recommended by clang,
+  # so named here: we install without recommends)
+  clang libclang-rt-14-dev
 )
 
 missing=()
 for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" ||
+    missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages are installed"
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
-  echo "install-deps: missing packages: ${missing[*]}; run this script as root" >&2
+  echo "install-deps: missing packages: ${missing[*]}" >&2
+  echo "install-deps: run this script as root to install them" >&2
   exit 1
 fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}"
+apt-get update
+apt-get install -y --no-install-recommends "${missing[@]}"

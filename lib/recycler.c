@@ -1,0 +1,244 @@
+/* The recycler: online compaction of the data file.
+ *
+ * After guests trim, the data file is full of holes: the space is free for
+ * new blocks and deallocated on the host, but the file's apparent size
+ * stays, and free space scattered everywhere cannot shrink it.  The
+ * recycler moves blocks from the tail of the file into free space nearer
+ * its start, until the tail is free; then the allocator's end comes down
+ * (cas_alloc_coalesce) and the background thread cuts the file.
+ *
+ * A move follows the state machine of the mirage qcow recycler, adapted to
+ * content-addressed blocks.  Maps point at block ids, not at offsets, so
+ * one reference is rewritten per move (the block's own location), and
+ * blocks are immutable, so an overwrite of a disk never invalidates a move:
+ * only the deletion of the block can, and that cancels it.
+ *
+ *   Copying     new space allocated below the block; data read (and its
+ *               CRC verified) and written there.  Nothing refers to the
+ *               copy: a crash leaves unreferenced space, reclaimed on open.
+ *   Copied      -> fdatasync of the data file ->
+ *   Flushed     the copy is durable.
+ *   Referenced  under ckpt_lock (read) and jlock: if the GC killed the block
+ *               meanwhile, cancel (the copy is freed at once, it was never
+ *               referenced); else set the block's offset to the copy and
+ *               journal BLOCK_MOVE; the old extent goes on the pending list
+ *               with that record's seq.
+ *   done        once BLOCK_MOVE is durable (the next flush) and a grace
+ *               period has passed (readers that loaded the old offset have
+ *               finished), the old extent is released and hole-punched by
+ *               cas_gc_release, like any freed block.
+ *
+ * A crash at any point leaves either the old location referenced (intact:
+ * never reused before BLOCK_MOVE is durable) or the new one (durable before
+ * it was referenced).
+ *
+ * When: only once free space inside the file exceeds compact_after percent
+ * of it (and 1 MiB).  Dead blocks (refcount 0, waiting for the delayed GC)
+ * are never moved: their discards have not settled, and they are about to
+ * be freed anyway.  How fast: at most recycle_rate bytes a second, copied in
+ * batches of up to 8 MiB per flush, so guests keep most of their I/O.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "crc32c.h"
+#include "format.h"
+#include "io.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+#define BATCH_BYTES (8u << 20)
+#define MIN_FREE    (1u << 20)
+
+struct move {
+  struct cas_block *b;
+  uint64_t from, to;
+};
+
+struct candidates {
+  struct move *v;
+  size_t n, cap;
+  uint64_t above;               /* only blocks at or after this offset */
+};
+
+static int
+collect (void *opaque, struct cas_block *b)
+{
+  struct candidates *c = opaque;
+  const uint64_t off = cas_block_offset (b);
+
+  /* Dead blocks (refcount 0) are about to be freed by the GC: moving them
+   * would be wasted work, and the discards that killed them have not
+   * settled yet.
+   */
+  const uint32_t refs = cas_block_refs (b);
+  if (off < c->above || refs == 0 || (refs & CAS_REF_KILLED) || cas_block_quarantined (b))
+    return 0;
+  if (c->n == c->cap) {
+    const size_t cap = c->cap ? 2 * c->cap : 256;
+    struct move *v = realloc (c->v, cap * sizeof *v);
+    if (v == NULL)
+      return -1;
+    c->v = v;
+    c->cap = cap;
+  }
+  c->v[c->n++] = (struct move) { .b = b, .from = off };
+  return 0;
+}
+
+static int
+cmp_desc (const void *x, const void *y)
+{
+  const struct move *a = x, *b = y;
+  return a->from > b->from ? -1 : a->from < b->from;
+}
+
+bool
+cas_recycler_wanted (struct cas_store *s)
+{
+  const uint64_t end = cas_alloc_end (&s->alloc);
+  const uint64_t free_bytes = cas_alloc_free_bytes (&s->alloc);
+
+  return free_bytes >= MIN_FREE &&
+    free_bytes * 100 >= (uint64_t) s->opts.compact_after * end;
+}
+
+/* Steps Referenced for every copied move (ckpt_lock held for reading). */
+static uint64_t
+reference (struct cas_store *s, struct move *m, size_t n)
+{
+  uint64_t moved = 0;
+
+  for (size_t i = 0; i < n; i++) {
+    uint8_t rec[JREC_BLOCK_MOVE_LEN];
+    bool cancelled;
+    uint64_t seq = 0;
+
+    put_le64 (rec, m[i].b->id);
+    put_le64 (rec + 8, m[i].to);
+    {
+      SCOPED_LOCK (jl, &s->jlock);
+      cancelled = cas_block_refs (m[i].b) & CAS_REF_KILLED;
+      if (!cancelled) {
+        assert (m[i].b->offset == m[i].from);
+        __atomic_store_n (&m[i].b->offset, m[i].to, __ATOMIC_RELEASE);
+        seq = cas_journal_append (s, JREC_BLOCK_MOVE, rec, sizeof rec);
+      }
+    }
+    if (cancelled)              /* deleted while moving: the copy was never referenced */
+      cas_alloc_free (&s->alloc, m[i].to, m[i].b->stored_len);
+    else {
+      cas_alloc_free_later (&s->alloc, m[i].from, m[i].b->stored_len, seq);
+      moved += m[i].b->stored_len;
+    }
+  }
+  return moved;
+}
+
+static int
+cut (void *opaque, uint64_t end)
+{
+  struct cas_store *s = opaque;
+  struct stat st;
+
+  if (fstat (s->data_fd, &st) == 0 && (uint64_t) st.st_size > end)
+    return cas_ftruncate (s->data_fd, end, "data file");
+  return 0;
+}
+
+int64_t
+cas_store_compact (struct cas_store *s, cas_progress_fn progress, void *opaque)
+{
+  uint64_t total = 0, moved;
+  const uint64_t could = cas_alloc_free_bytes (&s->alloc);
+
+  if (s->readonly) {
+    errno = EROFS;
+    cas_error ("compact: the store is open read-only");
+    return -1;
+  }
+  if (cas_check_failed (s, "compact") == -1)
+    return -1;
+  cas_gc_release (s);
+  cas_alloc_coalesce (&s->alloc);
+  do {
+    moved = cas_recycle_pass (s, 64u << 20, true);
+    total += moved;
+    cas_gc_release (s);
+    cas_alloc_coalesce (&s->alloc);
+    if (progress)
+      progress (opaque, total < could ? total : could, could);
+  } while (moved > 0);
+  if (cas_check_failed (s, "compact") == -1 ||
+      cas_alloc_with_end (&s->alloc, cut, s) == -1)
+    return -1;
+  return total;
+}
+
+uint64_t
+cas_recycle_pass (struct cas_store *s, uint64_t budget, bool force)
+{
+  struct candidates c = { 0 };
+  CLEANUP_FREE uint8_t *buf = malloc (s->block_size);
+  uint64_t moved = 0, copied = 0;
+  size_t ncopied = 0;
+
+  if (buf == NULL || (!force && !cas_recycler_wanted (s)))
+    return 0;
+  /* Candidates: blocks in the last part of the file, highest first.  The
+   * whole pass runs in one RCU read-side section, so no block we hold can
+   * be freed under us; the GC can still kill one (see reference).
+   */
+  {
+    const uint64_t end = cas_alloc_end (&s->alloc);
+    const uint64_t free_bytes = cas_alloc_free_bytes (&s->alloc);
+    c.above = end > free_bytes ? end - free_bytes : 0;
+  }
+  rcu_read_lock ();
+  if (cas_index_walk (&s->index, collect, &c) != 0)
+    goto out;
+  qsort (c.v, c.n, sizeof *c.v, cmp_desc);
+
+  for (size_t i = 0; i < c.n && copied < budget; i++) {
+    struct move *m = &c.v[i];
+    const uint32_t len = m->b->stored_len;
+
+    /* Copying: space below the block, or stop: nothing fits lower. */
+    if (cas_alloc_get_below (&s->alloc, len, m->from, &m->to) == -1)
+      break;
+    if (cas_pread_full (s->data_fd, buf, len, m->from, "data file") == -1 ||
+        cas_crc32c (0, buf, len) != m->b->crc ||
+        cas_pwrite_full (s->data_fd, buf, len, m->to, "data file") == -1) {
+      cas_alloc_free (&s->alloc, m->to, len);
+      continue;                 /* a bad block stays where it is; scrub finds it */
+    }
+    c.v[ncopied++] = *m;        /* Copied */
+    copied += len;
+  }
+  if (ncopied == 0)
+    goto out;
+  /* Flushed. */
+  if (cas_fdatasync (s->data_fd, "data file") == -1) {
+    __atomic_store_n (&s->io_failed, true, __ATOMIC_RELEASE);
+    for (size_t i = 0; i < ncopied; i++)
+      cas_alloc_free (&s->alloc, c.v[i].to, c.v[i].b->stored_len);
+    goto out;
+  }
+  /* Referenced. */
+  pthread_rwlock_rdlock (&s->ckpt_lock);
+  moved = reference (s, c.v, ncopied);
+  pthread_rwlock_unlock (&s->ckpt_lock);
+  __atomic_add_fetch (&s->recycled_bytes, moved, __ATOMIC_RELAXED);
+  cas_debug ("recycler: moved %zu blocks (%" PRIu64 " bytes) towards the start", ncopied, moved);
+
+ out:
+  rcu_read_unlock ();
+  free (c.v);
+  return moved;
+}

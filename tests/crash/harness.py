@@ -1,0 +1,490 @@
+#!/usr/bin/python3
+"""Crash and power-loss harness for casdisk (issue 3).
+
+Each iteration runs the randomized workload of driver.py against a
+captive nbdkit serving two disks of one store, crashes it, recovers, and
+checks that every block holds a value the model allows, then that
+`casdisk check` passes.  Crash kinds:
+
+  kill9       kill -9 of nbdkit: the store directory as the kernel has it
+  powerloss   kill -9 with CASDISK_IOLOG, then the store is rebuilt from
+              the baseline copy plus the log, with unsynced operations
+              randomly kept, dropped or torn (powerloss.py)
+
+and crash moments (for either kind):
+
+  workload    a random time into the workload (GC runs: gc-delay=0)
+  flush       just after the K-th flush is issued, often while it runs
+  open        a random time after nbdkit starts: during open / recovery
+  close       during the clean shutdown (SIGTERM, then kill -9)
+
+The store lives on from one iteration to the next (what survived becomes
+the next iteration's starting content), and is replaced by a fresh one
+(random block size 4K or 64K, random compression) every --new-store-every
+iterations and after a violation.
+
+Prints one summary line:
+  crash: N iterations, K kill -9, P power-loss, V violations, recovery median X ms max Y ms
+and exits 1 if V > 0 (the evidence is kept in --keep-dir, path printed).
+"""
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import driver      # noqa: E402
+import powerloss   # noqa: E402
+
+PY = "/usr/bin/python3"
+LIVE = set()        # nbdkit processes started and not yet reaped
+
+
+def reap_all():
+    for p in list(LIVE):
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+    LIVE.clear()
+
+
+class Fail(Exception):
+    pass
+
+
+class Harness:
+    def __init__(self, a):
+        self.a = a
+        self.rng = random.Random(a.seed)
+        self.work = a.workdir
+        os.makedirs(self.work, exist_ok=True)
+        self.env_extra = sanitizer_env()
+        self.env_extra.update(e.split("=", 1) for e in a.env)
+        self.n = self.nkill9 = self.npower = self.violations = 0
+        self.anomalies = 0
+        self.recovery_ms = []
+        self.moments = {}
+        self.store_iter = 0
+        self.epoch = 0
+        self.kept = []
+
+    # -------------------------------------------------------------- helpers
+
+    def log(self, *msg):
+        if self.a.verbose:
+            print(*msg, flush=True)
+
+    def new_store(self):
+        self.epoch += 1
+        self.store_iter = 0
+        self.bs = self.rng.choice(self.a.block_sizes)
+        self.comp = self.rng.choice(("3", "3", "1", "off"))
+        self.store = os.path.join(self.work, "store")
+        self.images = os.path.join(self.work, "images")
+        for p in (self.store, self.images):
+            shutil.rmtree(p, ignore_errors=True)
+        os.makedirs(self.images)
+        size = self.a.size
+        self.run_tool(["create", self.store, "--size", str(size), "--block-size", str(self.bs),
+                       "--compression", self.comp, "--disk", "a"])
+        self.run_tool(["disk", "add", self.store, "b", str(size)])
+        self.log("new store: block size %d, compression %s" % (self.bs, self.comp))
+
+    def run_tool(self, args, check=True):
+        r = subprocess.run([self.a.casdisk] + args, capture_output=True, text=True, timeout=120)
+        if check and r.returncode != 0:
+            raise Fail("casdisk %s: exit %d: %s%s" % (" ".join(args), r.returncode, r.stdout, r.stderr))
+        return r
+
+    def start_nbdkit(self, it, tag, iolog=None):
+        sock = os.path.join(it, "sock")
+        pidf = os.path.join(it, "pid")
+        for p in (sock, pidf):
+            if os.path.exists(p):
+                os.unlink(p)
+        env = dict(os.environ)
+        env.update(self.env_extra)
+        env.pop("CASDISK_IOLOG", None)
+        if iolog:
+            env["CASDISK_IOLOG"] = iolog
+        args = [self.a.nbdkit, "-f", "-U", sock, "-P", pidf, self.a.plugin,
+                "store=" + self.store, "gc-delay=%d" % self.gc_delay]
+        logf = open(os.path.join(it, "nbdkit-%s.log" % tag), "ab")
+        t0 = time.monotonic()
+        p = subprocess.Popen(args, env=env, stdout=logf, stderr=subprocess.STDOUT)
+        LIVE.add(p)
+        logf.close()
+        return p, sock, t0
+
+    def wait_ready(self, p, sock, t0, timeout=30):
+        """Wait until the socket accepts and a first read succeeds; returns ms."""
+        import nbd
+        deadline = t0 + timeout
+        while time.monotonic() < deadline:
+            if p.poll() is not None:
+                raise Fail("nbdkit exited with status %d at start" % p.returncode)
+            if os.path.exists(sock):
+                try:
+                    h = nbd.NBD()
+                    h.connect_uri(driver.uri_of(sock, "a"))
+                    h.pread(512, 0)
+                    ms = (time.monotonic() - t0) * 1000
+                    h.shutdown()
+                    del h
+                    return ms
+                except nbd.Error:
+                    pass
+            time.sleep(0.002)
+        raise Fail("nbdkit not ready within %d s" % timeout)
+
+    def stop_nbdkit(self, p, timeout=60):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+        try:
+            rc = p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise Fail("nbdkit did not stop within %d s of SIGTERM" % timeout)
+        LIVE.discard(p)
+        if rc != 0:
+            raise Fail("nbdkit exited with status %d at shutdown" % rc)
+
+    def kill9(self, p):
+        if p.poll() is None:
+            try:
+                p.send_signal(signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        p.wait()
+        LIVE.discard(p)
+
+    # ------------------------------------------------------------ iteration
+
+    def crash_run(self, it, tag, kind, action, info):
+        """Run nbdkit on the store, let ACTION(p, sock, t0) crash it, and
+        leave the crashed (kill9) or simulated (powerloss) state in the store."""
+        iolog = None
+        if kind == "powerloss":
+            iolog = os.path.join(it, "iolog-" + tag)
+            shutil.copytree(self.store, os.path.join(it, "baseline-" + tag))
+        self.cur_iolog = iolog
+        p, sock, t0 = self.start_nbdkit(it, tag, iolog)
+        try:
+            action(p, sock, t0)
+        finally:
+            if p.poll() is None:
+                self.kill9(p)
+        info["exit-" + tag] = p.returncode
+        if kind == "powerloss":
+            log = b""                    # killed before the engine opened its log
+            if os.path.exists(iolog):
+                with open(iolog, "rb") as f:
+                    log = f.read()
+            sim = os.path.join(it, "simulated-" + tag)
+            if self.a.self_test:
+                cut, where = len(log), "end"
+            else:
+                cut, where = powerloss.cut_points(log, self.rng)
+            info["cut-" + tag] = [cut, where]
+            st = powerloss.simulate(os.path.join(it, "baseline-" + tag), log[:cut], sim,
+                                    random.Random(self.rng.randrange(1 << 30)),
+                                    sabotage=self.a.self_test)
+            info["powerloss-" + tag] = st
+            shutil.rmtree(self.store)
+            shutil.copytree(sim, self.store)
+        else:
+            shutil.copytree(self.store, os.path.join(it, "crashed-" + tag))
+
+    def iteration(self, i, info):
+        a = self.a
+        rng = self.rng
+        it = os.path.join(self.work, "it")
+        shutil.rmtree(it, ignore_errors=True)
+        os.makedirs(it)
+        kind = "powerloss" if rng.random() < a.power_fraction else "kill9"
+        moment = rng.choices(("workload", "flush", "open", "close"), a.moment_weights)[0]
+        double = rng.random() < a.double_fraction
+        self.gc_delay = rng.choice((0, 0, 0, 1))
+        seed = rng.randrange(1 << 30)
+        info.update({"iteration": i, "kind": kind, "moment": moment, "double": double,
+                     "seed": seed, "block_size": self.bs, "compression": self.comp,
+                     "size": a.size, "gc_delay": self.gc_delay, "epoch": self.epoch,
+                     "store_iteration": self.store_iter})
+        model = os.path.join(it, "model.log")
+        images0 = os.path.join(it, "images-start")
+        shutil.copytree(self.images, images0)
+        drv = None
+
+        # 1. run the workload and crash
+        def workload(p, sock, t0):
+            nonlocal drv
+            if moment == "open":
+                time.sleep(rng.random() * a.open_window)
+                self.kill9(p)
+                return
+            self.wait_ready(p, sock, t0)
+            dargs = [PY, os.path.join(HERE, "driver.py"), "run", "--sock", sock,
+                     "--block-size", str(self.bs), "--size", str(a.size),
+                     "--images", self.images, "--model", model, "--seed", str(seed),
+                     "--flush-prob", str(rng.choice((0.003, 0.02, 0.07)))]
+            if self.cur_iolog:
+                dargs += ["--iolog", self.cur_iolog]
+            if moment == "close":
+                dargs += ["--duration", "%.3f" % (0.1 + rng.random() * a.max_workload)]
+            elif moment == "flush":
+                dargs += ["--duration", str(a.max_workload + 5), "--kill-pid", str(p.pid),
+                          "--kill-at-flush", str(rng.randrange(0, 12)),
+                          "--kill-jitter", "%.4f" % rng.choice((0, 0.0005, 0.002, 0.01))]
+            else:
+                dargs += ["--duration", str(a.max_workload + 5), "--kill-pid", str(p.pid),
+                          "--kill-after", "%.3f" % (rng.random() * a.max_workload)]
+            r = subprocess.run(dargs, capture_output=True, text=True,
+                               timeout=a.max_workload + 60)
+            try:
+                drv = json.loads(r.stdout.strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                drv = {"raw": r.stdout[-2000:], "stderr": r.stderr[-2000:]}
+            info["driver"] = drv
+            if r.returncode != 0:
+                raise Fail("driver exited with status %d: %s %s" %
+                           (r.returncode, r.stdout[-1500:], r.stderr[-1500:]))
+            if moment == "close":
+                p.send_signal(signal.SIGTERM)
+                time.sleep(rng.random() * a.close_window)
+            self.kill9(p)
+        self.crash_run(it, "run", kind, workload, info)
+
+        # 2. optionally crash again, during the recovery (open) itself
+        if double:
+            def early(p, sock, t0):
+                time.sleep(rng.random() * a.open_window)
+                self.kill9(p)
+            self.crash_run(it, "reopen", kind, early, info)
+
+        # 3. recover, verify, stop, check
+        viol = []
+        p, sock, t0 = self.start_nbdkit(it, "recover")
+        try:
+            ms = self.wait_ready(p, sock, t0)
+            self.recovery_ms.append(ms)
+            info["recovery_ms"] = round(ms, 1)
+            out_images = os.path.join(it, "images-after")
+            os.makedirs(out_images)
+            cut = info.get("cut-run")
+            v, counts = driver.verify(sock, self.bs, a.size, images0, model, out_images,
+                                      a.strict_fua, cut[0] if cut else None)
+            info["model"] = counts
+            viol += v
+            self.stop_nbdkit(p)
+        finally:
+            if p.poll() is None:
+                self.kill9(p)
+        r = self.run_tool(["check", self.store], check=False)
+        info["check_rc"] = r.returncode
+        if r.returncode != 0:
+            viol.append({"what": "casdisk check exited %d" % r.returncode,
+                         "output": (r.stdout + r.stderr)[-3000:]})
+        if drv and drv.get("read_mismatch"):
+            viol.append({"what": "online read mismatch", "detail": drv["read_mismatch"]})
+        return viol, out_images
+
+    def keep(self, i, info, err):
+        dst = os.path.join(self.a.keep_dir, "crash-%d-%d-%s" % (os.getpid(), i, info.get("kind")))
+        os.makedirs(self.a.keep_dir, exist_ok=True)
+        skip = shutil.ignore_patterns("sock", "pid")
+        shutil.copytree(os.path.join(self.work, "it"), dst, ignore=skip)
+        if os.path.isdir(self.store):
+            shutil.copytree(self.store, os.path.join(dst, "store-after"), ignore=skip)
+        if self.a.copy_binaries:
+            shutil.copytree(os.path.dirname(self.a.plugin), os.path.join(dst, "bin"))
+        info["error"] = err
+        with open(os.path.join(dst, "info.json"), "w") as f:
+            json.dump(info, f, indent=1, default=str)
+        with open(os.path.join(dst, "REPRO"), "w") as f:
+            f.write(repro_text(self, info))
+        self.kept.append(dst)
+        return dst
+
+    def run(self):
+        a = self.a
+        if a.copy_binaries:
+            # Private copies: a rebuild of the tree must not pull them away mid-run.
+            bindir = os.path.join(self.work, "bin")
+            os.makedirs(bindir, exist_ok=True)
+            for attr in ("plugin", "casdisk"):
+                dst = os.path.join(bindir, os.path.basename(getattr(a, attr)))
+                shutil.copy2(getattr(a, attr), dst)
+                setattr(a, attr, dst)
+        self.new_store()
+        t_end = time.monotonic() + a.time_limit if a.time_limit else None
+        t0 = time.monotonic()
+        i = 0
+        while i < a.iterations:
+            if t_end and time.monotonic() > t_end:
+                print("crash: time limit reached after %d iterations" % i, flush=True)
+                break
+            if self.store_iter >= a.new_store_every:
+                self.new_store()
+            info = {"iteration": i}
+            try:
+                viol, out_images = self.iteration(i, info)
+            except Exception as e:
+                if not isinstance(e, Fail):
+                    traceback.print_exc()
+                viol, out_images = [{"what": "harness: %s: %s" % (type(e).__name__, e)}], None
+                info.setdefault("error", str(e))
+            self.n += 1
+            if info.get("kind") == "powerloss":
+                self.npower += 1
+            elif info.get("kind") == "kill9":
+                self.nkill9 += 1
+            m = info.get("moment")
+            self.moments[m] = self.moments.get(m, 0) + 1
+            if viol and a.self_test:
+                self.violations += 1
+                print("crash: self-test: sabotage detected in iteration %d: %s" %
+                      (i, json.dumps(viol[:1], default=str)[:300]), flush=True)
+                self.new_store()
+            elif viol:
+                self.violations += 1
+                dst = self.keep(i, info, viol)
+                print("crash: VIOLATION in iteration %d (%s at %s): %s\n  kept in %s" %
+                      (i, info.get("kind"), info.get("moment"),
+                       json.dumps(viol[:3], default=str)[:1500], dst), flush=True)
+                self.new_store()
+            else:
+                shutil.rmtree(self.images)
+                shutil.copytree(out_images, self.images)
+                self.store_iter += 1
+            i += 1
+            if a.progress and (i % a.progress == 0 or i == a.iterations):
+                rec = sorted(self.recovery_ms)
+                print("crash: %d/%d iterations, %d violations, %.0f s, recovery median %.0f ms" %
+                      (i, a.iterations, self.violations, time.monotonic() - t0,
+                       statistics.median(rec) if rec else 0), flush=True)
+            self.log(json.dumps({k: v for k, v in info.items()
+                                 if k not in ("seed", "epoch", "compression", "size")},
+                                default=str))
+        rec = self.recovery_ms
+        med = statistics.median(rec) if rec else 0
+        mx = max(rec) if rec else 0
+        print("crash: %d iterations, %d kill -9, %d power-loss, %d violations, "
+              "recovery median %.0f ms max %.0f ms" %
+              (self.n, self.nkill9, self.npower, self.violations, med, mx), flush=True)
+        if a.verbose:
+            print("crash: moments %s" % json.dumps(self.moments))
+        if a.self_test:
+            print("crash: self-test: %d of %d sabotaged runs detected" % (self.violations, self.n))
+            return 0 if self.violations else 1
+        return 1 if self.violations else 0
+
+
+def sanitizer_env():
+    """nbdkit is not built with the sanitizers: a sanitized plugin needs
+    their runtime preloaded (as tests/functions.sh does)."""
+    if os.environ.get("CASDISK_SANITIZERS") != "yes":
+        return {}
+    libs = [subprocess.run(["gcc", "-print-file-name=" + l], capture_output=True,
+                           text=True).stdout.strip() for l in ("libasan.so", "libubsan.so")]
+    return {"LD_PRELOAD": ":".join(libs),
+            "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1",
+            "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
+
+
+def repro_text(h, info):
+    return """Crash-harness violation, iteration %(iteration)s (%(kind)s at %(moment)s)
+
+info.json        what ran, the driver's stats, the violations
+model.log        the driver's model (see driver.py)
+images-start/    disk contents before the workload (a.img, b.img)
+images-after/    what was read after recovery (if it got that far)
+Phases: "run" (the workload, crashed), "reopen" (if info.json says
+double: a second crash during the recovery's open), "recover" (verified).
+baseline-PHASE/  (power loss) the store before nbdkit started
+iolog-PHASE      (power loss) the engine's I/O log
+simulated-PHASE/ (power loss) the store rebuilt by powerloss.py, before the next phase
+crashed-PHASE/   (kill -9) the store as left by the kill, before the next phase
+store-after/     the store after the recovery run
+bin/             the plugin and casdisk tool that ran
+nbdkit-PHASE.log nbdkit's output
+
+Re-run the recovery on a copy:
+  cp -a simulated-run /tmp/s     (or crashed-run, or the -reopen one)
+  nbdkit -f -U /tmp/s.sock %(plugin)s store=/tmp/s &
+  /usr/bin/python3 %(here)s/driver.py verify --sock /tmp/s.sock --block-size %(bs)s \\
+      --size %(size)s --images images-start --model model.log
+  casdisk check /tmp/s
+Rebuild another power-loss state from the same log:
+  /usr/bin/python3 %(here)s/powerloss.py baseline-run iolog-run /tmp/s2 --seed N
+""" % dict(info, plugin=h.a.plugin, here=HERE, bs=info.get("block_size"), size=h.a.size)
+
+
+def main():
+    top = os.environ.get("top_builddir") or os.path.abspath(os.path.join(HERE, "..", ".."))
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--iterations", type=int, default=int(os.environ.get("CRASH_ITERATIONS", 100)))
+    p.add_argument("--seed", type=int, default=int(os.environ.get("CRASH_SEED", 0)) or None)
+    p.add_argument("--workdir", help="scratch directory (default: a new one in $TMPDIR)")
+    p.add_argument("--keep-dir", default=os.environ.get("CRASH_KEEP_DIR",
+                                                         os.path.join(top, "tests", "crash-kept")))
+    p.add_argument("--size", type=driver.parse_size, default="8M", help="size of each disk")
+    p.add_argument("--block-sizes", default="4096,4096,65536",
+                   help="block sizes to pick from for new stores")
+    p.add_argument("--power-fraction", type=float, default=0.5)
+    p.add_argument("--max-workload", type=float, default=1.5, help="seconds")
+    p.add_argument("--open-window", type=float, default=0.1, help="seconds")
+    p.add_argument("--close-window", type=float, default=0.05, help="seconds")
+    p.add_argument("--new-store-every", type=int, default=25)
+    p.add_argument("--double-fraction", type=float, default=0.2,
+                   help="fraction of iterations that crash again during recovery")
+    p.add_argument("--moment-weights", default="4,3,1,1",
+                   help="weights of the crash moments workload,flush,open,close")
+    p.add_argument("--self-test", action="store_true",
+                   help="sabotage the power-loss simulation (forget the last journal sync): "
+                        "violations must be found")
+    p.add_argument("--strict-fua", default="yes", choices=("yes", "no"))
+    p.add_argument("--time-limit", type=float, default=0, help="stop after this many seconds")
+    p.add_argument("--progress", type=int, default=0, help="print progress every N iterations")
+    p.add_argument("--env", action="append", default=[], help="KEY=VALUE for nbdkit")
+    p.add_argument("--nbdkit", default="nbdkit")
+    p.add_argument("--plugin", default=os.path.join(top, "plugin", ".libs", "nbdkit-casdisk-plugin.so"))
+    p.add_argument("--casdisk", default=os.path.join(top, "tools", "casdisk"))
+    p.add_argument("--copy-binaries", default="yes", choices=("yes", "no"),
+                   help="run private copies of the plugin and the tool (default yes)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    a = p.parse_args()
+    if a.seed is None:
+        a.seed = random.randrange(1 << 30)
+    a.block_sizes = [driver.parse_size(x) for x in a.block_sizes.split(",")]
+    a.strict_fua = a.strict_fua == "yes"
+    a.copy_binaries = a.copy_binaries == "yes"
+    a.moment_weights = [float(x) for x in a.moment_weights.split(",")]
+    if a.self_test:
+        a.power_fraction, a.double_fraction, a.moment_weights = 1, 0, [1, 1, 0, 0]
+    tmp = None
+    if not a.workdir:
+        tmp = a.workdir = __import__("tempfile").mkdtemp(prefix="casdisk-crash.")
+    print("crash: seed %d, %d iterations, workdir %s" % (a.seed, a.iterations, a.workdir), flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        rc = Harness(a).run()
+    finally:
+        reap_all()
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    sys.exit(rc)
+
+
+if __name__ == "__main__":
+    main()
