@@ -11,7 +11,7 @@
  * found), 2 usage error (or, for check, a store that could not be read).
  *
  * Each command is one entry of the table `commands` near the end: its
- * name, its options (parsed by main() with getopt_long), the number of
+ * name, its options (parsed by run_command() with getopt_long), the number of
  * operands it takes, its --help text and the function that runs it.  The
  * engine's messages reach stderr as "casdisk: ..." through cas_set_log.
  */
@@ -418,6 +418,7 @@ print_store (const char *dir, const struct cas_store_stats *st, uint64_t virtual
     json_u64 ("dead_blocks", st->dead_blocks);
     json_u64 ("dead_bytes", st->dead_bytes);
     json_u64 ("free_bytes", st->free_bytes);
+    json_u64 ("pending_bytes", st->pending_bytes);
     json_u64 ("data_file_end", st->data_file_end);
     json_u64 ("physical_allocated", st->physical_allocated);
     json_u64 ("physical_apparent", st->physical_apparent);
@@ -444,6 +445,7 @@ print_store (const char *dir, const struct cas_store_stats *st, uint64_t virtual
   printf ("  %-22s %10" PRIu64 "\n", "dead blocks (for GC)", st->dead_blocks);
   print_bytes ("dead bytes (for GC)", st->dead_bytes);
   print_bytes ("free in data file", st->free_bytes);
+  print_bytes ("freed, pending", st->pending_bytes);
   print_bytes ("data file in use", st->data_file_end);
   print_bytes ("journal", st->journal_bytes);
   print_bytes ("physical allocated", st->physical_allocated);
@@ -617,6 +619,66 @@ cmd_scrub (const struct cmdline *c)
   return n == 0 ? 0 : EXIT_FAILURE;
 }
 
+static void
+on_compact_progress (void *opaque, uint64_t done, uint64_t total)
+{
+  progress_update (opaque, done >> 20, total >> 20);
+}
+
+static int
+cmd_compact (const struct cmdline *c)
+{
+  const char *dir = c->args[0];
+  struct cas_store_stats before, after;
+  struct progress bar;
+  struct cas_store *s;
+  int64_t moved;
+  char h1[32], h2[32];
+
+  s = cas_store_open (dir, NULL);
+  if (s == NULL)
+    return EXIT_FAILURE;
+  if (cas_store_stats (s, &before) == -1) {
+    cas_store_close (s);
+    return EXIT_FAILURE;
+  }
+  progress_init (&bar, "compact (MiB)", c->json);
+  moved = cas_store_compact (s, on_compact_progress, &bar);
+  progress_done (&bar);
+  if (moved < 0 || cas_store_stats (s, &after) == -1) {
+    cas_store_close (s);
+    return EXIT_FAILURE;
+  }
+  if (cas_store_close (s) == -1)
+    return EXIT_FAILURE;
+  /* The close cut the file and released the last space: measure again. */
+  {
+    struct cas_open_opts oo;
+    cas_open_opts_default (&oo);
+    oo.readonly = true;
+    s = cas_store_open (dir, &oo);
+    if (s == NULL || cas_store_stats (s, &after) == -1)
+      return EXIT_FAILURE;
+    cas_store_close (s);
+  }
+  if (c->json) {
+    json_open (NULL, '{');
+    json_u64 ("moved_bytes", moved);
+    json_u64 ("allocated_before", before.physical_allocated);
+    json_u64 ("apparent_before", before.physical_apparent);
+    json_u64 ("allocated_after", after.physical_allocated);
+    json_u64 ("apparent_after", after.physical_apparent);
+    json_close ('}');
+  }
+  else {
+    printf ("%s: moved %s; allocated %s", dir, human (moved, h1), human (before.physical_allocated, h2));
+    printf (" -> %s, apparent %s", human (after.physical_allocated, h1),
+            human (before.physical_apparent, h2));
+    printf (" -> %s\n", human (after.physical_apparent, h1));
+  }
+  return 0;
+}
+
 /* ---- The table of commands ---- */
 
 static const struct command {
@@ -676,6 +738,14 @@ static const struct command {
     "  --rate BYTES  read at most BYTES per second (e.g. 50M; default no limit)\n"
     "  --json        print one JSON object\n",
     (const struct option[]) { O_RATE, O_JSON, O_HELP, O_END } },
+  { "compact", 1, "DIR", cmd_compact, "shrink the data file: move blocks into free space",
+    "Usage: casdisk compact DIR [--json]\n"
+    "Compact the store in DIR (not in use): move blocks from the end of the data\n"
+    "file into free space before them, give the freed space back and cut the\n"
+    "file, so that its apparent size shrinks too.  nbdkit does the same online,\n"
+    "in the background (see compact-after= in nbdkit-casdisk-plugin(1)).\n"
+    "  --json   print one JSON object\n",
+    (const struct option[]) { O_JSON, O_HELP, O_END } },
 };
 
 static void
