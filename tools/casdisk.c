@@ -419,6 +419,7 @@ print_store (const char *dir, const struct cas_store_stats *st, uint64_t virtual
     json_u64 ("dead_bytes", st->dead_bytes);
     json_u64 ("free_bytes", st->free_bytes);
     json_u64 ("pending_bytes", st->pending_bytes);
+    json_u64 ("reclaimable_bytes", st->free_bytes + st->pending_bytes);
     json_u64 ("data_file_end", st->data_file_end);
     json_u64 ("physical_allocated", st->physical_allocated);
     json_u64 ("physical_apparent", st->physical_apparent);
@@ -446,6 +447,7 @@ print_store (const char *dir, const struct cas_store_stats *st, uint64_t virtual
   print_bytes ("dead bytes (for GC)", st->dead_bytes);
   print_bytes ("free in data file", st->free_bytes);
   print_bytes ("freed, pending", st->pending_bytes);
+  print_bytes ("compact would reclaim", st->free_bytes + st->pending_bytes);
   print_bytes ("data file in use", st->data_file_end);
   print_bytes ("journal", st->journal_bytes);
   print_bytes ("physical allocated", st->physical_allocated);
