@@ -199,6 +199,8 @@ cas_alloc_coalesce (struct cas_alloc *a)
   for (size_t i = 0; i < a->large->n; i++)
     if (push (&all, a->large->v[i].off, a->large->v[i].len, 0) == -1)
       goto out;
+  if (all.n == 0)
+    goto out;                   /* nothing free (and qsort wants a non-NULL base) */
   qsort (all.v, all.n, sizeof *all.v, cmp_off);
   for (uint32_t k = 0; k <= a->small_max; k++)
     a->small[k].n = 0;
