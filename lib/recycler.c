@@ -201,7 +201,7 @@ cas_recycle_pass (struct cas_store *s, uint64_t budget, bool force)
     c.above = end > free_bytes ? end - free_bytes : 0;
   }
   rcu_read_lock ();
-  if (cas_index_walk (&s->index, collect, &c) != 0)
+  if (cas_index_walk (&s->index, collect, &c) != 0 || c.n == 0)
     goto out;
   qsort (c.v, c.n, sizeof *c.v, cmp_desc);
 
