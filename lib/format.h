@@ -78,9 +78,12 @@
  *   len u16   payload length
  *   seq u64   global sequence number, consecutive
  *   payload
- * Replay stops at the first record whose crc or seq is wrong: the torn
- * tail of the last batch.  A batch is written only after the data file is
- * synced, so every record points at durable data.
+ * Each flush writes one batch: a BATCH record, then the records, with a
+ * CRC over them all.  Replay applies whole batches and stops at the first
+ * incomplete one: the torn tail of the last flush, whose sectors may have
+ * reached the disk in any order.  A batch is written only after the data
+ * file is synced (and after the previous batch), so every record points at
+ * durable data, and nothing complete can follow a torn batch.
  */
 #define CAS_JOURNAL_MAGIC "CASJRNL\0"
 #define JRN_HDR_SIZE 64
@@ -99,6 +102,9 @@ enum cas_jrec_type {
   JREC_MAP_ZERO  = 4,   /* disk u32, 0 u32, first vblock u64, count u64 */
   JREC_DISK_ADD  = 5,   /* id u32, name_len u32, size u64, name[64] */
   JREC_BLOCK_MOVE = 6,  /* id u64, new offset u64: the recycler moved the block */
+  JREC_BATCH     = 7,   /* starts each flush's batch: length u32 (bytes of the
+                           records that follow), crc u32 (CRC-32C of them),
+                           count u32, 0 u32; its seq is the first record's */
 };
 #define JREC_BLOCK_NEW_LEN 64
 #define JREC_BLOCK_DEL_LEN 8
@@ -106,6 +112,8 @@ enum cas_jrec_type {
 #define JREC_MAP_ZERO_LEN  24
 #define JREC_DISK_ADD_LEN  80
 #define JREC_BLOCK_MOVE_LEN 16
+#define JREC_BATCH_LEN     16
+#define JREC_BATCH_SIZE    (JREC_HDR_SIZE + JREC_BATCH_LEN)
 #define JREC_MAX_LEN       80
 
 static_assert (CKPT_PAGE_SIZE == 16 + 8 * 4096, "checkpoint page record size");

@@ -158,9 +158,13 @@ cas_journal_sync (struct cas_store *s)
   {
     SCOPED_LOCK (jl, &s->jlock);
     if (s->active.len > 0) {
-      if (jbuf_reserve (&s->flushing, s->active.len) == -1) {
+      if (jbuf_reserve (&s->flushing, s->active.len + JREC_BATCH_SIZE) == -1) {
         cas_error ("flush: %m");
         return -1;
+      }
+      if (s->flushing.len == 0) {
+        memset (s->flushing.p, 0, JREC_BATCH_SIZE);   /* the BATCH record, filled below */
+        s->flushing.len = JREC_BATCH_SIZE;
       }
       memcpy (s->flushing.p + s->flushing.len, s->active.p, s->active.len);
       s->flushing.len += s->active.len;
@@ -183,7 +187,23 @@ cas_journal_sync (struct cas_store *s)
     return -1;
   }
 
-  /* 3. The records, then their sync. */
+  /* 3. The batch, then its sync. */
+  {
+    uint8_t *h = s->flushing.p;
+    const uint8_t *recs = h + JREC_BATCH_SIZE;
+    const size_t len = s->flushing.len - JREC_BATCH_SIZE;
+    uint32_t count = 0;
+    for (size_t p = 0; p < len; p += round_up (JREC_HDR_SIZE + get_le16 (recs + p + 6), 8))
+      count++;
+    put_le16 (h + 4, JREC_BATCH);
+    put_le16 (h + 6, JREC_BATCH_LEN);
+    put_le64 (h + 8, get_le64 (recs + 8));              /* the first record's seq */
+    put_le32 (h + JREC_HDR_SIZE, len);
+    put_le32 (h + JREC_HDR_SIZE + 4, cas_crc32c (0, recs, len));
+    put_le32 (h + JREC_HDR_SIZE + 8, count);
+    put_le32 (h + JREC_HDR_SIZE + 12, 0);
+    put_le32 (h, cas_crc32c (0, h + 4, JREC_BATCH_SIZE - 4));
+  }
   reserve (s, s->jpos + s->flushing.len);
   if (cas_pwrite_full (s->jfd, s->flushing.p, s->flushing.len, s->jpos, "journal") == -1 ||
       cas_fdatasync (s->jfd, "journal") == -1)
@@ -267,13 +287,62 @@ static bool
 record_ok (const uint8_t *buf, size_t len, size_t pos, uint64_t seq)
 {
   const uint8_t *r = buf + pos;
+  if (pos + JREC_HDR_SIZE > len)
+    return false;
   const uint16_t plen = get_le16 (r + 6);
   const size_t total = round_up (JREC_HDR_SIZE + plen, 8);
 
   return plen <= JREC_MAX_LEN && pos + total <= len &&
-    get_le16 (r + 4) >= JREC_BLOCK_NEW && get_le16 (r + 4) <= JREC_BLOCK_MOVE &&
+    get_le16 (r + 4) >= JREC_BLOCK_NEW && get_le16 (r + 4) <= JREC_BATCH &&
     (seq ? get_le64 (r + 8) == seq : get_le64 (r + 8) != 0) &&
     cas_crc32c (0, r + 4, total - 4) == get_le32 (r);
+}
+
+/* Is there a complete batch at POS (BATCH record, then records whose CRC
+ * matches), starting with sequence number SEQ (any when SEQ is 0)?  Sets
+ * *END to the end of the batch.
+ */
+static bool
+batch_ok (const uint8_t *buf, size_t len, size_t pos, uint64_t seq, size_t *end)
+{
+  if (!record_ok (buf, len, pos, seq) || get_le16 (buf + pos + 4) != JREC_BATCH ||
+      get_le16 (buf + pos + 6) != JREC_BATCH_LEN)
+    return false;
+  const uint32_t blen = get_le32 (buf + pos + JREC_HDR_SIZE);
+  const size_t start = pos + JREC_BATCH_SIZE;
+  if (blen == 0 || blen > len - start ||
+      cas_crc32c (0, buf + start, blen) != get_le32 (buf + pos + JREC_HDR_SIZE + 4))
+    return false;
+  *end = start + blen;
+  return true;
+}
+
+static bool
+header_ok (const uint8_t *buf, size_t len)
+{
+  uint8_t hdr[JRN_HDR_SIZE];
+
+  if (len < JRN_HDR_SIZE || memcmp (buf + JRN_MAGIC, CAS_JOURNAL_MAGIC, 8) != 0)
+    return false;
+  memcpy (hdr, buf, sizeof hdr);
+  put_le32 (hdr + JRN_HDR_CRC, 0);
+  return cas_crc32c (0, hdr, sizeof hdr) == get_le32 (buf + JRN_HDR_CRC);
+}
+
+bool
+cas_journal_unborn (const struct cas_store *s, uint64_t gen)
+{
+  char path[4096];
+  CLEANUP_FREE uint8_t *buf = NULL;
+  size_t len, end;
+
+  cas_journal_path (s, gen, path, sizeof path);
+  if (cas_read_file (path, (void **) &buf, &len) == -1 || header_ok (buf, len))
+    return false;
+  for (size_t p = JRN_HDR_SIZE; p + JREC_BATCH_SIZE <= len; p += 8)
+    if (batch_ok (buf, len, p, 0, &end))
+      return false;             /* it held data: damage, not an unfinished creation */
+  return true;
 }
 
 int
@@ -307,24 +376,31 @@ cas_journal_replay (struct cas_store *s, struct cas_load *ld, uint64_t gen,
                         path, get_le64 (buf + JRN_FIRST_SEQ), *seq);
 
   for (pos = JRN_HDR_SIZE; pos + JREC_HDR_SIZE <= len; ) {
-    if (!record_ok (buf, len, pos, *seq))
-      break;                    /* the torn tail of the last batch, or damage */
-    const uint8_t *r = buf + pos;
-    const uint16_t plen = get_le16 (r + 6);
-    if (apply (s, ld, get_le16 (r + 4), r + JREC_HDR_SIZE, plen) == -1)
-      return -1;
-    (*seq)++;
-    pos += round_up (JREC_HDR_SIZE + plen, 8);
+    size_t bend;
+    if (!batch_ok (buf, len, pos, *seq, &bend))
+      break;                    /* the torn tail of the last flush, or damage */
+    for (size_t p = pos + JREC_BATCH_SIZE; p < bend; ) {
+      const uint8_t *r = buf + p;
+      const uint16_t plen = get_le16 (r + 6);
+      if (!record_ok (buf, bend, p, *seq) || get_le16 (r + 4) == JREC_BATCH)
+        return cas_problem (s, "%s: a batch at offset %zu has a valid checksum but a bad "
+                            "record at offset %zu", path, pos, p);
+      if (apply (s, ld, get_le16 (r + 4), r + JREC_HDR_SIZE, plen) == -1)
+        return -1;
+      (*seq)++;
+      p += round_up (JREC_HDR_SIZE + plen, 8);
+    }
+    pos = bend;
   }
   *end = pos;
   *torn = pos < len;
-  /* A journal file is only ever appended to, so nothing valid can follow
-   * a torn tail.  A valid record after a bad one means the bad one was
-   * damaged in place: records were lost, say so.
+  /* Each batch is written after the previous one was synced, so nothing
+   * complete can follow a torn one.  A complete batch after a bad one
+   * means the bad one was damaged in place: changes were lost, say so.
    */
-  for (size_t p = pos + 8; *torn && p + JREC_HDR_SIZE <= len; p += 8)
-    if (record_ok (buf, len, p, 0))
-      return cas_problem (s, "%s: the record at offset %zu is damaged and valid records "
+  for (size_t p = pos + 8, e; *torn && p + JREC_BATCH_SIZE <= len; p += 8)
+    if (batch_ok (buf, len, p, 0, &e))
+      return cas_problem (s, "%s: the batch at offset %zu is damaged and complete batches "
                           "follow it (from offset %zu): the journal was corrupted, "
                           "changes after offset %zu are lost", path, pos, p, pos);
   return 0;

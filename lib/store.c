@@ -793,11 +793,23 @@ cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
   if (!cas_journal_exists (s, gen) &&
       cas_problem (s, "journal.%" PRIu64 " is missing", gen) == -1)
     goto err;
-  /* Replay journal.G, then journal.G+1 if a checkpoint was interrupted. */
+  /* Replay journal.G, then journal.G+1 if a checkpoint was interrupted.
+   * A torn tail before a newer journal is possible (cutting it at open is
+   * not synced at once, and a power loss can bring it back); the newer
+   * journal's first sequence number proves nothing was lost in between.
+   * A newer journal whose header never became durable (the checkpoint
+   * that created it crashed) holds nothing: it is dropped.
+   */
   for (uint64_t g = gen; cas_journal_exists (s, g); g++) {
-    if (torn && cas_problem (s, "journal.%" PRIu64 " has a damaged record before its end, "
-                             "and a newer journal follows it", g - 1) == -1)
-      goto err;
+    if (g > gen && cas_journal_unborn (s, g)) {
+      cas_debug ("journal.%" PRIu64 " was never completed (interrupted checkpoint): dropped", g);
+      if (!s->readonly) {
+        cas_journal_path (s, g, path, sizeof path);
+        if (cas_unlink (path) == -1)
+          goto err;
+      }
+      break;
+    }
     if (cas_journal_replay (s, &ld, g, &seq, &end, &torn) == -1)
       goto err;
     s->gen = g;

@@ -164,6 +164,10 @@ void cas_journal_reserve (struct cas_store *s);
 int cas_journal_replay (struct cas_store *s, struct cas_load *ld, uint64_t gen,
                         uint64_t *seq, uint64_t *end, bool *torn);
 bool cas_journal_exists (const struct cas_store *s, uint64_t gen);
+/* True if journal.GEN has no valid header and no complete batch: the
+ * remains of a journal whose creation a crash interrupted.
+ */
+bool cas_journal_unborn (const struct cas_store *s, uint64_t gen);
 void cas_journal_path (const struct cas_store *s, uint64_t gen, char *buf, size_t len);
 
 /* ---- ckpt.c ---- */

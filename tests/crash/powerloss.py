@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Power-loss simulation from the engine's I/O log (CASDISK_IOLOG).
 
-  powerloss.py BASELINE_DIR IOLOG OUT_DIR [--seed N] [--summary]
+  powerloss.py BASELINE_DIR IOLOG OUT_DIR [--seed N] [--cut BYTES] [--keep-all]
 
 BASELINE_DIR is a copy of the store taken before nbdkit started; IOLOG is
 the log nbdkit wrote (every mutating operation on a store file, logged
@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import random
-import sys
 
 SECTOR = 512
 
@@ -90,20 +89,20 @@ def parse(log, starts=None):
     return recs, pos
 
 
-def cut_points(log, rng):
+def cut_points(log, rng, end_prob=0.5):
     """Choose where the simulated power cut happens: a byte offset of the log
-    (a record boundary: the process died just before that record).  Half
-    the time the end (the real kill); a quarter of the time just before a
-    sync of a journal (its last batch written, not synced: the flush
-    window); otherwise just before or after another record that matters (a
-    sync, a journal or checkpoint write, a rename, an unlink, a directory
-    sync, a truncate), or anywhere."""
+    (a record boundary: the process died just before that record).  With
+    probability END_PROB the end (the real kill); else half the time just
+    before a sync of a journal (its last batch written, not synced: the
+    flush window); otherwise just before or after another record that
+    matters (a sync, a journal or checkpoint write, a create, a rename, an
+    unlink, a directory sync, a truncate), or anywhere."""
     starts = []
     recs, used = parse(log, starts)
-    r = rng.random()
-    if not recs or r < 0.5:
+    if not recs or rng.random() < end_prob:
         return used, "end"
-    if r < 0.75:
+    r = rng.random()
+    if r < 0.5:
         idx = [i for i, x in enumerate(recs) if x[0] == "S" and x[1][0].startswith("journal")]
         if idx:
             k = rng.choice(idx)
@@ -114,7 +113,7 @@ def cut_points(log, rng):
             return True
         return op == "W" and not args[0].startswith("data")
     idx = [i for i, x in enumerate(recs) if interesting(x)]
-    if idx and r < 0.9:
+    if idx and r < 0.8:
         k = rng.choice(idx)
         if rng.random() < 0.3 and k + 1 < len(recs):
             return starts[k + 1], "after %s %s #%d" % (recs[k][0], " ".join(map(str, recs[k][1][:1])), k)
@@ -123,10 +122,38 @@ def cut_points(log, rng):
     return starts[k], "before %s #%d" % (recs[k][0], k)
 
 
+JREC_NAMES = {1: "BLOCK_NEW", 2: "BLOCK_DEL", 3: "MAP_SET", 4: "MAP_ZERO", 5: "DISK_ADD",
+              6: "BLOCK_MOVE", 7: "BATCH"}
+
+
+def journal_stats(recs):
+    """Count the journal records written (by type), and the other operations:
+    what the run exercised (GC: BLOCK_DEL, recycler: BLOCK_MOVE, ...)."""
+    out = {}
+    for op, args, data in recs:
+        if op == "W" and args[0].startswith("journal."):
+            p = 64 if args[1] == 0 else 0          # skip a journal header
+            while p + 16 <= len(data):
+                t = data[p + 4] | data[p + 5] << 8
+                ln = data[p + 6] | data[p + 7] << 8
+                if t == 0:
+                    break
+                name = JREC_NAMES.get(t, "type%d" % t)
+                out[name] = out.get(name, 0) + 1
+                p += (16 + ln + 7) // 8 * 8
+        else:
+            key = {"W": "write", "S": "sync", "T": "truncate", "P": "punch", "C": "create",
+                   "U": "unlink", "R": "rename", "D": "dirsync"}[op]
+            if op in "WSTP":
+                key += " " + args[0].split(".")[0]
+            out[key] = out.get(key, 0) + 1
+    return out
+
+
 DELETED = " (deleted)"
 
 
-def simulate(baseline, log, out, rng, sabotage=False):
+def simulate(baseline, log, out, rng, sabotage=False, keep_all=False):
     recs, used = parse(log)
     # Load the baseline.
     inodes = []
@@ -189,8 +216,9 @@ def simulate(baseline, log, out, rng, sabotage=False):
                 ignore = i
                 break
 
-    # Pass 2 (backwards): durability.
-    durable = [False] * len(recs)
+    # Pass 2 (backwards): durability.  keep_all: no power loss, every
+    # operation before the cut happened (a kill -9 just before the cut).
+    durable = [keep_all] * len(recs)
     synced = set()                 # inodes with an S later on
     dsync = False                  # a D later on
     for i in range(len(recs) - 1, -1, -1):
@@ -200,6 +228,8 @@ def simulate(baseline, log, out, rng, sabotage=False):
             synced.add(ino.ino)
         elif op == "D":
             dsync = True
+        elif keep_all:
+            pass
         elif op in "WTP":
             durable[i] = ino.ino in synced
         elif op == "C":
@@ -311,6 +341,7 @@ def simulate(baseline, log, out, rng, sabotage=False):
             f.truncate(len(d))
         os.chmod(p, 0o600)
     st["files"] = sorted(sim)
+    st["ops"] = journal_stats(recs)
     return st
 
 
@@ -320,10 +351,15 @@ def main():
     p.add_argument("iolog")
     p.add_argument("out")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--cut", type=int, help="use the log up to this byte offset (a record boundary)")
+    p.add_argument("--keep-all", action="store_true",
+                   help="no power loss: apply every operation (a kill -9 at the cut)")
     a = p.parse_args()
     with open(a.iolog, "rb") as f:
         log = f.read()
-    st = simulate(a.baseline, log, a.out, random.Random(a.seed))
+    if a.cut is not None:
+        log = log[:a.cut]
+    st = simulate(a.baseline, log, a.out, random.Random(a.seed), keep_all=a.keep_all)
     print(json.dumps(st))
 
 

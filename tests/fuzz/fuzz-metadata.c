@@ -179,13 +179,26 @@ fix_checksums (int which, uint8_t *p, size_t len)
   else if (which == 2 && len >= JRN_HDR_SIZE) {
     put_le32 (p + JRN_HDR_CRC, 0);
     put_le32 (p + JRN_HDR_CRC, cas_crc32c (0, p, JRN_HDR_SIZE));
-    for (size_t pos = JRN_HDR_SIZE; pos + JREC_HDR_SIZE <= len; ) {
-      const size_t total = round_up (JREC_HDR_SIZE + get_le16 (p + pos + 6), 8);
-      if (pos + total > len)
-        break;
-      put_le32 (p + pos, cas_crc32c (0, p + pos + 4, total - 4));
-      pos += total;
-    }
+    /* Records first, then each batch's CRC over its records, then the
+     * BATCH records' own checksums.
+     */
+    for (int pass = 0; pass < 2; pass++)
+      for (size_t pos = JRN_HDR_SIZE; pos + JREC_HDR_SIZE <= len; ) {
+        const size_t total = round_up (JREC_HDR_SIZE + get_le16 (p + pos + 6), 8);
+        if (pos + total > len)
+          break;
+        const bool batch = get_le16 (p + pos + 4) == JREC_BATCH && total == JREC_BATCH_SIZE;
+        if (pass == 0 && !batch)
+          put_le32 (p + pos, cas_crc32c (0, p + pos + 4, total - 4));
+        if (pass == 1 && batch) {
+          uint32_t blen = get_le32 (p + pos + JREC_HDR_SIZE);
+          if (blen > len - pos - JREC_BATCH_SIZE)
+            blen = len - pos - JREC_BATCH_SIZE;
+          put_le32 (p + pos + JREC_HDR_SIZE + 4, cas_crc32c (0, p + pos + JREC_BATCH_SIZE, blen));
+          put_le32 (p + pos, cas_crc32c (0, p + pos + 4, total - 4));
+        }
+        pos += total;
+      }
   }
 }
 

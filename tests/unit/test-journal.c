@@ -318,6 +318,17 @@ parse_journal (const uint8_t *buf, size_t len, uint64_t gen, struct jrec *out, s
                   get_le64 (r + 8));
     for (size_t k = JREC_HDR_SIZE + plen; k < total; k++)
       cr_assert_eq (r[k], 0, "record %zu: padding not zero", n);
+    if (get_le16 (r + 4) == JREC_BATCH) {
+      /* A flush's batch header: its CRC covers the records that follow. */
+      const uint32_t blen = get_le32 (r + JREC_HDR_SIZE);
+      cr_assert_eq (plen, JREC_BATCH_LEN);
+      cr_assert_leq (pos + total + blen, len, "batch at %zu runs past the end", pos);
+      cr_assert_eq (cas_crc32c (0, buf + pos + total, blen), get_le32 (r + JREC_HDR_SIZE + 4),
+                    "batch at %zu: bad crc", pos);
+      cr_assert_eq (get_le64 (r + 8), *first_seq + n, "batch at %zu: seq", pos);
+      pos += total;
+      continue;
+    }
     if (n < max)
       out[n] = (struct jrec) { .type = get_le16 (r + 4), .len = plen,
                                .seq = get_le64 (r + 8), .p = r + JREC_HDR_SIZE };
@@ -510,7 +521,8 @@ Test (journal, records_reach_the_file_at_flush)
   cr_assert_eq (cas_store_flush (s), 0);
   cr_assert_eq (stat (path, &st), 0);
   const off_t after = st.st_size;
-  cr_assert_eq (after, JRN_HDR_SIZE + 16 + JREC_BLOCK_NEW_LEN + 16 + JREC_MAP_SET_LEN);
+  cr_assert_eq (after, JRN_HDR_SIZE + JREC_BATCH_SIZE + 16 + JREC_BLOCK_NEW_LEN +
+                16 + JREC_MAP_SET_LEN);
   /* Nothing new: a flush writes nothing. */
   cr_assert_eq (cas_store_flush (s), 0);
   cr_assert_eq (stat (path, &st), 0);
@@ -706,14 +718,17 @@ Test (journal, torn_tail_cut_record)
   in_crashing_child (two_flushed_batches);
   journal_path (path, sizeof path);
   free (slurp (path, &len));
-  /* Cut into the last record (MAP_SET of block 0 -> D). */
+  /* Cut into the last record (MAP_SET of block 0 -> D): the second
+   * flush's batch is torn, and none of it is applied.
+   */
   cr_assert_eq (truncate (path, len - 5), 0);
 
+  static const uint8_t zero[BS];
   struct cas_store *s = open_rw ();
   struct cas_disk *d = disk0 (s);
-  read_expect (d, A, BS, 0);            /* the cut record is not applied */
+  read_expect (d, A, BS, 0);            /* the torn batch is not applied */
   read_expect (d, B, BS, BS);
-  read_expect (d, C, BS, 2 * BS);
+  read_expect (d, zero, BS, 2 * BS);
   close_ok (s);
   check_clean ();
   s = open_rw ();
@@ -790,13 +805,16 @@ Test (journal, damaged_record_before_valid_ones)
   cr_assert_gt (problems, 0, "check did not see the damage");
   cr_assert (strstr (reports, "damaged") != NULL, "%s", reports);
 
-  /* Repair drops the damaged part; the records before it survive. */
+  /* Repair drops the damaged batch and what follows it: block 0 was
+   * written only in those, so it reads as zeroes again.
+   */
+  static const uint8_t zero[BS];
   struct cas_check_result res;
   reports[0] = '\0';
   const int left = cas_store_repair (store, report, NULL, &res);
   cr_assert_eq (left, 0, "repair left %d problems:\n%s%s", left, reports, errors);
   struct cas_store *s = open_rw ();
-  read_expect (disk0 (s), A, BS, 0);
+  read_expect (disk0 (s), zero, BS, 0);
   close_ok (s);
   check_clean ();
   free (buf);
