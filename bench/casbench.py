@@ -294,10 +294,6 @@ class Bench:
         shutil.rmtree(d, ignore_errors=True)
         shutil.rmtree(d + "2", ignore_errors=True)
 
-    def check_budget(self):
-        if time.monotonic() > self.deadline:
-            raise RuntimeError("time budget of %ds exceeded" % self.m["budget"])
-
     # ---- fio ----
     def fio(self, uri, name, opts, size, time_based, outfile):
         argv = ["fio", "--name=" + name, "--ioengine=nbd", "--uri=" + uri,
@@ -515,10 +511,21 @@ class Bench:
         for wl in self.m["workloads"]:
             if wl not in WORKLOADS:
                 raise SystemExit("unknown workload %s" % wl)
+        self.meta["incomplete"] = None
+        for wl in self.m["workloads"]:
             for rep in range(1, self.m["reps"] + 1):
                 for b in BACKENDS:
-                    self.check_budget()
+                    if time.monotonic() > self.deadline:
+                        self.meta["incomplete"] = (
+                            "time budget of %d s exceeded before %s rep %d %s; "
+                            "the remaining runs were skipped" % (self.m["budget"], wl, rep, b))
+                        log("WARNING: " + self.meta["incomplete"])
+                        break
                     self.run_one(wl, b, rep)
+                if self.meta["incomplete"]:
+                    break
+            if self.meta["incomplete"]:
+                break
         self.space_res = None if self.args.no_space else self.space()
         busy1, ours1, wall1 = sys_cpu_busy(), our_cpu(), time.monotonic()
         wall = wall1 - wall0
@@ -660,6 +667,8 @@ def markdown(res):
              "casdisk block size %s, qcow2 cache=%s.\n" % (
                  p["reps"], p["runtime"], p["disk"] // MiB, p["wregion"] // MiB,
                  p["rregion"] // MiB, meta["block_size"], meta["qcow2_cache"]))
+    if meta.get("incomplete"):
+        o.append("**Incomplete run:** %s.\n" % meta["incomplete"])
     if meta.get("qcow2_note"):
         o.append("**Note:** %s\n" % meta["qcow2_note"])
     o.append("## Machine\n")
