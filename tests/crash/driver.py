@@ -196,7 +196,8 @@ def verify(sock, bs, size, images, model_path, out_images=None, strict_fua=True,
         h = nbd.NBD()
         h.connect_uri(uri_of(sock, d))
         if h.get_size() != size:
-            viol.append({"disk": d, "what": "size %d, expected %d" % (h.get_size(), size)})
+            viol.append({"class": "content", "disk": d,
+                         "what": "size %d, expected %d" % (h.get_size(), size)})
             continue
         img = bytearray(size)
         for off in range(0, size, chunk):
@@ -208,7 +209,8 @@ def verify(sock, bs, size, images, model_path, out_images=None, strict_fua=True,
                     try:
                         buf[b - off:b - off + bs] = h.pread(bs, b)
                     except nbd.Error as e:
-                        viol.append({"disk": d, "block": b // bs, "what": "read error: %s" % e,
+                        viol.append({"class": "read-error", "disk": d, "block": b // bs,
+                                     "what": "read error: %s" % e,
                                      "model": m.describe(d, b // bs)})
                         buf[b - off:b - off + bs] = b"\xee" * bs
             img[off:off + chunk] = buf
@@ -218,7 +220,7 @@ def verify(sock, bs, size, images, model_path, out_images=None, strict_fua=True,
             got = bhash(bytes(img[blk * bs:(blk + 1) * bs]))
             ok = [x for x, _ in m.allowed(d, blk)]
             if got not in ok:
-                viol.append({"disk": d, "block": blk, "offset": blk * bs,
+                viol.append({"class": "content", "disk": d, "block": blk, "offset": blk * bs,
                              "what": "content %s not allowed" % got,
                              "zeroes": got == bhash(bytes(bs)),
                              "found_elsewhere": m.find_hash(got),
@@ -307,14 +309,17 @@ class Workload:
         if r < 0.22:
             # trim / zero: unaligned sometimes, large sometimes (one MAP_ZERO record)
             kind = rng.choice(("trim", "zero"))
+            flags = 1 if rng.random() < 0.1 else 0                   # FUA
+            if kind == "zero" and rng.random() < 0.2:
+                flags |= 2                                          # NO_HOLE
             if rng.random() < 0.15:
                 n = rng.randrange(65, max(66, self.nblk // 2)) * bs
                 off = rng.randrange(0, (size - n) // bs + 1) * bs
                 if rng.random() < 0.3 and off + n + 700 <= size:
                     off, n = off + rng.randrange(1, bs), n + 600
-                return (kind, off, min(n, size - off), 0)
+                return (kind, off, min(n, size - off), flags)
             off, n = self.rand_range(rng, 8 * bs)
-            return (kind, off, n, 0)
+            return (kind, off, n, flags)
         # writes
         flags = 0
         sub = rng.random()
@@ -412,7 +417,7 @@ class Workload:
                         lines.append("N %s %s %d %s\n" % (op, d, b, hh))
                     if run0 is not None:
                         lines.append("Z %s %s %d %d %s\n" % (op, d, run0, b1 - run0, zh))
-                    if flags:
+                    if flags & 1:
                         lines.append("FI u%s\n" % op)
                     self.log("".join(lines))
                     if len(self.recent) < 64:
@@ -440,9 +445,10 @@ class Workload:
                     if got != expect:
                         self.read_mismatch.append((d, off, n))
                     continue
-                self.log("A %s\n%s" % (op, "FA u%s%s\n" % (op, self.iolog_size()) if flags else ""))
+                self.log("A %s\n%s" % (op, "FA u%s%s\n" % (op, self.iolog_size())
+                                        if flags & 1 else ""))
                 self.stats[kind] += 1
-                if flags:
+                if flags & 1:
                     self.stats["fua"] += 1
 
     def iolog_size(self):

@@ -34,7 +34,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,7 @@ import time
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True          # no __pycache__ in the source tree
 sys.path.insert(0, HERE)
 import driver      # noqa: E402
 import powerloss   # noqa: E402
@@ -59,7 +59,9 @@ def reap_all():
 
 
 class Fail(Exception):
-    pass
+    def __init__(self, msg, cls="harness"):
+        super().__init__(msg)
+        self.cls = cls
 
 
 class Harness:
@@ -70,13 +72,15 @@ class Harness:
         os.makedirs(self.work, exist_ok=True)
         self.env_extra = sanitizer_env()
         self.env_extra.update(e.split("=", 1) for e in a.env)
-        self.n = self.nkill9 = self.npower = self.violations = 0
+        self.n = self.nkill9 = self.nkill9cut = self.npower = self.violations = 0
         self.anomalies = 0
         self.recovery_ms = []
         self.moments = {}
         self.store_iter = 0
         self.epoch = 0
         self.kept = []
+        self.classes = {}
+        self.ops_total = {}
 
     # -------------------------------------------------------------- helpers
 
@@ -118,7 +122,7 @@ class Harness:
         if iolog:
             env["CASDISK_IOLOG"] = iolog
         args = [self.a.nbdkit, "-f", "-U", sock, "-P", pidf, self.a.plugin,
-                "store=" + self.store, "gc-delay=%d" % self.gc_delay]
+                "store=" + self.store, "gc-delay=%d" % self.gc_delay] + self.extra_keys
         logf = open(os.path.join(it, "nbdkit-%s.log" % tag), "ab")
         t0 = time.monotonic()
         p = subprocess.Popen(args, env=env, stdout=logf, stderr=subprocess.STDOUT)
@@ -132,7 +136,7 @@ class Harness:
         deadline = t0 + timeout
         while time.monotonic() < deadline:
             if p.poll() is not None:
-                raise Fail("nbdkit exited with status %d at start" % p.returncode)
+                raise Fail("nbdkit exited with status %d at start" % p.returncode, "open-failed")
             if os.path.exists(sock):
                 try:
                     h = nbd.NBD()
@@ -145,7 +149,7 @@ class Harness:
                 except nbd.Error:
                     pass
             time.sleep(0.002)
-        raise Fail("nbdkit not ready within %d s" % timeout)
+        raise Fail("nbdkit not ready within %d s" % timeout, "open-failed")
 
     def stop_nbdkit(self, p, timeout=60):
         if p.poll() is None:
@@ -155,10 +159,12 @@ class Harness:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
-            raise Fail("nbdkit did not stop within %d s of SIGTERM" % timeout)
+            LIVE.discard(p)
+            return "nbdkit did not stop within %d s of SIGTERM" % timeout
         LIVE.discard(p)
         if rc != 0:
-            raise Fail("nbdkit exited with status %d at shutdown" % rc)
+            return "nbdkit exited with status %d at shutdown" % rc
+        return None
 
     def kill9(self, p):
         if p.poll() is None:
@@ -175,9 +181,9 @@ class Harness:
         """Run nbdkit on the store, let ACTION(p, sock, t0) crash it, and
         leave the crashed (kill9) or simulated (powerloss) state in the store."""
         iolog = None
-        if kind == "powerloss":
+        if kind in ("powerloss", "kill9-cut"):
             iolog = os.path.join(it, "iolog-" + tag)
-            shutil.copytree(self.store, os.path.join(it, "baseline-" + tag))
+            copy_tree(self.store, os.path.join(it, "baseline-" + tag))
         self.cur_iolog = iolog
         p, sock, t0 = self.start_nbdkit(it, tag, iolog)
         try:
@@ -186,7 +192,7 @@ class Harness:
             if p.poll() is None:
                 self.kill9(p)
         info["exit-" + tag] = p.returncode
-        if kind == "powerloss":
+        if kind in ("powerloss", "kill9-cut"):
             log = b""                    # killed before the engine opened its log
             if os.path.exists(iolog):
                 with open(iolog, "rb") as f:
@@ -195,16 +201,19 @@ class Harness:
             if self.a.self_test:
                 cut, where = len(log), "end"
             else:
-                cut, where = powerloss.cut_points(log, self.rng)
+                cut, where = powerloss.cut_points(log, self.rng,
+                                                  0.5 if kind == "powerloss" else 0.1)
             info["cut-" + tag] = [cut, where]
             st = powerloss.simulate(os.path.join(it, "baseline-" + tag), log[:cut], sim,
                                     random.Random(self.rng.randrange(1 << 30)),
-                                    sabotage=self.a.self_test)
+                                    sabotage=self.a.self_test, keep_all=kind == "kill9-cut")
             info["powerloss-" + tag] = st
+            for k, v in st["ops"].items():
+                self.ops_total[k] = self.ops_total.get(k, 0) + v
             shutil.rmtree(self.store)
-            shutil.copytree(sim, self.store)
+            copy_tree(sim, self.store)
         else:
-            shutil.copytree(self.store, os.path.join(it, "crashed-" + tag))
+            copy_tree(self.store, os.path.join(it, "crashed-" + tag))
 
     def iteration(self, i, info):
         a = self.a
@@ -213,11 +222,17 @@ class Harness:
         shutil.rmtree(it, ignore_errors=True)
         os.makedirs(it)
         kind = "powerloss" if rng.random() < a.power_fraction else "kill9"
+        if kind == "kill9" and rng.random() < a.cut_fraction:
+            kind = "kill9-cut"
         moment = rng.choices(("workload", "flush", "open", "close"), a.moment_weights)[0]
         double = rng.random() < a.double_fraction
         self.gc_delay = rng.choice((0, 0, 0, 1))
+        self.extra_keys = []
+        if self.has_recycler:
+            self.extra_keys = ["compact-after=%d" % rng.choice((0, 5, 20))]
         seed = rng.randrange(1 << 30)
         info.update({"iteration": i, "kind": kind, "moment": moment, "double": double,
+                     "keys": self.extra_keys,
                      "seed": seed, "block_size": self.bs, "compression": self.comp,
                      "size": a.size, "gc_delay": self.gc_delay, "epoch": self.epoch,
                      "store_iteration": self.store_iter})
@@ -257,8 +272,8 @@ class Harness:
                 drv = {"raw": r.stdout[-2000:], "stderr": r.stderr[-2000:]}
             info["driver"] = drv
             if r.returncode != 0:
-                raise Fail("driver exited with status %d: %s %s" %
-                           (r.returncode, r.stdout[-1500:], r.stderr[-1500:]))
+                raise Fail("driver (workload) exited with status %d: %s %s" %
+                           (r.returncode, r.stdout[-1500:], r.stderr[-1500:]), "driver")
             if moment == "close":
                 p.send_signal(signal.SIGTERM)
                 time.sleep(rng.random() * a.close_window)
@@ -274,38 +289,50 @@ class Harness:
 
         # 3. recover, verify, stop, check
         viol = []
+        out_images = None
         p, sock, t0 = self.start_nbdkit(it, "recover")
         try:
-            ms = self.wait_ready(p, sock, t0)
-            self.recovery_ms.append(ms)
-            info["recovery_ms"] = round(ms, 1)
-            out_images = os.path.join(it, "images-after")
-            os.makedirs(out_images)
-            cut = info.get("cut-run")
-            v, counts = driver.verify(sock, self.bs, a.size, images0, model, out_images,
-                                      a.strict_fua, cut[0] if cut else None)
-            info["model"] = counts
-            viol += v
-            self.stop_nbdkit(p)
+            try:
+                ms = self.wait_ready(p, sock, t0)
+            except Fail as e:
+                viol.append({"class": "open-failed", "what": "recovery: %s" % e,
+                             "log": tail(os.path.join(it, "nbdkit-recover.log"))})
+            else:
+                self.recovery_ms.append(ms)
+                info["recovery_ms"] = round(ms, 1)
+                out_images = os.path.join(it, "images-after")
+                os.makedirs(out_images)
+                cut = info.get("cut-run")
+                v, counts = driver.verify(sock, self.bs, a.size, images0, model, out_images,
+                                          a.strict_fua, cut[0] if cut else None)
+                info["model"] = counts
+                viol += v
+                err = self.stop_nbdkit(p)
+                if err:
+                    viol.append({"class": "shutdown", "what": err,
+                                 "log": tail(os.path.join(it, "nbdkit-recover.log"))})
         finally:
             if p.poll() is None:
                 self.kill9(p)
         r = self.run_tool(["check", self.store], check=False)
         info["check_rc"] = r.returncode
         if r.returncode != 0:
-            viol.append({"what": "casdisk check exited %d" % r.returncode,
+            viol.append({"class": "check", "what": "casdisk check exited %d" % r.returncode,
                          "output": (r.stdout + r.stderr)[-3000:]})
         if drv and drv.get("read_mismatch"):
-            viol.append({"what": "online read mismatch", "detail": drv["read_mismatch"]})
+            viol.append({"class": "online-read", "what": "online read mismatch",
+                         "detail": drv["read_mismatch"]})
         return viol, out_images
 
     def keep(self, i, info, err):
         dst = os.path.join(self.a.keep_dir, "crash-%d-%d-%s" % (os.getpid(), i, info.get("kind")))
         os.makedirs(self.a.keep_dir, exist_ok=True)
-        skip = shutil.ignore_patterns("sock", "pid")
-        shutil.copytree(os.path.join(self.work, "it"), dst, ignore=skip)
+        for junk in ("sock", "pid"):
+            if os.path.exists(os.path.join(self.work, "it", junk)):
+                os.unlink(os.path.join(self.work, "it", junk))
+        copy_tree(os.path.join(self.work, "it"), dst)
         if os.path.isdir(self.store):
-            shutil.copytree(self.store, os.path.join(dst, "store-after"), ignore=skip)
+            copy_tree(self.store, os.path.join(dst, "store-after"))
         if self.a.copy_binaries:
             shutil.copytree(os.path.dirname(self.a.plugin), os.path.join(dst, "bin"))
         info["error"] = err
@@ -326,6 +353,9 @@ class Harness:
                 dst = os.path.join(bindir, os.path.basename(getattr(a, attr)))
                 shutil.copy2(getattr(a, attr), dst)
                 setattr(a, attr, dst)
+        hp = subprocess.run([a.nbdkit, a.plugin, "--help"], capture_output=True, text=True)
+        self.has_recycler = "compact-after" in hp.stdout
+        self.extra_keys = []
         self.new_store()
         t_end = time.monotonic() + a.time_limit if a.time_limit else None
         t0 = time.monotonic()
@@ -342,13 +372,16 @@ class Harness:
             except Exception as e:
                 if not isinstance(e, Fail):
                     traceback.print_exc()
-                viol, out_images = [{"what": "harness: %s: %s" % (type(e).__name__, e)}], None
+                viol, out_images = [{"class": getattr(e, "cls", "harness"),
+                                     "what": "%s: %s" % (type(e).__name__, e)}], None
                 info.setdefault("error", str(e))
             self.n += 1
             if info.get("kind") == "powerloss":
                 self.npower += 1
-            elif info.get("kind") == "kill9":
+            elif info.get("kind") in ("kill9", "kill9-cut"):
                 self.nkill9 += 1
+                if info["kind"] == "kill9-cut":
+                    self.nkill9cut += 1
             m = info.get("moment")
             self.moments[m] = self.moments.get(m, 0) + 1
             if viol and a.self_test:
@@ -358,6 +391,8 @@ class Harness:
                 self.new_store()
             elif viol:
                 self.violations += 1
+                for c in sorted({v.get("class", "?") for v in viol}):
+                    self.classes[c] = self.classes.get(c, 0) + 1
                 dst = self.keep(i, info, viol)
                 print("crash: VIOLATION in iteration %d (%s at %s): %s\n  kept in %s" %
                       (i, info.get("kind"), info.get("moment"),
@@ -382,12 +417,34 @@ class Harness:
         print("crash: %d iterations, %d kill -9, %d power-loss, %d violations, "
               "recovery median %.0f ms max %.0f ms" %
               (self.n, self.nkill9, self.npower, self.violations, med, mx), flush=True)
+        print("crash: of the kill -9, %d replayed the I/O log up to a chosen operation "
+              "(the process dying just before it)" % self.nkill9cut)
+        if self.ops_total:
+            print("crash: operations in the I/O-logged runs (up to the cut): %s" %
+                  ", ".join("%s %d" % kv for kv in sorted(self.ops_total.items())))
+        if self.classes:
+            print("crash: iterations with violations, by class: %s" % json.dumps(self.classes))
+        if self.kept:
+            print("crash: evidence kept in:\n  " + "\n  ".join(self.kept))
         if a.verbose:
             print("crash: moments %s" % json.dumps(self.moments))
         if a.self_test:
             print("crash: self-test: %d of %d sabotaged runs detected" % (self.violations, self.n))
             return 0 if self.violations else 1
         return 1 if self.violations else 0
+
+
+def copy_tree(src, dst):
+    """Copy a directory keeping holes (stores are sparse)."""
+    subprocess.run(["cp", "-a", "--sparse=always", src, dst], check=True)
+
+
+def tail(path, n=1500):
+    try:
+        with open(path, "rb") as f:
+            return f.read()[-n:].decode("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 def sanitizer_env():
@@ -403,31 +460,38 @@ def sanitizer_env():
 
 
 def repro_text(h, info):
+    cut = info.get("cut-run")
     return """Crash-harness violation, iteration %(iteration)s (%(kind)s at %(moment)s)
 
-info.json        what ran, the driver's stats, the violations
+info.json        what ran (seed, block size, keys, cut points), the driver's
+                 stats, the violations
 model.log        the driver's model (see driver.py)
 images-start/    disk contents before the workload (a.img, b.img)
 images-after/    what was read after recovery (if it got that far)
 Phases: "run" (the workload, crashed), "reopen" (if info.json says
 double: a second crash during the recovery's open), "recover" (verified).
-baseline-PHASE/  (power loss) the store before nbdkit started
-iolog-PHASE      (power loss) the engine's I/O log
-simulated-PHASE/ (power loss) the store rebuilt by powerloss.py, before the next phase
-crashed-PHASE/   (kill -9) the store as left by the kill, before the next phase
+baseline-PHASE/  (power loss, kill9-cut) the store before nbdkit started
+iolog-PHASE      (power loss, kill9-cut) the engine's I/O log, whole: info.json's
+                 cut-PHASE is the byte offset where the simulated crash happened
+simulated-PHASE/ (power loss, kill9-cut) the store rebuilt by powerloss.py
+crashed-PHASE/   (kill9) the store as the kill left it
+                 (both: before the next phase's recovery)
 store-after/     the store after the recovery run
 bin/             the plugin and casdisk tool that ran
 nbdkit-PHASE.log nbdkit's output
 
-Re-run the recovery on a copy:
-  cp -a simulated-run /tmp/s     (or crashed-run, or the -reopen one)
-  nbdkit -f -U /tmp/s.sock %(plugin)s store=/tmp/s &
+Re-run the recovery on a copy (from this directory):
+  cp -a --sparse=always simulated-run /tmp/s     (or crashed-run, or the -reopen one)
+  nbdkit -f -U /tmp/s.sock $PWD/bin/nbdkit-casdisk-plugin.so store=/tmp/s &
   /usr/bin/python3 %(here)s/driver.py verify --sock /tmp/s.sock --block-size %(bs)s \\
-      --size %(size)s --images images-start --model model.log
-  casdisk check /tmp/s
-Rebuild another power-loss state from the same log:
-  /usr/bin/python3 %(here)s/powerloss.py baseline-run iolog-run /tmp/s2 --seed N
-""" % dict(info, plugin=h.a.plugin, here=HERE, bs=info.get("block_size"), size=h.a.size)
+      --size %(size)s --images images-start --model model.log%(cutarg)s
+  kill %%1; bin/casdisk check /tmp/s
+Rebuild another crash state from the same log:
+  /usr/bin/python3 %(here)s/powerloss.py baseline-run iolog-run /tmp/s2 --seed N%(cutarg2)s%(keepall)s
+""" % dict(info, here=HERE, bs=info.get("block_size"), size=h.a.size,
+           cutarg=" --iolog-cut %d" % cut[0] if cut else "",
+           cutarg2=" --cut %d" % cut[0] if cut else "",
+           keepall=" --keep-all" if info.get("kind") == "kill9-cut" else "")
 
 
 def main():
@@ -442,6 +506,9 @@ def main():
     p.add_argument("--block-sizes", default="4096,4096,65536",
                    help="block sizes to pick from for new stores")
     p.add_argument("--power-fraction", type=float, default=0.5)
+    p.add_argument("--cut-fraction", type=float, default=0.4,
+                   help="fraction of the kill -9 iterations that end the process at a chosen "
+                        "I/O log record (replaying the log up to it) rather than at the kill")
     p.add_argument("--max-workload", type=float, default=1.5, help="seconds")
     p.add_argument("--open-window", type=float, default=0.1, help="seconds")
     p.add_argument("--close-window", type=float, default=0.05, help="seconds")
