@@ -204,9 +204,10 @@ int cas_store_repair (const char *dir, cas_report_fn report, void *opaque,
                       struct cas_check_result *res)
   __attribute__((nonnull (1, 4)));
 
-/* Compact an open store now: move blocks from the end of the data file
- * into free space until nothing more fits lower, release the old space,
- * and cut the file.  PROGRESS gets (bytes moved, bytes that could move).
+/* Compact an open store now: free every dead block (without waiting for
+ * gc-delay: meant for a store nobody else uses), move blocks from the end
+ * of the data file into free space until nothing more fits lower, release
+ * the old space, and cut the file.  PROGRESS gets (bytes moved, bytes that could move).
  * Returns the bytes moved, or -1.
  */
 int64_t cas_store_compact (struct cas_store *s, cas_progress_fn progress, void *opaque)

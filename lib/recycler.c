@@ -165,6 +165,11 @@ cas_store_compact (struct cas_store *s, cas_progress_fn progress, void *opaque)
   }
   if (cas_check_failed (s, "compact") == -1)
     return -1;
+  /* Offline, nothing can revive a dead block (the delay exists for writes
+   * that rewrite the same content while the store is served): free them
+   * all now, so that their space counts.
+   */
+  cas_gc_pass (s, true);
   cas_gc_release (s);
   cas_alloc_coalesce (&s->alloc);
   do {
