@@ -384,7 +384,7 @@ check_writable (const struct cas_disk *d, const char *op)
 int
 cas_disk_write (struct cas_disk *d, const void *buf, uint32_t count, uint64_t offset)
 {
-  if (check_writable (d, "write") == -1)
+  if (check_writable (d, "write") == -1 || check_deleted (d, "write") == -1)
     return -1;
   if (check_range (d, count, offset, "write") == -1 || cas_check_failed (d->s, "write") == -1)
     return -1;
@@ -452,7 +452,7 @@ cas_disk_zero (struct cas_disk *d, uint32_t count, uint64_t offset)
   const uint32_t bs = d->s->block_size;
   uint64_t first, last;
 
-  if (check_writable (d, "zero") == -1)
+  if (check_writable (d, "zero") == -1 || check_deleted (d, "zero") == -1)
     return -1;
   if (check_range (d, count, offset, "zero") == -1 || cas_check_failed (d->s, "zero") == -1)
     return -1;
