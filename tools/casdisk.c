@@ -581,7 +581,8 @@ cmd_import (const struct cmdline *c)
     return EXIT_FAILURE;
   }
   clock_gettime (CLOCK_MONOTONIC, &t0);
-  progress_init (&bar, "import (MiB)", false);
+  progress_init (&bar, "import", false);
+  bar.unit = "MiB";
   active_progress = &bar;
   r = image_import (d, cas_store_block_size (s), fd, file, size, c->existing, &bar, &res);
   progress_done (&bar);
@@ -623,7 +624,8 @@ cmd_export (const struct cmdline *c)
     return EXIT_FAILURE;
   }
   clock_gettime (CLOCK_MONOTONIC, &t0);
-  progress_init (&bar, "export (MiB)", false);
+  progress_init (&bar, "export", false);
+  bar.unit = "MiB";
   active_progress = &bar;
   r = image_export (d, cas_store_block_size (s), fd, file, &bar, &res);
   progress_done (&bar);
@@ -925,7 +927,8 @@ cmd_compact (const struct cmdline *c)
     cas_store_close (s);
     return EXIT_FAILURE;
   }
-  progress_init (&bar, "compact (MiB)", c->json);
+  progress_init (&bar, "compact", c->json);
+  bar.unit = "MiB";
   moved = cas_store_compact (s, on_compact_progress, &bar);
   progress_done (&bar);
   if (moved < 0 || cas_store_stats (s, &after) == -1) {
