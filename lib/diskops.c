@@ -29,6 +29,9 @@
  * the pause is the copy of ceil (N / 4096) map pages and N atomic
  * increments (see docs/design.md for a measurement).
  *
+ * With runtime_asserts, the store is verified after each operation
+ * (verify.c: refcounts equal the map references).
+ *
  * A deleted disk's struct stays allocated until the store closes, because
  * a connection may still hold it: its reads and writes then fail (EIO).
  */
@@ -215,7 +218,10 @@ clone_disk (struct cas_store *s, const char *src_name, const char *dst_name, uin
  out:
   pthread_mutex_unlock (&s->disks_lock);
   pthread_rwlock_unlock (&s->ckpt_lock);
-  if (d && cas_journal_sync (s) == -1)
+  if (d == NULL)
+    return NULL;
+  cas_runtime_assert (s, what);
+  if (cas_journal_sync (s) == -1)
     return NULL;                /* exists; durable after the next good flush */
   return d;
 }
@@ -305,8 +311,10 @@ delete_disk (struct cas_store *s, const char *name, bool snapshot)
  out:
   pthread_mutex_unlock (&s->disks_lock);
   pthread_rwlock_unlock (&s->ckpt_lock);
-  if (r == 0)
+  if (r == 0) {
+    cas_runtime_assert (s, what);
     r = cas_journal_sync (s);
+  }
   return r;
 }
 

@@ -51,6 +51,22 @@ expect_disk (struct cas_disk *d, uint64_t seed)
   read_zero (d, BS, (uint64_t) NBLK * BS);
 }
 
+/* Open with the runtime asserts on: every operation is followed by a
+ * verification of the space map and of every refcount against the maps.
+ */
+static struct cas_store *
+open_checked (void)
+{
+  struct cas_open_opts o;
+
+  cas_open_opts_default (&o);
+  o.gc_delay = 3600;
+  o.runtime_asserts = true;
+  struct cas_store *s = cas_store_open (store, &o);
+  cr_assert_not_null (s, "open: %s (%s)", strerror (errno), errors);
+  return s;
+}
+
 static struct cas_disk *
 find (struct cas_store *s, const char *name)
 {
@@ -65,7 +81,7 @@ Test (diskops, clone_shares_every_block_and_isolates_both_ways)
   struct cas_disk_stats ds0, ds1;
 
   create (3, 1 << 20);
-  struct cas_store *s = open_rw ();
+  struct cas_store *s = open_checked ();
   fill_disk (disk0 (s), 1);
   cr_assert_eq (cas_store_stats (s, &before), 0);
   struct cas_disk *c = cas_disk_clone (s, "disk0", "copy");
@@ -105,7 +121,7 @@ Test (diskops, clone_shares_every_block_and_isolates_both_ways)
   check_clean ();
 
   /* And after a reopen (from the checkpoint). */
-  s = open_rw ();
+  s = open_checked ();
   c = find (s, "copy");
   read_expect (c, a, BS, 3 * BS);
   read_zero (c, 8 * BS, 20 * BS);
@@ -118,7 +134,7 @@ Test (diskops, clone_shares_every_block_and_isolates_both_ways)
 Test (diskops, clone_refusals)
 {
   create (3, 1 << 20);
-  struct cas_store *s = open_rw ();
+  struct cas_store *s = open_checked ();
   cr_assert_null (cas_disk_clone (s, "nosuch", "x"));
   cr_assert_eq (errno, ENOENT);
   cr_assert_null (cas_disk_clone (s, "disk0", "disk0"));
@@ -148,7 +164,7 @@ Test (diskops, clone_refusals)
 Test (diskops, snapshot_is_read_only_and_keeps_its_content)
 {
   create (3, 1 << 20);
-  struct cas_store *s = open_rw ();
+  struct cas_store *s = open_checked ();
   fill_disk (disk0 (s), 1);
   struct cas_disk *snap = cas_snapshot_create (s, "disk0", "monday");
   cr_assert_not_null (snap, "snapshot: %s", errors);
@@ -182,7 +198,7 @@ Test (diskops, snapshot_is_read_only_and_keeps_its_content)
   close_ok (s);
   check_clean ();
 
-  s = open_rw ();
+  s = open_checked ();
   snap = find (s, "disk0@monday");
   cr_assert (cas_disk_is_snapshot (snap));
   expect_disk (snap, 1);
@@ -203,7 +219,7 @@ Test (diskops, delete_releases_blocks_through_the_gc)
   struct cas_store_stats st;
 
   create (3, 1 << 20);
-  struct cas_store *s = open_rw ();
+  struct cas_store *s = open_checked ();
   fill_disk (disk0 (s), 1);
   cr_assert_not_null (cas_disk_clone (s, "disk0", "copy"));
   struct cas_disk *old = disk0 (s);
@@ -245,7 +261,7 @@ Test (diskops, delete_releases_blocks_through_the_gc)
   fill_disk (n, 3);
   close_ok (s);
   check_clean ();
-  s = open_rw ();
+  s = open_checked ();
   expect_disk (disk0 (s), 3);
   cr_assert_null (cas_disk_find (s, "copy"));
   close_ok (s);
@@ -260,6 +276,7 @@ ops_then_crash (void)
   struct cas_open_opts o;
   cas_open_opts_default (&o);
   o.gc_delay = 3600;
+  o.runtime_asserts = true;
   struct cas_store *s = cas_store_open (store, &o);
   uint8_t buf[BS];
 
@@ -285,7 +302,7 @@ Test (diskops, operations_survive_a_crash)
 {
   create (3, 1 << 20);
   in_crashing_child (ops_then_crash);
-  struct cas_store *s = open_rw ();
+  struct cas_store *s = open_checked ();
   expect_disk (disk0 (s), 1);
   expect_disk (find (s, "disk0@snap"), 1);
   cr_assert_null (cas_disk_find (s, "gone"));
@@ -387,6 +404,7 @@ clone_under_load (void)
 
   cas_open_opts_default (&o);
   o.gc_delay = 0;
+  o.runtime_asserts = true;     /* verified after each clone, and each background step */
   struct cas_store *s = cas_store_open (store, &o);
   CHILD_CHECK (s != NULL);
   CHILD_CHECK (cas_store_start (s) == 0);    /* the GC and background flushes run too */
@@ -438,7 +456,7 @@ Test (diskops, clone_under_write_load_is_a_point_in_time_and_durable)
   cr_assert_gt (written, 0, "the clone caught no write at all");
 
   /* After the crash: the clone is exactly what it was when it returned. */
-  struct cas_store *s = open_rw ();
+  struct cas_store *s = open_checked ();
   cr_assert_eq (verify_point_in_time (find (s, "clone"), after), 0);
   cr_assert_arr_eq (after, before, sizeof before, "the clone changed across the crash");
   cr_assert (cas_disk_is_snapshot (find (s, "disk0@snap")));
@@ -459,7 +477,7 @@ Test (diskops, clone_time_of_a_large_map)
   struct timespec t0, t1;
 
   create (0, nblk * BS);
-  struct cas_store *s = open_rw ();
+  struct cas_store *s = open_rw ();   /* no runtime asserts: timed */
   cr_assert_not_null (buf);
   for (uint64_t i = 0; i < nblk; i += 64) {
     for (int k = 0; k < 64; k++)
