@@ -588,6 +588,9 @@ cmd_import (const struct cmdline *c)
   progress_done (&bar);
   active_progress = NULL;
   close (fd);
+  /* A disk this import created is not left half-imported. */
+  if (r == -1 && !c->existing && cas_disk_delete (s, name) == 0)
+    fprintf (stderr, "%s: import failed: disk '%s' was not created\n", prog, name);
   if (cas_store_close (s) == -1 || r == -1)
     return EXIT_FAILURE;
   printf ("imported %s into disk '%s' (%s) in %.1f s: %s of data, %s of zeroes not stored\n",

@@ -417,7 +417,19 @@ clone_under_load (void)
   CHILD_CHECK (c != NULL);
   struct cas_disk *snap = cas_snapshot_create (s, "disk0", "snap");
   CHILD_CHECK (snap != NULL);
-  nanosleep (&ts, NULL);
+  /* Let writer 0 rewrite its first block at least once more (10 s at most). */
+  {
+    uint64_t r0 = 0, r1 = 0;
+    uint8_t buf[BS];
+    CHILD_CHECK (cas_disk_read (snap, buf, BS, 0) == 0);
+    memcpy (&r0, buf, sizeof r0);
+    for (int i = 0; i < 200 && r1 <= r0; i++) {
+      nanosleep (&(struct timespec) { 0, 50 * 1000000 }, NULL);
+      CHILD_CHECK (cas_disk_read (load_disk, buf, BS, 0) == 0);
+      memcpy (&r1, buf, sizeof r1);
+    }
+    CHILD_CHECK (r1 > r0);
+  }
   load_stop = 1;
   for (int t = 0; t < NW; t++) {
     void *bad;
