@@ -76,6 +76,16 @@ try:
     sys.exit("a write to the snapshot succeeded")
 except nbd.Error as e:
     print("write to vm@s1 refused:", e.string)
+# The server refuses too, when the client does not check first.
+snap.set_strict_mode(0)
+for op in (lambda: snap.pwrite(b"x" * 4096, 0), lambda: snap.trim(4096, 0),
+           lambda: snap.zero(4096, 0)):
+    try:
+        op()
+        sys.exit("the server accepted a write, trim or zero on the snapshot")
+    except nbd.Error as e:
+        assert e.errnum in (1, 30), e    # EPERM or EROFS
+print("the server refuses writes, trims and zeroes on vm@s1")
 b, c = os.urandom(1 << 20), os.urandom(1 << 20)
 vm2.pwrite(b, 5 << 20)
 vm.pwrite(c, 6 << 20)
