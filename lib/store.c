@@ -1142,7 +1142,11 @@ cas_store_disk (struct cas_store *s, size_t i)
 }
 
 const char *cas_disk_name (const struct cas_disk *d) { return d->name; }
-bool cas_disk_is_snapshot (const struct cas_disk *d) { return d->flags & CAS_DISK_SNAPSHOT; }
+bool
+cas_disk_is_snapshot (const struct cas_disk *d)
+{
+  return __atomic_load_n (&d->flags, __ATOMIC_RELAXED) & CAS_DISK_SNAPSHOT;
+}
 uint64_t cas_disk_size (const struct cas_disk *d) { return d->size; }
 uint32_t cas_store_block_size (const struct cas_store *s) { return s->block_size; }
 int cas_store_compression_level (const struct cas_store *s) { return s->level; }

@@ -373,7 +373,7 @@ check_writable (const struct cas_disk *d, const char *op)
     cas_error ("%s: the store is open read-only", op);
     return -1;
   }
-  if (d->flags & CAS_DISK_SNAPSHOT) {
+  if (cas_disk_is_snapshot (d)) {
     errno = EROFS;
     cas_error ("%s: '%s' is a snapshot (read-only)", op, d->name);
     return -1;
