@@ -391,6 +391,7 @@ with_store (const char *dir, int (*fn) (struct cas_store *s, const struct cmdlin
   if (s == NULL)
     return EXIT_FAILURE;
   r = fn (s, c);
+  fflush (stdout);              /* the result is known before the close */
   if (cas_store_close (s) == -1)
     r = EXIT_FAILURE;
   return r;
@@ -649,7 +650,7 @@ cmd_export (const struct cmdline *c)
 /* ---- info ---- */
 
 static void
-print_disk (const char *name, const struct cas_disk_stats *ds, bool as_json)
+print_disk (const char *name, bool snapshot, const struct cas_disk_stats *ds, bool as_json)
 {
   const double dedup = ratio (ds->logical_bytes, ds->unique_bytes);
   const double comp = ratio (ds->unique_bytes, ds->stored_bytes);
@@ -657,6 +658,7 @@ print_disk (const char *name, const struct cas_disk_stats *ds, bool as_json)
   if (as_json) {
     json_open (NULL, '{');
     json_str ("name", name);
+    json_bool ("snapshot", snapshot);
     json_u64 ("virtual_size", ds->virtual_size);
     json_u64 ("logical_bytes", ds->logical_bytes);
     json_u64 ("unique_bytes", ds->unique_bytes);
@@ -667,7 +669,7 @@ print_disk (const char *name, const struct cas_disk_stats *ds, bool as_json)
     json_close ('}');
     return;
   }
-  printf ("disk %s\n", name);
+  printf ("%s %s\n", snapshot ? "snapshot" : "disk", name);
   print_bytes ("virtual size", ds->virtual_size);
   print_bytes ("logical bytes in use", ds->logical_bytes);
   print_bytes ("unique bytes", ds->unique_bytes);
@@ -787,7 +789,8 @@ cmd_info (const struct cmdline *c)
     json_open ("disks", '[');
   for (size_t k = 0; k < n; k++)
     if (cas_store_disk (s, k))
-      print_disk (cas_disk_name (cas_store_disk (s, k)), &ds[k], c->json);
+      print_disk (cas_disk_name (cas_store_disk (s, k)), cas_disk_is_snapshot (cas_store_disk (s, k)),
+                  &ds[k], c->json);
   if (c->json) {
     json_close (']');
     json_close ('}');
