@@ -148,8 +148,10 @@ release (struct cas_store *s, const char *step)
       cas_step (s, CAS_STEP_SETTLED, "settle");
   }
   /* Erase junk, then flush so that the erase is durable before the space
-   * is reused.
+   * is reused.  Merge adjacent junk first: a punch costs a system call
+   * and about a millisecond on ext4, whatever its length.
    */
+  cas_alloc_coalesce (&s->alloc);
   cas_io_context ("erase");
   const uint64_t erased = cas_alloc_erase (&s->alloc, erase, s);
   cas_io_context (NULL);
