@@ -31,6 +31,8 @@
 #include "store.h"
 #include "util.h"
 
+#define SLICE_NS 200000000u      /* rate-limit sleeps, at most */
+
 struct refs {
   struct cas_block **v;
   size_t n, cap;
@@ -151,9 +153,38 @@ scrub_metadata (struct cas_store *s, cas_report_fn fn, void *opaque, uint64_t *p
   }
 }
 
+/* Drop the reference scrub took on B; it can be the last one if the block
+ * died meanwhile.
+ */
+static void
+drop_ref (struct cas_store *s, struct cas_block *b)
+{
+  uint64_t seq;
+  {
+    SCOPED_LOCK (jl, &s->jlock);
+    seq = s->next_seq - 1;
+  }
+  if (cas_block_put (b, seq, cas_now ()))
+    __atomic_add_fetch (&s->ndead, 1, __ATOMIC_RELAXED);
+}
+
+static bool
+cancelled (const bool *cancel)
+{
+  return cancel && __atomic_load_n (cancel, __ATOMIC_RELAXED);
+}
+
 int
 cas_store_scrub (struct cas_store *s, uint64_t rate, cas_progress_fn progress,
                  cas_report_fn fn, void *opaque, struct cas_scrub_result *res)
+{
+  return cas_scrub_run (s, rate, progress, fn, opaque, res, NULL);
+}
+
+int
+cas_scrub_run (struct cas_store *s, uint64_t rate, cas_progress_fn progress,
+               cas_report_fn fn, void *opaque, struct cas_scrub_result *res,
+               const bool *cancel)
 {
   struct refs refs = { 0 };
   CLEANUP_FREE uint8_t *stored = malloc (s->block_size);
@@ -203,24 +234,27 @@ cas_store_scrub (struct cas_store *s, uint64_t rate, cas_progress_fn progress,
     }
     res->blocks++;
     res->bytes += b->stored_len;
-    /* Drop our reference; it can be the last one if the block died meanwhile. */
-    {
-      uint64_t seq;
-      {
-        SCOPED_LOCK (jl, &s->jlock);
-        seq = s->next_seq - 1;
-      }
-      if (cas_block_put (b, seq, cas_now ()))
-        __atomic_add_fetch (&s->ndead, 1, __ATOMIC_RELAXED);
-    }
-    /* Rate limit: sleep until the bytes so far fit the budget. */
+    drop_ref (s, b);
+    /* Rate limit: sleep until the bytes so far fit the budget, in slices
+     * so that a cancel is seen and the caller hears from us.
+     */
     if (rate) {
       const uint64_t due = t0 + res->bytes * UINT64_C(1000000000) / rate;
-      const uint64_t now = cas_now_ns ();
-      if (due > now) {
-        const struct timespec ts = { (due - now) / 1000000000, (due - now) % 1000000000 };
+      for (uint64_t now = cas_now_ns (); due > now && !cancelled (cancel); now = cas_now_ns ()) {
+        const uint64_t ns = due - now < SLICE_NS ? due - now : SLICE_NS;
+        const struct timespec ts = { ns / 1000000000, ns % 1000000000 };
         nanosleep (&ts, NULL);
+        if (progress)
+          progress (opaque, i + 1, refs.n);
       }
+    }
+    if (cancelled (cancel)) {
+      for (size_t k = i + 1; k < refs.n; k++)
+        drop_ref (s, refs.v[k]);
+      free (refs.v);
+      errno = ECANCELED;
+      cas_error ("scrub: cancelled after %zu of %zu blocks", i + 1, refs.n);
+      return -1;
     }
   }
   if (progress)
