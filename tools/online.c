@@ -135,7 +135,7 @@ print_section_text (const struct fig *f, size_t n, const char *section)
       label[strlen (label) - 6] = '\0';
       print_bytes (label, strtoull (f[i].value, NULL, 10));
     }
-    else if (strstr (f[i].key, "ratio"))
+    else if (klen > 6 && strcmp (f[i].key + klen - 6, "_ratio") == 0)
       printf ("  %-22s %10.2f\n", label, strtod (f[i].value, NULL));
     else
       printf ("  %-22s %10s\n", label, f[i].value);
