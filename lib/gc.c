@@ -1,18 +1,26 @@
 /* The background thread: delayed GC, background flush, checkpoints.
  *
- * Once a second it:
+ * Once a second, holding recycle_lock, it:
  *   1. grows the content index if it is too full;
  *   2. kills the dead blocks (refcount 0) that have waited gc_delay seconds
  *      and whose last put is durable, journals BLOCK_DEL for each and puts
- *      their space on the allocator's pending list;
+ *      their space on the allocator's pending list (junk, settling);
  *   3. flushes when records have waited for a flush for 5 seconds, or when
  *      space is pending (so a disk whose client never flushes still gets
  *      its space back);
- *   4. after an RCU grace period, releases the pending space whose
- *      BLOCK_DEL is durable, deallocating it in the data file;
- *   5. cuts the data file when more than 1 MiB at its end is free, so its
+ *   4. after an RCU grace period, settles the pending space whose record is
+ *      durable (junk), erases junk until keep_erased bytes are erased or
+ *      free (all of it by default: punched, so the host gets it back),
+ *      flushes the data file and frees the erased space;
+ *   5. runs the recycler (recycler.c), then 4 again for the old places;
+ *   6. cuts the data file when more than 1 MiB at its end is free, so its
  *      apparent size shrinks too;
- *   6. writes a checkpoint when the journal has grown past checkpoint_bytes.
+ *   7. writes a checkpoint when the journal has grown past checkpoint_bytes.
+ *
+ * Priorities, as in the seed's recycler: erasing comes first (space ready
+ * for reuse without moving anything), then the references of flushed
+ * moves (a pass always finishes its moves), then new moves, then the cut.
+ * With runtime_asserts the space map is verified after every step.
  *
  * On request (cas_gc_compact_now, from the control channel's "compact")
  * it also runs a compaction at once: steps 2 to 5 with the recycler
@@ -96,24 +104,71 @@ cas_gc_pass (struct cas_store *s, bool force)
   }
 }
 
-static void
-punch (void *opaque, uint64_t off, uint64_t len)
+/* Discard the bytes of junk: punch a hole (the host file system gets the
+ * space back), or with secure_erase overwrite them with zeroes first (the
+ * hole is punched once the zeroes are durable, see freed()).
+ */
+static int
+erase (void *opaque, uint64_t off, uint64_t len)
 {
   struct cas_store *s = opaque;
 
-  cas_punch_hole (s->data_fd, off, len, "data file");
+  if (!s->opts.secure_erase)
+    return cas_punch_hole (s->data_fd, off, len, "data file");
+  static const uint8_t zeroes[65536];
+  for (uint64_t done = 0; done < len; ) {
+    const size_t n = len - done < sizeof zeroes ? len - done : sizeof zeroes;
+    if (cas_pwrite_full (s->data_fd, zeroes, n, off + done, "data file") == -1)
+      return -1;
+    done += n;
+  }
+  return 0;
+}
+
+static void
+freed (void *opaque, uint64_t off, uint64_t len)
+{
+  struct cas_store *s = opaque;
+
+  if (s->opts.secure_erase)
+    cas_punch_hole (s->data_fd, off, len, "data file");
 }
 
 void
 cas_gc_release (struct cas_store *s)
 {
-  if (cas_alloc_pending_bytes (&s->alloc) == 0)
+  /* Settle: the records that freed the pending space are made durable,
+   * and every reader that could still be reading it has finished.
+   */
+  if (cas_alloc_pending_bytes (&s->alloc) > 0) {
+    cas_io_context ("settle");
+    const int r = cas_journal_sync (s);
+    cas_io_context (NULL);
+    if (r == -1)
+      return;                   /* logged; retried on the next tick */
+    synchronize_rcu ();         /* no reader is still in freed space */
+    if (cas_alloc_release (&s->alloc, __atomic_load_n (&s->durable_seq, __ATOMIC_ACQUIRE)) > 0)
+      cas_step (s, CAS_STEP_SETTLED, "settle");
+  }
+  /* Erase junk, then flush so that the erase is durable before the space
+   * is reused.
+   */
+  cas_io_context ("erase");
+  const uint64_t erased = cas_alloc_erase (&s->alloc, erase, s);
+  cas_io_context (NULL);
+  if (erased == 0)
     return;
-  if (cas_journal_sync (s) == -1)
-    return;                     /* logged; retried on the next tick */
-  synchronize_rcu ();           /* no reader is still in freed space */
-  cas_alloc_release (&s->alloc, __atomic_load_n (&s->durable_seq, __ATOMIC_ACQUIRE),
-                     punch, s);
+  __atomic_add_fetch (&s->erased_bytes, erased, __ATOMIC_RELAXED);
+  cas_step (s, CAS_STEP_ERASED, "erase");
+  cas_io_context ("erase");
+  const int r = cas_fdatasync (s->data_fd, "data file");
+  cas_io_context (NULL);
+  if (r == -1) {
+    __atomic_store_n (&s->io_failed, true, __ATOMIC_RELEASE);
+    return;
+  }
+  cas_alloc_erased_durable (&s->alloc, freed, s);
+  cas_step (s, CAS_STEP_FREED, "free");
 }
 
 /* Allocator lock held: every allocated extent lies below END, so cutting
@@ -130,8 +185,8 @@ cut_tail (void *opaque, uint64_t end)
   return 0;
 }
 
-static void
-tick (struct cas_store *s)
+void
+cas_gc_round (struct cas_store *s, bool force_compact)
 {
   const uint64_t since = __atomic_load_n (&s->first_unflushed_ns, __ATOMIC_RELAXED);
 
@@ -139,17 +194,32 @@ tick (struct cas_store *s)
     return;                     /* nothing more is written: see journal.c */
   cas_index_resize (&s->index);
   cas_gc_pass (s, false);
+  cas_runtime_assert (s, "gc");
   if (since != 0 && cas_now_ns () - since >= BG_FLUSH_NS)
     cas_journal_sync (s);       /* errors were logged; the next tick retries */
   /* Compact (the recycler skips dead blocks: they are about to go). */
   cas_gc_release (s);
   cas_alloc_coalesce (&s->alloc);
-  if (cas_recycle_pass (s, s->opts.recycle_rate, false) > 0)
+  if (cas_recycle_pass (s, s->opts.recycle_rate, force_compact) > 0)
     cas_gc_release (s);         /* the moved blocks' old places */
   cas_alloc_coalesce (&s->alloc);
+  cas_io_context ("cut");
   cas_alloc_with_end (&s->alloc, cut_tail, s);
-  if (__atomic_load_n (&s->jpos, __ATOMIC_RELAXED) > s->opts.checkpoint_bytes)
+  cas_io_context (NULL);
+  cas_step (s, CAS_STEP_CUT, "cut");
+  if (__atomic_load_n (&s->jpos, __ATOMIC_RELAXED) > s->opts.checkpoint_bytes) {
+    cas_io_context ("checkpoint");
     cas_store_checkpoint (s);
+    cas_io_context (NULL);
+  }
+}
+
+static void
+tick (struct cas_store *s)
+{
+  pthread_mutex_lock (&s->recycle_lock);
+  cas_gc_round (s, false);
+  pthread_mutex_unlock (&s->recycle_lock);
 }
 
 static int
@@ -184,7 +254,9 @@ bg_sleep_until (struct cas_store *s, uint64_t deadline_ns)
   return s->bg_stop;
 }
 
-/* A compaction asked for by cas_gc_compact_now (background thread). */
+/* A compaction asked for by cas_gc_compact_now (background thread).
+ * recycle_lock is held for each step, not across the rate-limit sleeps.
+ */
 static uint64_t
 compact_now (struct cas_store *s)
 {
@@ -193,21 +265,29 @@ compact_now (struct cas_store *s)
   __atomic_store_n (&s->compact_moving, 0, __ATOMIC_RELAXED);
   if (__atomic_load_n (&s->io_failed, __ATOMIC_ACQUIRE))
     return 0;
+  pthread_mutex_lock (&s->recycle_lock);
   cas_gc_pass (s, false);       /* only blocks dead for gc_delay: see above */
+  cas_runtime_assert (s, "gc");
   cas_gc_release (s);
   cas_alloc_coalesce (&s->alloc);
+  pthread_mutex_unlock (&s->recycle_lock);
   do {
     const uint64_t t0 = cas_now_ns ();
+    pthread_mutex_lock (&s->recycle_lock);
     moved = cas_recycle_pass (s, s->opts.recycle_rate, true);
-    total += moved;
-    __atomic_store_n (&s->compact_moving, total, __ATOMIC_RELAXED);
     cas_gc_release (s);         /* the moved blocks' old places */
     cas_alloc_coalesce (&s->alloc);
+    pthread_mutex_unlock (&s->recycle_lock);
+    total += moved;
+    __atomic_store_n (&s->compact_moving, total, __ATOMIC_RELAXED);
     /* At most recycle_rate bytes a second, as in the background. */
     if (moved > 0 && bg_sleep_until (s, t0 + UINT64_C(1000000000)))
       break;
   } while (moved > 0);
+  pthread_mutex_lock (&s->recycle_lock);
   cas_alloc_with_end (&s->alloc, cut_exact, s);
+  cas_runtime_assert (s, "cut");
+  pthread_mutex_unlock (&s->recycle_lock);
   return total;
 }
 

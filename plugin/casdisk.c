@@ -198,6 +198,32 @@ casdisk_config (const char *key, const char *value)
     }
     open_opts.gc_delay = v;
   }
+  else if (strcmp (key, "keep-erased") == 0) {
+    if (strcmp (value, "all") == 0)
+      open_opts.keep_erased = CAS_KEEP_ERASED_ALL;
+    else if (parse_size_key (key, value, &open_opts.keep_erased) == -1)
+      return -1;
+  }
+  else if (strcmp (key, "secure-erase") == 0) {
+    const int r = nbdkit_parse_bool (value);
+    if (r == -1)
+      return -1;
+    open_opts.secure_erase = r;
+  }
+  else if (strcmp (key, "runtime-asserts") == 0) {
+    const int r = nbdkit_parse_bool (value);
+    if (r == -1)
+      return -1;
+    open_opts.runtime_asserts = r;
+  }
+  else if (strcmp (key, "checkpoint-after") == 0) {
+    if (parse_size_key (key, value, &open_opts.checkpoint_bytes) == -1)
+      return -1;
+    if (open_opts.checkpoint_bytes < 65536) {
+      nbdkit_error ("checkpoint-after: %s is below the minimum of 64K", value);
+      return -1;
+    }
+  }
   else {
     nbdkit_error ("unknown parameter '%s' (see nbdkit casdisk --help)", key);
     return -1;
@@ -241,6 +267,10 @@ casdisk_config_complete (void)
   "gc-delay=SECONDS   Delay before unreferenced blocks are freed (default 30).\n" \
   "compact-after=PCT  Compact once this % of the data file is free (default 20).\n" \
   "recycle-rate=SIZE  Bytes per second the recycler may move (default 64M).\n" \
+  "keep-erased=SIZE|all  Erase freed space until SIZE is erased (default all).\n" \
+  "secure-erase=BOOL  Erase freed space by writing zeroes (default false).\n" \
+  "checkpoint-after=SIZE  Checkpoint once the journal reaches SIZE (default 64M).\n" \
+  "runtime-asserts=BOOL  Verify the space map after every recycler step.\n" \
   "control=BOOL       Serve DIR/control.sock for casdisk status etc. (default true).\n" \
   "metrics=BOOL       Write Prometheus metrics to DIR/metrics.prom (default false).\n" \
   "metrics-file=PATH  Write them to PATH instead.\n" \
