@@ -267,10 +267,18 @@ h_disk_add (struct conn *c, const struct request *r)
   return conn_send (c, "data", "%s %" PRIu64, name, size);
 }
 
+struct compact_ctx {
+  struct conn *c;
+  uint64_t could;               /* bytes that could move, at most */
+};
+
 static void
 compact_progress (void *opaque, uint64_t moved)
 {
-  conn_send (opaque, "progress", "%" PRIu64 " 0", moved);
+  const struct compact_ctx *x = opaque;
+
+  conn_send (x->c, "progress", "%" PRIu64 " %" PRIu64, moved,
+             moved > x->could ? moved : x->could);
 }
 
 static int
@@ -282,7 +290,8 @@ h_compact (struct conn *c, const struct request *r)
 
   if (cas_store_stats (s, &before) == -1)
     return -1;
-  moved = cas_gc_compact_now (s, &c->cancel, compact_progress, c);
+  struct compact_ctx x = { .c = c, .could = before.free_bytes + before.pending_bytes };
+  moved = cas_gc_compact_now (s, &c->cancel, compact_progress, &x);
   if (moved < 0 || cas_store_stats (s, &after) == -1)
     return -1;
   if (conn_send (c, "data", "moved_bytes %" PRId64, moved) == -1 ||
