@@ -134,14 +134,17 @@ freed (void *opaque, uint64_t off, uint64_t len)
     cas_punch_hole (s->data_fd, off, len, "data file");
 }
 
-void
-cas_gc_release (struct cas_store *s)
+/* STEP names the journal flush in the I/O log: "settle" (BLOCK_DEL
+ * records), or "reference" (the BLOCK_MOVE records of a recycler pass).
+ */
+static void
+release (struct cas_store *s, const char *step)
 {
   /* Settle: the records that freed the pending space are made durable,
    * and every reader that could still be reading it has finished.
    */
   if (cas_alloc_pending_bytes (&s->alloc) > 0) {
-    cas_io_context ("settle");
+    cas_io_context (step);
     const int r = cas_journal_sync (s);
     cas_io_context (NULL);
     if (r == -1)
@@ -151,8 +154,10 @@ cas_gc_release (struct cas_store *s)
       cas_step (s, CAS_STEP_SETTLED, "settle");
   }
   /* Erase junk, then flush so that the erase is durable before the space
-   * is reused.
+   * is reused.  Merge adjacent junk first: a punch costs a system call
+   * and about a millisecond on ext4, whatever its length.
    */
+  cas_alloc_coalesce (&s->alloc);
   cas_io_context ("erase");
   const uint64_t erased = cas_alloc_erase (&s->alloc, erase, s);
   cas_io_context (NULL);
@@ -169,6 +174,12 @@ cas_gc_release (struct cas_store *s)
   }
   cas_alloc_erased_durable (&s->alloc, freed, s);
   cas_step (s, CAS_STEP_FREED, "free");
+}
+
+void
+cas_gc_release (struct cas_store *s)
+{
+  release (s, "settle");
 }
 
 /* Allocator lock held: every allocated extent lies below END, so cutting
@@ -201,7 +212,7 @@ cas_gc_round (struct cas_store *s, bool force_compact)
   cas_gc_release (s);
   cas_alloc_coalesce (&s->alloc);
   if (cas_recycle_pass (s, s->opts.recycle_rate, force_compact) > 0)
-    cas_gc_release (s);         /* the moved blocks' old places */
+    release (s, "reference");   /* BLOCK_MOVE durable; the old places */
   cas_alloc_coalesce (&s->alloc);
   cas_io_context ("cut");
   cas_alloc_with_end (&s->alloc, cut_tail, s);

@@ -97,6 +97,19 @@ parse_size_key (const char *key, const char *value, uint64_t *out)
 }
 
 static int
+parse_bool_key (const char *key, const char *value, bool *out)
+{
+  const int r = nbdkit_parse_bool (value);
+
+  if (r == -1) {
+    nbdkit_error ("%s: '%s' is not a boolean (true/false, on/off, 1/0)", key, value);
+    return -1;
+  }
+  *out = r;
+  return 0;
+}
+
+static int
 casdisk_config (const char *key, const char *value)
 {
   if (strcmp (key, "store") == 0) {
@@ -205,16 +218,12 @@ casdisk_config (const char *key, const char *value)
       return -1;
   }
   else if (strcmp (key, "secure-erase") == 0) {
-    const int r = nbdkit_parse_bool (value);
-    if (r == -1)
+    if (parse_bool_key (key, value, &open_opts.secure_erase) == -1)
       return -1;
-    open_opts.secure_erase = r;
   }
   else if (strcmp (key, "runtime-asserts") == 0) {
-    const int r = nbdkit_parse_bool (value);
-    if (r == -1)
+    if (parse_bool_key (key, value, &open_opts.runtime_asserts) == -1)
       return -1;
-    open_opts.runtime_asserts = r;
   }
   else if (strcmp (key, "checkpoint-after") == 0) {
     if (parse_size_key (key, value, &open_opts.checkpoint_bytes) == -1)

@@ -122,9 +122,13 @@ def contexts(recs):
 
 def pick_cut(recs, ctx, rng):
     """Choose record K to cut before (K == len(recs): after the last one)."""
-    in_bg = [i for i in range(len(recs)) if recs[i][0] != "X" and ctx[i] != "-"]
-    if in_bg and rng.random() < 1 / 3:
-        k = rng.choice(in_bg)
+    by_step = {}                   # background step -> the records inside it
+    for i in range(len(recs)):
+        if recs[i][0] != "X" and ctx[i] != "-":
+            by_step.setdefault(ctx[i], []).append(i)
+    if by_step and rng.random() < 1 / 3:
+        # Each step equally likely, however many records it has.
+        k = rng.choice(by_step[rng.choice(sorted(by_step))])
         if rng.random() < 0.3:
             k += 1
         return k, "in %s: before %s #%d" % (ctx[k], recs[k][0] if k < len(recs) else "end", k)
