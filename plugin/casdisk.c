@@ -76,17 +76,6 @@ casdisk_unload (void)
 }
 
 static int
-parse_bool_key (const char *key, const char *value, bool *out)
-{
-  const int r = nbdkit_parse_bool (value);
-
-  if (r == -1)
-    return -1;                  /* nbdkit said why */
-  *out = r;
-  return 0;
-}
-
-static int
 parse_size_key (const char *key, const char *value, uint64_t *out)
 {
   if (cas_parse_size (value, out) == -1) {
