@@ -26,8 +26,8 @@
  * return, joins all threads, removes the socket (if it is still ours) and
  * the metrics file.
  *
- * Paths: sun_path holds 107 bytes; a longer store path is reached through
- * /proc/self/fd/N of an O_PATH descriptor of the directory.
+ * The client, and what both ends share (addresses, errno names), are in
+ * control_client.c.
  */
 #include <config.h>
 
@@ -44,16 +44,15 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include "control.h"
 #include "log.h"
 #include "store.h"
 #include "util.h"
 
-#define CTL_MAX_REQUEST  4096   /* bytes of a request line, newline included */
 #define CTL_MAX_ARGS     8      /* KEY=VALUE arguments of a request */
 #define CTL_MAX_CLIENTS  8      /* connections served at once */
 #define CTL_REQUEST_MS   10000  /* to send the request line after connecting */
 #define CTL_SEND_S       10     /* for each response line to be taken */
-#define CTL_MAX_LINE     16384  /* a response line, for the client */
 #define PROGRESS_NS      200000000u     /* progress lines at most this often */
 
 struct cas_control;
@@ -85,76 +84,7 @@ struct cas_control {
   uint64_t metrics_interval_ns;
 };
 
-/* ---- errno names on the wire ---- */
-
-static const struct { int err; const char *name; } errnames[] = {
-  { EPERM, "EPERM" }, { ENOENT, "ENOENT" }, { EIO, "EIO" }, { E2BIG, "E2BIG" },
-  { ENOMEM, "ENOMEM" }, { EACCES, "EACCES" }, { EBUSY, "EBUSY" }, { EEXIST, "EEXIST" },
-  { EINVAL, "EINVAL" }, { ENOSPC, "ENOSPC" }, { EROFS, "EROFS" }, { ENOSYS, "ENOSYS" },
-  { ETIMEDOUT, "ETIMEDOUT" }, { ECANCELED, "ECANCELED" }, { EUCLEAN, "EUCLEAN" },
-  { ENOTSUP, "ENOTSUP" }, { EAGAIN, "EAGAIN" }, { EPROTO, "EPROTO" },
-};
-
-static const char *
-errno_name (int err)
-{
-  for (size_t i = 0; i < sizeof errnames / sizeof *errnames; i++)
-    if (errnames[i].err == err)
-      return errnames[i].name;
-  return "EIO";
-}
-
-static int
-errno_of (const char *name, size_t len)
-{
-  for (size_t i = 0; i < sizeof errnames / sizeof *errnames; i++)
-    if (strlen (errnames[i].name) == len && memcmp (errnames[i].name, name, len) == 0)
-      return errnames[i].err;
-  return EIO;
-}
-
-/* ---- addresses ---- */
-
-/* The address of DIR's control socket in *SA; *DIR_FD is an O_PATH
- * descriptor to close after use when the path is too long (else -1).
- */
-static int
-control_address (const char *dir, struct sockaddr_un *sa, int *dir_fd)
-{
-  memset (sa, 0, sizeof *sa);
-  sa->sun_family = AF_UNIX;
-  *dir_fd = -1;
-  if (strlen (dir) + 1 + strlen (CAS_CONTROL_SOCKET) < sizeof sa->sun_path) {
-    snprintf (sa->sun_path, sizeof sa->sun_path, "%s/%s", dir, CAS_CONTROL_SOCKET);
-    return 0;
-  }
-  *dir_fd = open (dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (*dir_fd == -1) {
-    cas_error ("control: open %s: %m", dir);
-    return -1;
-  }
-  snprintf (sa->sun_path, sizeof sa->sun_path, "/proc/self/fd/%d/%s", *dir_fd,
-            CAS_CONTROL_SOCKET);
-  return 0;
-}
-
 /* ---- sending lines ---- */
-
-/* Send all of BUF; false if the peer is gone or stopped reading. */
-static bool
-send_all (int fd, const char *buf, size_t len, int flags)
-{
-  while (len > 0) {
-    const ssize_t r = send (fd, buf, len, MSG_NOSIGNAL | flags);
-    if (r == -1 && errno == EINTR)
-      continue;
-    if (r <= 0)
-      return false;
-    buf += r;
-    len -= r;
-  }
-  return true;
-}
 
 /* Send "TAG TEXT\n" to the client.  -1 (and the connection is cancelled)
  * if it cannot be delivered within CTL_SEND_S.
@@ -181,7 +111,7 @@ conn_send (struct conn *c, const char *tag, const char *fmt, ...)
     if (*p == '\n' || *p == '\r')
       *p = ' ';
   line[n++] = '\n';
-  if (!send_all (c->fd, line, n, 0)) {
+  if (!cas_ctl_send_all (c->fd, line, n, 0)) {
     __atomic_store_n (&c->cancel, true, __ATOMIC_RELAXED);
     return -1;
   }
@@ -501,7 +431,7 @@ conn_main (void *arg)
   else {
     const int err = errno;
     const char *msg = cas_last_error ();
-    conn_send (c, "error", "%s %s", errno_name (err), *msg ? msg : strerror (err));
+    conn_send (c, "error", "%s %s", cas_ctl_errno_name (err), *msg ? msg : strerror (err));
   }
  out:
   __atomic_store_n (&c->finished, true, __ATOMIC_RELEASE);
@@ -546,7 +476,7 @@ refuse (int fd, const char *fmt, ...)
   vsnprintf (line, sizeof line - 1, fmt, ap);
   va_end (ap);
   strcat (line, "\n");
-  send_all (fd, line, strlen (line), MSG_DONTWAIT);
+  cas_ctl_send_all (fd, line, strlen (line), MSG_DONTWAIT);
   /* Read what the client sent already, so that closing with unread data
    * does not reset the connection before it reads our line.
    */
@@ -696,7 +626,7 @@ cas_control_start (struct cas_store *s)
     ctl->metrics_interval_ns = (uint64_t) (s->opts.metrics_interval ? s->opts.metrics_interval
                                            : CAS_DEFAULT_METRICS_INTERVAL) * 1000000000;
   }
-  if (control_address (s->dir, &ctl->sa, &ctl->dir_fd) == -1)
+  if (cas_ctl_address (s->dir, &ctl->sa, &ctl->dir_fd) == -1)
     goto err;
   path = ctl->sa.sun_path;
   /* A socket file here is stale: we hold the store's exclusive lock. */
@@ -777,114 +707,4 @@ cas_control_stop (struct cas_store *s)
     unlink (ctl->metrics_path);
   free_control (ctl);
   s->control = NULL;
-}
-
-/* ---- client ---- */
-
-int
-cas_control_connect (const char *dir)
-{
-  struct sockaddr_un sa;
-  int dir_fd, fd, r;
-
-  if (control_address (dir, &sa, &dir_fd) == -1)
-    return -1;
-  fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd == -1) {
-    cas_error ("control: socket: %m");
-    if (dir_fd >= 0)
-      close (dir_fd);
-    return -1;
-  }
-  do
-    r = connect (fd, (struct sockaddr *) &sa, sizeof sa);
-  while (r == -1 && errno == EINTR);
-  if (dir_fd >= 0)
-    close (dir_fd);
-  if (r == 0)
-    return fd;
-  const int err = errno;
-  close (fd);
-  errno = err;
-  if (err == ENOENT || err == ECONNREFUSED || err == ENOTDIR)
-    return -1;                  /* no server: the caller decides */
-  if (err == EACCES)
-    cas_error ("%s/%s: permission denied: only the store's owner and root may "
-               "control the server", dir, CAS_CONTROL_SOCKET);
-  else
-    cas_error ("%s/%s: connect: %m", dir, CAS_CONTROL_SOCKET);
-  return -1;
-}
-
-int
-cas_control_call (int fd, const char *request, cas_control_fn fn, void *opaque)
-{
-  CLEANUP_FREE char *buf = malloc (CTL_MAX_LINE + 1);
-  size_t len = 0;
-  const size_t rlen = strlen (request);
-
-  if (buf == NULL) {
-    cas_error ("control: %m");
-    return -1;
-  }
-  if (rlen >= CTL_MAX_REQUEST || strchr (request, '\n')) {
-    errno = EINVAL;
-    cas_error ("control: a request is one line of less than %d bytes", CTL_MAX_REQUEST);
-    return -1;
-  }
-  memcpy (buf, request, rlen);
-  buf[rlen] = '\n';
-  /* If this fails, the server may have refused us: read its answer. */
-  send_all (fd, buf, rlen + 1, 0);
-
-  for (;;) {
-    char *nl;
-    while ((nl = memchr (buf, '\n', len)) == NULL) {
-      struct pollfd p = { .fd = fd, .events = POLLIN };
-      ssize_t n;
-      if (len == CTL_MAX_LINE) {
-        errno = EPROTO;
-        cas_error ("control: a response line is longer than %d bytes", CTL_MAX_LINE);
-        return -1;
-      }
-      const int r = poll (&p, 1, CAS_CONTROL_CLIENT_TIMEOUT * 1000);
-      if (r == -1 && errno == EINTR)
-        continue;
-      if (r == 0) {
-        errno = ETIMEDOUT;
-        cas_error ("control: the server said nothing for %d s", CAS_CONTROL_CLIENT_TIMEOUT);
-        return -1;
-      }
-      n = recv (fd, buf + len, CTL_MAX_LINE - len, 0);
-      if (n == -1 && errno == EINTR)
-        continue;
-      if (n <= 0) {
-        if (n == 0)
-          errno = EPROTO;
-        cas_error ("control: the server closed the connection without an answer%s%s",
-                   n == 0 ? "" : ": ", n == 0 ? "" : strerror (errno));
-        return -1;
-      }
-      len += n;
-    }
-    *nl = '\0';
-    char *tag = buf, *rest = strchr (buf, ' ');
-    if (rest)
-      *rest++ = '\0';
-    else
-      rest = nl;                /* "" */
-    if (strcmp (tag, "ok") == 0)
-      return 0;
-    if (strcmp (tag, "error") == 0) {
-      const size_t nlen = strcspn (rest, " ");
-      const int err = errno_of (rest, nlen);
-      cas_error ("%s", rest[nlen] ? rest + nlen + 1 : rest);
-      errno = err;
-      return -1;
-    }
-    if (fn && fn (opaque, tag, rest) == -1)
-      return -1;
-    len -= nl + 1 - buf;
-    memmove (buf, nl + 1, len);
-  }
 }
