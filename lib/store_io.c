@@ -491,6 +491,18 @@ extents_range (struct cas_disk *d, uint64_t offset, uint64_t count,
 
 /* ---- Where requests enter: each is counted (counters.h). ---- */
 
+__thread unsigned cas_op_thread_shard __attribute__((tls_model ("initial-exec")));
+
+unsigned
+cas_op_pick_shard (void)
+{
+  static unsigned next;
+  const unsigned k = __atomic_fetch_add (&next, 1, __ATOMIC_RELAXED) % CAS_OP_SHARDS;
+
+  cas_op_thread_shard = k + 1;
+  return k;
+}
+
 int
 cas_disk_read (struct cas_disk *d, void *buf, uint32_t count, uint64_t offset)
 {
@@ -526,10 +538,14 @@ cas_disk_flush (struct cas_disk *d)
 void
 cas_disk_op_stats (struct cas_disk *d, struct cas_op_stats out[CAS_OP_COUNT])
 {
-  for (int op = 0; op < CAS_OP_COUNT; op++) {
-    out[op].requests = __atomic_load_n (&d->ops.requests[op], __ATOMIC_RELAXED);
-    out[op].bytes = __atomic_load_n (&d->ops.bytes[op], __ATOMIC_RELAXED);
-    out[op].errors = __atomic_load_n (&d->ops.errors[op], __ATOMIC_RELAXED);
+  memset (out, 0, CAS_OP_COUNT * sizeof *out);
+  for (int k = 0; k < CAS_OP_SHARDS; k++) {
+    const struct cas_op_shard *sh = &d->ops.shard[k];
+    for (int op = 0; op < CAS_OP_COUNT; op++) {
+      out[op].requests += __atomic_load_n (&sh->requests[op], __ATOMIC_RELAXED);
+      out[op].bytes += __atomic_load_n (&sh->bytes[op], __ATOMIC_RELAXED);
+      out[op].errors += __atomic_load_n (&sh->errors[op], __ATOMIC_RELAXED);
+    }
   }
 }
 
