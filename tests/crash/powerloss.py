@@ -98,7 +98,7 @@ def cut_points(log, rng, end_prob=0.5):
     before a sync of a journal (its last batch written, not synced: the
     flush window); otherwise just before or after another record that
     matters (a sync, a journal or checkpoint write, a create, a rename, an
-    unlink, a directory sync, a truncate), or anywhere.  A third of the
+    unlink, a directory sync, a truncate), or anywhere.  Half of the
     points that are not the end fall inside a step of the background work
     (the X records: erase, move, settle, cut, checkpoint), when the log has
     any.  The description ends with the background step the cut falls in."""
@@ -122,9 +122,13 @@ def contexts(recs):
 
 def pick_cut(recs, ctx, rng):
     """Choose record K to cut before (K == len(recs): after the last one)."""
-    in_bg = [i for i in range(len(recs)) if recs[i][0] != "X" and ctx[i] != "-"]
-    if in_bg and rng.random() < 1 / 3:
-        k = rng.choice(in_bg)
+    by_step = {}                   # background step -> the records inside it
+    for i in range(len(recs)):
+        if recs[i][0] != "X" and ctx[i] != "-":
+            by_step.setdefault(ctx[i], []).append(i)
+    if by_step and rng.random() < 1 / 2:
+        # Each step equally likely, however many records it has.
+        k = rng.choice(by_step[rng.choice(sorted(by_step))])
         if rng.random() < 0.3:
             k += 1
         return k, "in %s: before %s #%d" % (ctx[k], recs[k][0] if k < len(recs) else "end", k)
