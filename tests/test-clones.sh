@@ -134,8 +134,10 @@ check_store "$st"
 # kill -9 of the tool right after each operation says it is done (before
 # it closes the store): the operation is durable, the store recovers.
 "$CASDISK" export "$st" vm2 "$tmp/vm2.img" >/dev/null || fail "export vm2"
-run_and_kill () {  # COMMAND...: kill -9 as soon as it prints its result line
-  "$@" >"$tmp/killed.out" 2>&1 &   # the tool prints its result before it closes
+run_and_kill () {  # WORD COMMAND...: kill -9 as soon as it prints "WORD ..."
+  local word=$1; shift
+  : >"$tmp/killed.out"   # emptied here, before the child starts: no stale output
+  "$@" >>"$tmp/killed.out" 2>&1 &   # the tool prints its result before it closes
   local pid=$!
   for _ in $(seq 200); do
     [ -s "$tmp/killed.out" ] && break
@@ -144,11 +146,11 @@ run_and_kill () {  # COMMAND...: kill -9 as soon as it prints its result line
   done
   kill -9 $pid 2>/dev/null
   wait $pid 2>/dev/null
-  grep -q "^cloned\|^created\|^deleted" "$tmp/killed.out" || { cat "$tmp/killed.out"; fail "$*"; }
+  grep -q "^$word " "$tmp/killed.out" || { cat "$tmp/killed.out"; fail "$*"; }
 }
-run_and_kill "$CASDISK" disk clone "$st" vm2 vm3
-run_and_kill "$CASDISK" snapshot create "$st" vm3 before
-run_and_kill "$CASDISK" disk delete "$st" vm
+run_and_kill cloned "$CASDISK" disk clone "$st" vm2 vm3
+run_and_kill created "$CASDISK" snapshot create "$st" vm3 before
+run_and_kill deleted "$CASDISK" disk delete "$st" vm
 "$CASDISK" export "$st" vm3 "$tmp/vm3.img" >/dev/null || fail "export vm3 after kill -9"
 "$CASDISK" export "$st" vm3@before "$tmp/snap.img" >/dev/null || fail "export vm3@before"
 cmp "$tmp/vm2.img" "$tmp/vm3.img" && cmp "$tmp/vm2.img" "$tmp/snap.img" ||
