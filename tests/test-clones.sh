@@ -158,3 +158,74 @@ cmp "$tmp/vm2.img" "$tmp/vm3.img" && cmp "$tmp/vm2.img" "$tmp/snap.img" ||
 "$CASDISK" disk list "$st" | grep -q "^vm " && fail "the deleted disk came back after kill -9"
 pass "clone, snapshot and delete each survived kill -9 of the tool"
 check_store "$st"
+
+# Online: snapshot and clone while a client rewrites vm2 block after block,
+# round after round (each block says its round); both must show one point
+# in time: along the blocks, the rounds drop by one at most once.
+start_nbdkit store=$st
+cat >"$tmp/rounds.py" <<'EOF'
+import sys, nbd, struct, time, hashlib, os
+W = 256                                   # 4 KiB blocks: the first MiB of vm2
+def block(i, r): return struct.pack("<QQ", r, i) * 256
+def writer(uri, stop):
+    h = nbd.NBD(); h.connect_uri(uri)
+    deadline = time.time() + 120
+    r = 0
+    while not os.path.exists(stop) and time.time() < deadline:
+        r += 1
+        for i in range(W):
+            h.pwrite(block(i, r), i * 4096)
+    print(r, "rounds written")
+def verify(uri, out):
+    h = nbd.NBD(); h.connect_uri(uri)
+    data = h.pread(W * 4096, 0)
+    rounds = []
+    for i in range(W):
+        b = data[i * 4096:(i + 1) * 4096]
+        r, j = struct.unpack_from("<QQ", b)
+        assert b == block(j, r) and j == i, "block %d is not a whole block of one round" % i
+        rounds.append(r)
+    drops = [k for k in range(1, W) if rounds[k] != rounds[k - 1]]
+    assert len(drops) <= 1 and all(rounds[k] + 1 == rounds[k - 1] for k in drops), \
+        "not one point in time: rounds %s" % rounds
+    assert rounds[0] > 0
+    open(out, "w").write(hashlib.sha256(data).hexdigest())
+    print(uri.split("?")[0], "round", rounds[0], "then", rounds[-1])
+def same(uri, want):
+    h = nbd.NBD(); h.connect_uri(uri)
+    assert hashlib.sha256(h.pread(W * 4096, 0)).hexdigest() == open(want).read(), uri
+{"writer": writer, "verify": verify, "same": same}[sys.argv[1]](*sys.argv[2:])
+EOF
+$PYTHON "$tmp/rounds.py" writer "$(uri vm2)" "$tmp/stop" >"$tmp/writer.out" 2>&1 &
+writer=$!
+sleep 1
+"$CASDISK" snapshot create "$st" vm2 live >"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "online snapshot"; }
+grep -q "served, taken at a flush point" "$tmp/out" || { cat "$tmp/out"; fail "the snapshot was not taken online"; }
+pass "$(cat "$tmp/out")"
+sleep 0.5
+"$CASDISK" disk clone "$st" vm2 live2 >"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "online clone"; }
+pass "$(cat "$tmp/out")"
+sleep 0.5
+touch "$tmp/stop"
+wait $writer || { cat "$tmp/writer.out"; fail "the writer failed"; }
+$PYTHON "$tmp/rounds.py" verify "$(uri vm2@live)" "$tmp/live.sum" || fail "vm2@live"
+$PYTHON "$tmp/rounds.py" verify "$(uri live2)" "$tmp/live2.sum" || fail "live2"
+pass "writer: $(cat "$tmp/writer.out"); vm2@live and live2 are each one point in time"
+"$CASDISK" snapshot list "$st" vm2 | grep -q "^live .*vm2@live" || fail "online snapshot list"
+"$CASDISK" disk list "$st" | grep -q "^live2 " || fail "online disk list does not show live2"
+kill9_nbdkit
+start_nbdkit store=$st
+$PYTHON "$tmp/rounds.py" same "$(uri vm2@live)" "$tmp/live.sum" || fail "vm2@live changed across kill -9"
+$PYTHON "$tmp/rounds.py" same "$(uri live2)" "$tmp/live2.sum" || fail "live2 changed across kill -9"
+pass "after kill -9 of nbdkit: vm2@live and live2 read the same"
+"$CASDISK" disk delete "$st" live2 >/dev/null || fail "online disk delete"
+"$CASDISK" snapshot delete "$st" vm2 live >/dev/null || fail "online snapshot delete"
+nbdinfo --list "$(uri)" >"$tmp/list" 2>&1 || fail "nbdinfo --list"
+grep -q "live" "$tmp/list" && { cat "$tmp/list"; fail "deleted disks are still exported"; }
+kill9_nbdkit
+start_nbdkit store=$st
+nbdinfo --list "$(uri)" >"$tmp/list" 2>&1 || fail "nbdinfo --list"
+grep -q "live" "$tmp/list" && { cat "$tmp/list"; fail "online deletes did not survive kill -9"; }
+pass "online disk delete and snapshot delete: gone at once, and after kill -9"
+stop_nbdkit
+check_store "$st"

@@ -866,7 +866,7 @@ static const struct command {
     "List the disks of the store in DIR and their sizes.\n"
     "  --json   print a JSON array of {\"name\", \"size\"}\n",
     (const struct option[]) { O_JSON, O_HELP, O_END } },
-  { "disk clone", 3, "DIR SRC DST", cmd_disk_clone, NULL, true,
+  { "disk clone", 3, "DIR SRC DST", cmd_disk_clone, online_disk_clone, true,
     "a new disk sharing every block of another",
     "Usage: casdisk disk clone DIR SRC DST\n"
     "Create disk DST as a copy of SRC (a disk, or a snapshot 'disk@snap') in the\n"
@@ -875,7 +875,7 @@ static const struct command {
     "costs no space until one of them is written.  Writes to either never show\n"
     "in the other.\n",
     (const struct option[]) { O_HELP, O_END } },
-  { "disk delete", 2, "DIR NAME", cmd_disk_delete, NULL, true,
+  { "disk delete", 2, "DIR NAME", cmd_disk_delete, online_disk_delete, true,
     "delete a disk and release its blocks",
     "Usage: casdisk disk delete DIR NAME\n"
     "Delete disk NAME from the store in DIR (not in use).  Blocks no other disk or\n"
@@ -883,7 +883,7 @@ static const struct command {
     "the store, or at once by 'casdisk compact').  Refused while the disk has\n"
     "snapshots.\n",
     (const struct option[]) { O_HELP, O_END } },
-  { "snapshot create", 3, "DIR DISK SNAP", cmd_snapshot_create, NULL, true,
+  { "snapshot create", 3, "DIR DISK SNAP", cmd_snapshot_create, online_snapshot_create, true,
     "a read-only point-in-time copy of a disk",
     "Usage: casdisk snapshot create DIR DISK SNAP\n"
     "Take snapshot SNAP of disk DISK in the store in DIR (not in use): a read-only\n"
@@ -891,13 +891,13 @@ static const struct command {
     "DISK@SNAP is at most 64 bytes.  To go back to it, clone it into a new disk\n"
     "('casdisk disk clone DIR DISK@SNAP NEWDISK').\n",
     (const struct option[]) { O_HELP, O_END } },
-  { "snapshot list", 2, "DIR DISK", cmd_snapshot_list, NULL, true,
+  { "snapshot list", 2, "DIR DISK", cmd_snapshot_list, online_snapshot_list, true,
     "list the snapshots of a disk",
     "Usage: casdisk snapshot list DIR DISK [--json]\n"
     "List the snapshots of disk DISK: name, export name and size.\n"
     "  --json   print a JSON array of {\"name\", \"export\", \"size\"}\n",
     (const struct option[]) { O_JSON, O_HELP, O_END } },
-  { "snapshot delete", 3, "DIR DISK SNAP", cmd_snapshot_delete, NULL, true,
+  { "snapshot delete", 3, "DIR DISK SNAP", cmd_snapshot_delete, online_snapshot_delete, true,
     "delete a snapshot",
     "Usage: casdisk snapshot delete DIR DISK SNAP\n"
     "Delete snapshot SNAP of disk DISK; blocks nothing else uses are freed by the\n"

@@ -65,5 +65,11 @@ int online_compact (const struct cmdline *c, int fd);
 int online_scrub (const struct cmdline *c, int fd);
 int online_disk_add (const struct cmdline *c, int fd);
 int online_disk_list (const struct cmdline *c, int fd);
+/* online_disks.c: clone, delete and snapshots on a served store */
+int online_disk_clone (const struct cmdline *c, int fd);
+int online_disk_delete (const struct cmdline *c, int fd);
+int online_snapshot_create (const struct cmdline *c, int fd);
+int online_snapshot_delete (const struct cmdline *c, int fd);
+int online_snapshot_list (const struct cmdline *c, int fd);
 
 #endif
