@@ -870,7 +870,7 @@ static const struct command {
     "a new disk sharing every block of another",
     "Usage: casdisk disk clone DIR SRC DST\n"
     "Create disk DST as a copy of SRC (a disk, or a snapshot 'disk@snap') in the\n"
-    "store in DIR (not in use).  No data is copied: DST shares every block of SRC,\n"
+    "store in DIR (stopped, or served: then through nbdkit).  No data is copied: DST shares every block of SRC,\n"
     "so the clone takes time in proportion to the disk's map, not its data, and\n"
     "costs no space until one of them is written.  Writes to either never show\n"
     "in the other.\n",
@@ -878,7 +878,7 @@ static const struct command {
   { "disk delete", 2, "DIR NAME", cmd_disk_delete, online_disk_delete, true,
     "delete a disk and release its blocks",
     "Usage: casdisk disk delete DIR NAME\n"
-    "Delete disk NAME from the store in DIR (not in use).  Blocks no other disk or\n"
+    "Delete disk NAME from the store in DIR (stopped or served).  Blocks no other disk or\n"
     "snapshot uses are freed by the delayed GC (after gc-delay, once nbdkit serves\n"
     "the store, or at once by 'casdisk compact').  Refused while the disk has\n"
     "snapshots.\n",
@@ -886,7 +886,8 @@ static const struct command {
   { "snapshot create", 3, "DIR DISK SNAP", cmd_snapshot_create, online_snapshot_create, true,
     "a read-only point-in-time copy of a disk",
     "Usage: casdisk snapshot create DIR DISK SNAP\n"
-    "Take snapshot SNAP of disk DISK in the store in DIR (not in use): a read-only\n"
+    "Take snapshot SNAP of disk DISK in the store in DIR (stopped, or served: then\n"
+    "at a flush point, while clients write): a read-only\n"
     "copy sharing every block, served by nbdkit under the export name DISK@SNAP.\n"
     "DISK@SNAP is at most 64 bytes.  To go back to it, clone it into a new disk\n"
     "('casdisk disk clone DIR DISK@SNAP NEWDISK').\n",
