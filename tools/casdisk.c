@@ -870,10 +870,10 @@ static const struct command {
     "a new disk sharing every block of another",
     "Usage: casdisk disk clone DIR SRC DST\n"
     "Create disk DST as a copy of SRC (a disk, or a snapshot 'disk@snap') in the\n"
-    "store in DIR (stopped, or served: then through nbdkit).  No data is copied: DST shares every block of SRC,\n"
-    "so the clone takes time in proportion to the disk's map, not its data, and\n"
-    "costs no space until one of them is written.  Writes to either never show\n"
-    "in the other.\n",
+    "store in DIR (stopped, or served: then through nbdkit).  No data is copied:\n"
+    "DST shares every block of SRC, so the clone takes time in proportion to the\n"
+    "disk's map, not its data, and costs no space until one of them is written.\n"
+    "Writes to either never show in the other.\n",
     (const struct option[]) { O_HELP, O_END } },
   { "disk delete", 2, "DIR NAME", cmd_disk_delete, online_disk_delete, true,
     "delete a disk and release its blocks",
@@ -887,9 +887,9 @@ static const struct command {
     "a read-only point-in-time copy of a disk",
     "Usage: casdisk snapshot create DIR DISK SNAP\n"
     "Take snapshot SNAP of disk DISK in the store in DIR (stopped, or served: then\n"
-    "at a flush point, while clients write): a read-only\n"
-    "copy sharing every block, served by nbdkit under the export name DISK@SNAP.\n"
-    "DISK@SNAP is at most 64 bytes.  To go back to it, clone it into a new disk\n"
+    "at a flush point, while clients write): a read-only copy sharing every block,\n"
+    "served by nbdkit under the export name DISK@SNAP (64 bytes at most).  To go\n"
+    "back to it, clone it into a new disk\n"
     "('casdisk disk clone DIR DISK@SNAP NEWDISK').\n",
     (const struct option[]) { O_HELP, O_END } },
   { "snapshot list", 2, "DIR DISK", cmd_snapshot_list, online_snapshot_list, true,
