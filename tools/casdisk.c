@@ -878,10 +878,10 @@ static const struct command {
   { "disk delete", 2, "DIR NAME", cmd_disk_delete, online_disk_delete, true,
     "delete a disk and release its blocks",
     "Usage: casdisk disk delete DIR NAME\n"
-    "Delete disk NAME from the store in DIR (stopped or served).  Blocks no other disk or\n"
-    "snapshot uses are freed by the delayed GC (after gc-delay, once nbdkit serves\n"
-    "the store, or at once by 'casdisk compact').  Refused while the disk has\n"
-    "snapshots.\n",
+    "Delete disk NAME from the store in DIR (stopped or served).  Blocks no other\n"
+    "disk or snapshot uses are freed by the delayed GC (after gc-delay, once nbdkit\n"
+    "serves the store, or at once by 'casdisk compact').  Refused while the disk\n"
+    "has snapshots.\n",
     (const struct option[]) { O_HELP, O_END } },
   { "snapshot create", 3, "DIR DISK SNAP", cmd_snapshot_create, online_snapshot_create, true,
     "a read-only point-in-time copy of a disk",
