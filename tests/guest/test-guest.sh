@@ -16,9 +16,11 @@
 # GUEST_FULL=1 (make check-guest) writes tens of MiB; the default, run by
 # make check, is the same with less data.
 . "${top_builddir:-.}/tests/functions.sh"
-requires nbdcopy
+# Only a machine without qemu's PC emulator cannot run this test.  Anything
+# else missing is an error: scripts/install-deps.sh installs it.
 command -v qemu-system-x86_64 >/dev/null ||
   { echo "SKIP: qemu-system-x86_64 is not installed (Debian: qemu-system-x86)"; exit 77; }
+command -v nbdcopy >/dev/null || fail "nbdcopy is not installed (Debian: libnbd-bin)"
 
 mib=$((1 << 20))
 if [ "${GUEST_FULL:-0}" = 1 ]; then
