@@ -358,10 +358,23 @@ cas_alloc_erase (struct cas_alloc *a, int (*erase) (void *, uint64_t, uint64_t),
     SCOPED_LOCK (l, &a->lock);
     while (a->junk->n > 0 &&
            (a->keep_erased == UINT64_MAX || a->free_bytes + a->erased_bytes < a->keep_erased)) {
-      const struct cas_extent e = a->junk->v[a->junk->n - 1];
+      struct cas_extent e = a->junk->v[a->junk->n - 1];
+      if (a->keep_erased != UINT64_MAX) {
+        /* Only what is missing (whole granules); the rest stays junk. */
+        const uint64_t want = round_up (a->keep_erased - a->free_bytes - a->erased_bytes,
+                                        CAS_GRANULE);
+        if (e.len > want)
+          e.len = want;
+      }
       if (push (&todo, e.off, e.len, 0) == -1)
         break;                  /* out of memory: the rest waits for the next call */
-      take (a->junk, a->junk->n - 1);
+      struct cas_extent *top = &a->junk->v[a->junk->n - 1];
+      if (top->len == e.len)
+        take (a->junk, a->junk->n - 1);
+      else {
+        top->off += e.len;      /* keep the tail of the extent as junk */
+        top->len -= e.len;
+      }
       a->junk_bytes -= e.len;
       a->erased_bytes += e.len;
     }

@@ -775,6 +775,8 @@ cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
   pthread_mutex_init (&s->flush_lock, NULL);
   pthread_mutex_init (&s->bg_lock, NULL);
   pthread_cond_init (&s->bg_cond, NULL);
+  pthread_cond_init (&s->bg_done, NULL);
+  s->opened_ns = cas_now_ns ();
   pthread_mutex_init (&s->recycle_lock, NULL);
 
   if (open_files (s) == -1)
@@ -928,7 +930,11 @@ cas_store_start (struct cas_store *s)
 {
   if (s->readonly)
     return 0;
-  return cas_gc_start (s);
+  if (cas_gc_start (s) == -1)
+    return -1;
+  if (s->opts.control && cas_control_start (s) == -1)
+    return -1;                  /* cas_store_close stops the GC */
+  return 0;
 }
 
 int
@@ -946,6 +952,7 @@ cas_store_close (struct cas_store *s)
 
   if (s == NULL)
     return 0;
+  cas_control_stop (s);         /* its requests may wait for the GC thread */
   cas_gc_stop (s);
   if (__atomic_load_n (&s->io_failed, __ATOMIC_ACQUIRE)) {
     cas_error ("%s: closing after an I/O error: nothing more is written; the next "

@@ -20,6 +20,7 @@
 
 #include "alloc.h"
 #include "casdisk.h"
+#include "counters.h"
 #include "index.h"
 #include "map.h"
 
@@ -44,6 +45,7 @@ struct cas_disk {
   char name[CAS_DISK_NAME_MAX + 1];
   uint64_t size;                    /* bytes */
   struct cas_map map;               /* nblocks = ceil (size / block_size) */
+  struct cas_op_counters ops;       /* requests of this disk (counters.h) */
 };
 
 struct jbuf {
@@ -136,6 +138,23 @@ struct cas_store {
   /* Tests only: called between the steps of a move (recycler.c). */
   void (*recycle_hook) (void *opaque, struct cas_store *s, enum cas_recycle_step step);
   void *recycle_hook_opaque;
+
+  /* Compaction on request (cas_gc_compact_now): tickets, under bg_lock. */
+  pthread_cond_t bg_done;           /* broadcast when a requested compaction ends */
+  uint64_t compact_requested;       /* tickets handed out */
+  uint64_t compact_done;            /* every ticket <= this has been served */
+  uint64_t compact_last_moved;      /* bytes the last requested compaction moved */
+
+  /* Live figures for status and metrics (metrics.c); atomics. */
+  uint64_t opened_ns;               /* cas_now_ns () at open */
+  uint64_t compact_moving;          /* bytes moved by the requested compaction running */
+  uint64_t compactions;             /* requested compactions completed */
+  bool scrub_running;               /* one online scrub at a time */
+  uint64_t scrub_done, scrub_total; /* its progress, in blocks */
+  uint64_t scrubs;                  /* scrubs completed since open */
+  uint64_t scrub_corrupted;         /* blocks they found bad */
+
+  struct cas_control *control;      /* the control channel (control.c), or NULL */
 };
 
 static inline pthread_mutex_t *
@@ -227,6 +246,45 @@ void cas_runtime_assert (struct cas_store *s, const char *step);
  * hook, then cas_runtime_assert.
  */
 void cas_step (struct cas_store *s, enum cas_recycle_step step, const char *name);
+
+/* Ask the background thread to compact now: free the dead blocks whose
+ * gc-delay has passed (never the others), move blocks from the tail at
+ * recycle_rate ignoring compact_after, release and cut the file.  Waits
+ * for the end, calling PROGRESS (may be NULL) about once a second with
+ * the bytes moved so far; stops waiting (ECANCELED) when *CANCEL becomes
+ * true, the compaction going on in the background.  Returns the bytes
+ * moved, or -1 (EINVAL when the background thread is not running).
+ */
+int64_t cas_gc_compact_now (struct cas_store *s, const bool *cancel,
+                            void (*progress) (void *opaque, uint64_t moved), void *opaque);
+
+/* ---- scrub.c ---- */
+/* cas_store_scrub, stopping early (-1, ECANCELED) once *CANCEL (may be
+ * NULL) becomes true.  PROGRESS is also called while the rate limit
+ * sleeps, at least every 200 ms, repeating the last figures.
+ */
+int cas_scrub_run (struct cas_store *s, uint64_t rate, cas_progress_fn progress,
+                   cas_report_fn fn, void *opaque, struct cas_scrub_result *res,
+                   const bool *cancel);
+
+/* ---- control.c ---- */
+struct cas_control;
+/* Start the server thread (cas_store_start); stop and join it, removing
+ * the socket and the metrics file (cas_store_close, before the GC stops).
+ */
+int cas_control_start (struct cas_store *s);
+void cas_control_stop (struct cas_store *s);
+
+/* ---- metrics.c ---- */
+/* The live figures, one line at a time through LINE (without newline):
+ * STATUS: "store KEY VALUE" and "disk NAME KEY VALUE" lines;
+ * PROMETHEUS: the text exposition format, HELP and TYPE lines included.
+ */
+enum cas_live_format { CAS_LIVE_STATUS, CAS_LIVE_PROMETHEUS };
+int cas_live_render (struct cas_store *s, enum cas_live_format fmt,
+                     int (*line) (void *opaque, const char *text), void *opaque);
+/* Write the Prometheus figures to PATH atomically (PATH.tmp, rename). */
+int cas_metrics_write_file (struct cas_store *s, const char *path);
 
 /* ---- recycler.c ---- */
 /* Is there enough free space inside the data file to compact? */

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "compress.h"
+#include "counters.h"
 #include "crc32c.h"
 #include "format.h"
 #include "io.h"
@@ -84,8 +85,8 @@ cas_read_stored (struct cas_store *s, struct cas_block *b, void *out)
   return 0;
 }
 
-int
-cas_disk_read (struct cas_disk *d, void *buf, uint32_t count, uint64_t offset)
+static int
+read_range (struct cas_disk *d, void *buf, uint32_t count, uint64_t offset)
 {
   struct cas_store *s = d->s;
   const uint32_t bs = s->block_size;
@@ -351,8 +352,8 @@ write_range (struct cas_disk *d, const uint8_t *src, uint32_t count, uint64_t of
   return r;
 }
 
-int
-cas_disk_write (struct cas_disk *d, const void *buf, uint32_t count, uint64_t offset)
+static int
+write_request (struct cas_disk *d, const void *buf, uint32_t count, uint64_t offset)
 {
   if (d->s->readonly) {
     errno = EROFS;
@@ -410,8 +411,8 @@ zero_blocks (struct cas_disk *d, uint64_t v0, uint64_t n)
   return maybe_flush (s);
 }
 
-int
-cas_disk_zero (struct cas_disk *d, uint32_t count, uint64_t offset)
+static int
+zero_range (struct cas_disk *d, uint32_t count, uint64_t offset)
 {
   const uint32_t bs = d->s->block_size;
   uint64_t first, last;
@@ -441,9 +442,9 @@ cas_disk_zero (struct cas_disk *d, uint32_t count, uint64_t offset)
   return 0;
 }
 
-int
-cas_disk_extents (struct cas_disk *d, uint64_t offset, uint64_t count,
-                  cas_extent_fn fn, void *opaque)
+static int
+extents_range (struct cas_disk *d, uint64_t offset, uint64_t count,
+               cas_extent_fn fn, void *opaque)
 {
   const uint32_t bs = d->s->block_size;
   const uint64_t end = offset + count;
@@ -486,4 +487,74 @@ cas_disk_extents (struct cas_disk *d, uint64_t offset, uint64_t count,
   if (count > 0 && fn (opaque, start, end - start, zero) == -1)
     return -1;
   return 0;
+}
+
+/* ---- Where requests enter: each is counted (counters.h). ---- */
+
+__thread unsigned cas_op_thread_shard __attribute__((tls_model ("initial-exec")));
+
+unsigned
+cas_op_pick_shard (void)
+{
+  static unsigned next;
+  const unsigned k = __atomic_fetch_add (&next, 1, __ATOMIC_RELAXED) % CAS_OP_SHARDS;
+
+  cas_op_thread_shard = k + 1;
+  return k;
+}
+
+int
+cas_disk_read (struct cas_disk *d, void *buf, uint32_t count, uint64_t offset)
+{
+  return cas_op_done (&d->ops, CAS_OP_READ, count, read_range (d, buf, count, offset));
+}
+
+int
+cas_disk_write (struct cas_disk *d, const void *buf, uint32_t count, uint64_t offset)
+{
+  return cas_op_done (&d->ops, CAS_OP_WRITE, count, write_request (d, buf, count, offset));
+}
+
+int
+cas_disk_zero (struct cas_disk *d, uint32_t count, uint64_t offset)
+{
+  return cas_op_done (&d->ops, CAS_OP_ZERO, count, zero_range (d, count, offset));
+}
+
+int
+cas_disk_extents (struct cas_disk *d, uint64_t offset, uint64_t count,
+                  cas_extent_fn fn, void *opaque)
+{
+  return cas_op_done (&d->ops, CAS_OP_EXTENTS, count,
+                      extents_range (d, offset, count, fn, opaque));
+}
+
+int
+cas_disk_flush (struct cas_disk *d)
+{
+  return cas_op_done (&d->ops, CAS_OP_FLUSH, 0, cas_store_flush (d->s));
+}
+
+void
+cas_disk_op_stats (struct cas_disk *d, struct cas_op_stats out[CAS_OP_COUNT])
+{
+  memset (out, 0, CAS_OP_COUNT * sizeof *out);
+  for (int k = 0; k < CAS_OP_SHARDS; k++) {
+    const struct cas_op_shard *sh = &d->ops.shard[k];
+    for (int op = 0; op < CAS_OP_COUNT; op++) {
+      out[op].requests += __atomic_load_n (&sh->requests[op], __ATOMIC_RELAXED);
+      out[op].bytes += __atomic_load_n (&sh->bytes[op], __ATOMIC_RELAXED);
+      out[op].errors += __atomic_load_n (&sh->errors[op], __ATOMIC_RELAXED);
+    }
+  }
+}
+
+const char *
+cas_op_name (enum cas_op op)
+{
+  static const char *const names[CAS_OP_COUNT] = {
+    [CAS_OP_READ] = "read", [CAS_OP_WRITE] = "write", [CAS_OP_ZERO] = "zero",
+    [CAS_OP_FLUSH] = "flush", [CAS_OP_EXTENTS] = "extents",
+  };
+  return (unsigned) op < CAS_OP_COUNT ? names[op] : "unknown";
 }

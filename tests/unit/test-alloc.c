@@ -327,6 +327,25 @@ Test (alloc, keep_erased_limits_erasing)
   cr_assert_eq (cas_alloc_erase (&a, erase_cb, &nerase), 2 * G);
 }
 
+Test (alloc, keep_erased_splits_an_extent)
+{
+  const uint64_t x = get (6 * G);
+
+  get (G);
+  cas_alloc_free_later (&a, x, 6 * G, 1);
+  cas_alloc_release (&a, 1);
+  a.keep_erased = 2 * G;
+  nerase = 0;
+  cr_assert_eq (cas_alloc_erase (&a, erase_cb, &nerase), 2 * G, "only what keep_erased asks");
+  cr_assert_eq (nerase, 1);
+  cr_assert_eq (erased_off[0], x);
+  cr_assert_eq (erased_len[0], 2 * G);
+  cr_assert_eq (space ().junk, 4 * G, "the rest of the extent stays junk");
+  cas_alloc_erased_durable (&a, NULL, NULL);
+  cr_assert_eq (get (2 * G), x, "the erased part is free");
+  cr_assert_eq (get (4 * G), x + 2 * G, "the junk part is reused");
+}
+
 Test (alloc, settled_junk_at_end_cuts_end)
 {
   const uint64_t x = get (2 * G);

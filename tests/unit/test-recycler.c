@@ -140,7 +140,8 @@ struct hook {
   enum { H_NONE, H_DISCARD, H_OVERWRITE, H_FLUSH, H_CRASH } what;
   struct cas_disk *d;
   int fired;
-  uint64_t crash_model[8][NB];          /* the model at each crash copy */
+  unsigned steps;                       /* bit per step seen */
+  uint64_t crash_model[12][NB];         /* the model at each crash copy */
   int ncrash;
 };
 
@@ -182,6 +183,7 @@ hook_fn (void *opaque, struct cas_store *s, enum cas_recycle_step step)
   if (h->at != -1 && (int) step != h->at)
     return;
   h->fired++;
+  h->steps |= 1u << step;
   switch (h->what) {
   case H_NONE:
     break;
@@ -201,7 +203,7 @@ hook_fn (void *opaque, struct cas_store *s, enum cas_recycle_step step)
     cr_assert_eq (cas_store_flush (s), 0);
     break;
   case H_CRASH:
-    cr_assert_lt (h->ncrash, 8);
+    cr_assert_lt (h->ncrash, 12);
     memcpy (h->crash_model[h->ncrash], model, sizeof model);
     crash_copy (h->ncrash++);
     break;
@@ -213,6 +215,31 @@ set_hook (struct cas_store *s, struct hook *h)
 {
   s->recycle_hook = hook_fn;
   s->recycle_hook_opaque = h;
+}
+
+/* A whole background round on a fragmented store, with fresh discards in
+ * the middle of the file for the round's GC, so that every step happens:
+ * copied, flushed, referenced (the moves), settled, erased, freed (the
+ * discards' space and the moves' old places), cut.
+ */
+#define ALL_STEPS ((1u << CAS_STEP_COPIED) | (1u << CAS_STEP_FLUSHED) |          \
+                   (1u << CAS_STEP_REFERENCED) | (1u << CAS_STEP_SETTLED) |     \
+                   (1u << CAS_STEP_ERASED) | (1u << CAS_STEP_FREED) |           \
+                   (1u << CAS_STEP_CUT))
+
+static void
+round_with_discards (struct cas_store *s, struct hook *h)
+{
+  for (uint64_t v = NB * 6 / 10; v < NB * 7 / 10; v++)
+    put (h->d, v, 0);
+  cr_assert_eq (cas_store_flush (s), 0);
+  set_hook (s, h);
+  pthread_mutex_lock (&s->recycle_lock);
+  cas_gc_round (s, true);
+  pthread_mutex_unlock (&s->recycle_lock);
+  cr_assert_eq (h->steps & ALL_STEPS, ALL_STEPS, "steps seen: 0x%x, want 0x%x",
+                h->steps, ALL_STEPS);
+  cr_assert_eq (stats (s).data_file_end, (NB - NB * 7 / 10) * BS);
 }
 
 /* ---- the move state machine ---- */
@@ -308,13 +335,7 @@ Test (recycler, flush_between_every_step)
   struct cas_store *s = fragmented (CAS_KEEP_ERASED_ALL, false);
   struct hook h = { .at = -1, .what = H_FLUSH, .d = disk0 (s) };
 
-  set_hook (s, &h);
-  pthread_mutex_lock (&s->recycle_lock);
-  cas_gc_round (s, true);
-  pthread_mutex_unlock (&s->recycle_lock);
-  /* copied, flushed, referenced, settled, erased, freed, cut */
-  cr_assert_geq (h.fired, 7, "the hook ran at %d steps", h.fired);
-  cr_assert_eq (stats (s).data_file_end, (NB - NB * 6 / 10) * BS);
+  round_with_discards (s, &h);
   expect_model (h.d, "after a round with flushes between the steps");
   close_ok (s);
   check_clean ();
@@ -325,10 +346,7 @@ Test (recycler, crash_between_every_step)
   struct cas_store *s = fragmented (CAS_KEEP_ERASED_ALL, false);
   struct hook h = { .at = -1, .what = H_CRASH, .d = disk0 (s) };
 
-  set_hook (s, &h);
-  pthread_mutex_lock (&s->recycle_lock);
-  cas_gc_round (s, true);
-  pthread_mutex_unlock (&s->recycle_lock);
+  round_with_discards (s, &h);
   cr_assert_geq (h.ncrash, 7, "crash copies at %d steps", h.ncrash);
   close_ok (s);
   for (int i = 0; i < h.ncrash; i++) {
