@@ -295,6 +295,30 @@ grep -q "is in use" "$tmp/out" || { cat "$tmp/out"; fail "check: no clear messag
 grep -q -- "--now" "$tmp/out" || { cat "$tmp/out"; fail "compact: no hint about --now"; }
 pass "offline-only commands say the store is in use"
 
+# ---- a long scrub: seen in status, one at a time, no obstacle to a stop ----
+"$CASDISK" scrub "$st" --rate 256K >"$tmp/slow.out" 2>&1 &
+slow=$!
+sleep 2
+"$CASDISK" status "$st" --json >"$tmp/s3.json" || fail "status during a scrub"
+$PYTHON -c '
+import json, sys
+s = json.load(open(sys.argv[1]))["store"]
+assert s["scrub_running"] == 1 and 0 < s["scrub_done_blocks"] < s["scrub_total_blocks"], s
+print("status during a scrub: %d of %d blocks" % (s["scrub_done_blocks"], s["scrub_total_blocks"]))
+' "$tmp/s3.json" || fail "status does not show the running scrub"
+"$CASDISK" scrub "$st" >"$tmp/out" 2>&1 && fail "a second scrub ran at once"
+grep -q "running already" "$tmp/out" || { cat "$tmp/out"; fail "second scrub: no clear message"; }
+t0=$(date +%s)
+stop_nbdkit
+t1=$(date +%s)
+[ $((t1 - t0)) -le 10 ] || fail "the stop took $((t1 - t0)) s with a scrub running"
+wait "$slow" && fail "the interrupted scrub reported success"
+grep -q "server is stopping\|cancelled\|closed the connection" "$tmp/slow.out" ||
+  { cat "$tmp/slow.out"; fail "the interrupted scrub: no clear message"; }
+echo "stopped in $((t1 - t0)) s with a scrub running: $(grep -m1 'casdisk:' "$tmp/slow.out")"
+start_nbdkit store="$st" gc-delay=4 compact-after=100
+pass "a long scrub shows in status, runs alone and does not hold up a stop"
+
 # A crash leaves the socket; the next start replaces it.
 kill9_nbdkit
 [ -S "$st/control.sock" ] || fail "no socket left by a crash"
