@@ -498,7 +498,8 @@ cmd_compact (const struct cmdline *c)
     cas_store_close (s);
     return EXIT_FAILURE;
   }
-  progress_init (&bar, "compact (MiB)", c->json);
+  progress_init (&bar, "compact", c->json);
+  bar.unit = "MiB";
   moved = cas_store_compact (s, on_compact_progress, &bar);
   progress_done (&bar);
   if (moved < 0 || cas_store_stats (s, &after) == -1) {
