@@ -106,18 +106,50 @@ int cas_store_compression_level (const struct cas_store *s) __attribute__((nonnu
 const char *cas_store_dir (const struct cas_store *s) __attribute__((nonnull));
 
 /* Disks.  Disks are never freed while the store is open, so a pointer
- * returned here stays valid until cas_store_close().
+ * returned here stays valid until cas_store_close(), even after the disk
+ * is deleted (its reads and writes then fail with EIO).
  */
 struct cas_disk *cas_disk_add (struct cas_store *s, const char *name, uint64_t size)
   __attribute__((nonnull));
 struct cas_disk *cas_disk_find (struct cas_store *s, const char *name)
   __attribute__((nonnull));     /* NULL with errno = ENOENT */
+/* Disk slots: cas_store_disk (s, i) for i < cas_store_ndisks (s) is a
+ * disk or a snapshot, or NULL for the slot of a deleted disk.
+ */
 size_t cas_store_ndisks (const struct cas_store *s) __attribute__((nonnull));
 struct cas_disk *cas_store_disk (struct cas_store *s, size_t i) __attribute__((nonnull));
 bool cas_disk_name_valid (const char *name) __attribute__((nonnull));
 
 const char *cas_disk_name (const struct cas_disk *d) __attribute__((nonnull));
 uint64_t cas_disk_size (const struct cas_disk *d) __attribute__((nonnull));
+/* A snapshot: read-only, named "disk@snap" (writes fail with EROFS). */
+bool cas_disk_is_snapshot (const struct cas_disk *d) __attribute__((nonnull));
+
+/* Whole-disk operations (lib/diskops.c).  Each may be called while other
+ * threads read and write any disk: it takes its own locks (ckpt_lock,
+ * disks_lock, every stripe lock, jlock: see docs/design.md), pauses
+ * writers for the time it takes to copy or walk the disk's map (no data is
+ * copied), and is durable on return (it flushes).  A clone or snapshot is
+ * the disk's content at one point of the journal: every write completed
+ * before the call, none started after it.  If the final flush fails the
+ * operation has happened in memory and is durable after the next good
+ * flush; -1 is returned.
+ *
+ * cas_disk_clone: a new writable disk DST sharing every block of SRC (a
+ * disk or a snapshot); writes to either never show in the other.
+ * cas_snapshot_create: a read-only copy of DISK named "DISK@SNAP" (64
+ * bytes at most), served under that export name.
+ * cas_disk_delete: releases every block of disk NAME (their space comes
+ * back through the delayed GC); refused (ENOTEMPTY) while it has
+ * snapshots.  cas_snapshot_delete: the same for "DISK@SNAP".
+ */
+struct cas_disk *cas_disk_clone (struct cas_store *s, const char *src, const char *dst)
+  __attribute__((nonnull));
+struct cas_disk *cas_snapshot_create (struct cas_store *s, const char *disk, const char *snap)
+  __attribute__((nonnull));
+int cas_disk_delete (struct cas_store *s, const char *name) __attribute__((nonnull));
+int cas_snapshot_delete (struct cas_store *s, const char *disk, const char *snap)
+  __attribute__((nonnull));
 
 /* Data path.  Any offset and length within the disk; unaligned is fine. */
 int cas_disk_read (struct cas_disk *d, void *buf, uint32_t count, uint64_t offset)

@@ -182,6 +182,8 @@ h_disks (struct conn *c, const struct request *r)
 
   for (size_t i = 0; i < n; i++) {
     const struct cas_disk *d = cas_store_disk (s, i);
+    if (d == NULL || cas_disk_is_snapshot (d))
+      continue;                 /* a deleted disk's slot; snapshots are not disks here */
     if (conn_send (c, "data", "%s %" PRIu64, cas_disk_name (d), cas_disk_size (d)) == -1)
       return -1;
   }
@@ -201,6 +203,80 @@ h_disk_add (struct conn *c, const struct request *r)
   if (cas_disk_add (c->ctl->s, name, size) == NULL)
     return -1;
   return conn_send (c, "data", "%s %" PRIu64, name, size);
+}
+
+/* Whole-disk operations (lib/diskops.c): each takes its own locks and
+ * flushes, so it is safe while clients read and write, and durable when
+ * "ok" is sent.
+ */
+static int
+h_disk_clone (struct conn *c, const struct request *r)
+{
+  const char *src = arg (r, "src"), *dst = arg (r, "dst");
+  struct cas_disk *d;
+
+  if (src == NULL || dst == NULL)
+    return fail (EINVAL, "disk-clone needs src=DISK and dst=NAME");
+  d = cas_disk_clone (c->ctl->s, src, dst);
+  if (d == NULL)
+    return -1;
+  return conn_send (c, "data", "%s %" PRIu64, cas_disk_name (d), cas_disk_size (d));
+}
+
+static int
+h_disk_delete (struct conn *c, const struct request *r)
+{
+  const char *name = arg (r, "name");
+
+  if (name == NULL)
+    return fail (EINVAL, "disk-delete needs name=DISK");
+  return cas_disk_delete (c->ctl->s, name);
+}
+
+static int
+h_snapshot_create (struct conn *c, const struct request *r)
+{
+  const char *disk = arg (r, "disk"), *snap = arg (r, "snap");
+  struct cas_disk *d;
+
+  if (disk == NULL || snap == NULL)
+    return fail (EINVAL, "snapshot-create needs disk=DISK and snap=NAME");
+  d = cas_snapshot_create (c->ctl->s, disk, snap);
+  if (d == NULL)
+    return -1;
+  return conn_send (c, "data", "%s %" PRIu64, cas_disk_name (d), cas_disk_size (d));
+}
+
+static int
+h_snapshot_delete (struct conn *c, const struct request *r)
+{
+  const char *disk = arg (r, "disk"), *snap = arg (r, "snap");
+
+  if (disk == NULL || snap == NULL)
+    return fail (EINVAL, "snapshot-delete needs disk=DISK and snap=NAME");
+  return cas_snapshot_delete (c->ctl->s, disk, snap);
+}
+
+static int
+h_snapshots (struct conn *c, const struct request *r)
+{
+  struct cas_store *s = c->ctl->s;
+  const char *disk = arg (r, "disk");
+  const size_t n = cas_store_ndisks (s);
+
+  if (disk == NULL)
+    return fail (EINVAL, "snapshots needs disk=DISK");
+  if (cas_disk_find (s, disk) == NULL)
+    return fail (ENOENT, "no disk named '%s'", disk);
+  for (size_t i = 0; i < n; i++) {
+    const struct cas_disk *d = cas_store_disk (s, i);
+    const size_t len = strlen (disk);
+    if (d && cas_disk_is_snapshot (d) && strncmp (cas_disk_name (d), disk, len) == 0 &&
+        cas_disk_name (d)[len] == '@' &&
+        conn_send (c, "data", "%s %" PRIu64, cas_disk_name (d), cas_disk_size (d)) == -1)
+      return -1;
+  }
+  return 0;
 }
 
 struct compact_ctx {
@@ -315,6 +391,13 @@ static const struct handler {
   { "metrics", "", "the figures in Prometheus text format, one data line each", h_metrics },
   { "disks", "", "the disks: data NAME SIZE", h_disks },
   { "disk-add", "name size", "add an empty disk", h_disk_add },
+  { "disk-clone", "src dst", "a new disk sharing every block of src (no data copied)",
+    h_disk_clone },
+  { "disk-delete", "name", "delete a disk; its blocks go through the delayed GC", h_disk_delete },
+  { "snapshot-create", "disk snap", "a read-only copy disk@snap, taken at a flush point",
+    h_snapshot_create },
+  { "snapshot-delete", "disk snap", "delete the snapshot disk@snap", h_snapshot_delete },
+  { "snapshots", "disk", "the snapshots of a disk: data DISK@SNAP SIZE", h_snapshots },
   { "compact", "", "compact now (compact-after ignored, gc-delay kept)", h_compact },
   { "scrub", "rate", "verify every block (rate=BYTES per second), quarantine bad ones", h_scrub },
 };

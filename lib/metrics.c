@@ -188,8 +188,11 @@ snapshot (struct cas_store *s, struct live *l, struct disk_live **disks, size_t 
     free (dl);
     return -1;
   }
-  for (size_t i = 0; i < n; i++) {
-    struct cas_disk *d = cas_store_disk (s, i);
+  size_t i = 0;                 /* disks seen: deleted slots are skipped */
+  for (size_t k = 0; k < n; k++) {
+    struct cas_disk *d = cas_store_disk (s, k);
+    if (d == NULL)
+      continue;
     dl[i].name = cas_disk_name (d);
     if (cas_disk_stats (d, &dl[i].ds) == -1) {
       free (dl);
@@ -204,6 +207,7 @@ snapshot (struct cas_store *s, struct live *l, struct disk_live **disks, size_t 
       l->ops[op].errors += dl[i].ops[op].errors;
       l->errors += dl[i].ops[op].errors;
     }
+    i++;
   }
   l->uptime_seconds = (cas_now_ns () - s->opened_ns) / 1000000000;
   l->block_size = s->block_size;
@@ -225,7 +229,7 @@ snapshot (struct cas_store *s, struct live *l, struct disk_live **disks, size_t 
   l->dedup_ratio = ratio (l->st.logical_bytes, l->st.unique_bytes);
   l->compression_ratio = ratio (l->st.unique_bytes, l->st.stored_bytes);
   *disks = dl;
-  *ndisks = n;
+  *ndisks = i;
   return 0;
 }
 

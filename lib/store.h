@@ -1,6 +1,7 @@
 /* The store's internals, shared by the modules that implement casdisk.h:
  * store.c (open, create, close, disks, recovery), store_io.c (the data
- * path), journal.c and ckpt.c (persistence), gc.c (background work),
+ * path), diskops.c (clone, snapshot, delete), journal.c and ckpt.c
+ * (persistence), gc.c (background work),
  * check.c (offline check).
  *
  * Lock order (take them in this order, never the reverse):
@@ -42,11 +43,19 @@ enum cas_recycle_step {
 struct cas_disk {
   struct cas_store *s;
   uint32_t id;                      /* index in s->disks, as the journal names it */
-  char name[CAS_DISK_NAME_MAX + 1];
+  uint32_t flags;                   /* atomic: CAS_DISK_* (DELETED is set once) */
+  char name[CAS_DISK_NAME_MAX + 1]; /* "disk", or "disk@snap" for a snapshot */
   uint64_t size;                    /* bytes */
   struct cas_map map;               /* nblocks = ceil (size / block_size) */
+  struct cas_disk *retired_next;    /* on s->retired once its slot was reused */
   struct cas_op_counters ops;       /* requests of this disk (counters.h) */
 };
+
+static inline bool
+cas_disk_deleted (const struct cas_disk *d)
+{
+  return __atomic_load_n (&d->flags, __ATOMIC_ACQUIRE) & CAS_DISK_DELETED;
+}
 
 struct jbuf {
   uint8_t *p;
@@ -74,12 +83,17 @@ struct cas_store {
   uint32_t block_size;
   int level;
 
-  /* Disks: appended under disks_lock, read without it (ndisks is
-   * published with a release store after the slot is filled).
+  /* Disks: added, cloned and deleted under disks_lock, read without it
+   * (ndisks is published with a release store after the slot is filled;
+   * a slot is replaced with an atomic store).  A deleted disk keeps its
+   * slot (a tombstone) until a new disk reuses it; the replaced struct
+   * goes on the retired list, freed at close, because an open connection
+   * may still hold it (its operations then fail).
    */
   pthread_mutex_t disks_lock;
   struct cas_disk *disks[CAS_MAX_DISKS];
   size_t ndisks;
+  struct cas_disk *retired;         /* disks_lock */
 
   struct cas_index index;           /* lock-free, see index.h */
   struct cas_alloc alloc;           /* its own lock, see alloc.h */
@@ -186,7 +200,28 @@ int cas_load_map_set (struct cas_store *s, struct cas_load *ld, uint32_t disk, u
                       uint64_t id, bool from_journal);
 int cas_load_map_zero (struct cas_store *s, struct cas_load *ld, uint32_t disk, uint64_t v,
                        uint64_t count);
-int cas_load_disk_add (struct cas_store *s, uint32_t id, const char *name, uint64_t size);
+int cas_load_disk_add (struct cas_store *s, uint32_t id, const char *name, uint64_t size,
+                       uint32_t flags);
+/* Is NAME valid for a disk with FLAGS (a snapshot's name is "disk@snap")? */
+bool cas_disk_name_valid_for (const char *name, uint32_t flags);
+/* A new disk struct in slot ID (not yet published).  NULL on ENOMEM. */
+struct cas_disk *cas_disk_new (struct cas_store *s, uint32_t id, const char *name,
+                               uint64_t size, uint32_t flags);
+/* disks_lock held (or loading).  Put D in its slot, retiring a tombstone
+ * that was there; publishes ndisks when D is appended.
+ */
+void cas_disk_publish (struct cas_store *s, struct cas_disk *d);
+/* disks_lock held.  The slot for a new disk: the first tombstone, or the
+ * next free one; -1 with ENOSPC when the store is full.
+ */
+int cas_disk_free_slot (struct cas_store *s, uint32_t *id);
+/* disks_lock held.  The live disk named NAME, or NULL. */
+struct cas_disk *cas_disk_find_locked (struct cas_store *s, const char *name);
+
+/* ---- diskops.c (loading: no concurrency) ---- */
+int cas_load_disk_clone (struct cas_store *s, struct cas_load *ld, uint32_t id,
+                         const char *name, uint64_t size, uint32_t src, uint32_t flags);
+int cas_load_disk_del (struct cas_store *s, uint32_t id);
 
 /* ---- journal.c ---- */
 /* jlock held.  Append one record; returns its seq. */

@@ -48,6 +48,17 @@ check_range (const struct cas_disk *d, uint64_t count, uint64_t offset, const ch
   return 0;
 }
 
+/* Operations on a disk deleted while a connection still held it fail. */
+static int
+check_deleted (const struct cas_disk *d, const char *op)
+{
+  if (!cas_disk_deleted (d))
+    return 0;
+  errno = EIO;
+  cas_error ("%s: disk '%s' was deleted", op, d->name);
+  return -1;
+}
+
 /* B's stored bytes are wrong: take it out of dedup, count it, say where. */
 static int
 corrupted (struct cas_store *s, struct cas_block *b, uint64_t offset, const char *what)
@@ -93,7 +104,7 @@ read_range (struct cas_disk *d, void *buf, uint32_t count, uint64_t offset)
   CLEANUP_FREE uint8_t *tmp = NULL;
   uint8_t *p = buf;
 
-  if (check_range (d, count, offset, "read") == -1)
+  if (check_range (d, count, offset, "read") == -1 || check_deleted (d, "read") == -1)
     return -1;
   while (count > 0) {
     const uint64_t v = offset / bs;
@@ -232,6 +243,8 @@ set_entry (struct cas_disk *d, uint64_t v, struct cas_block *nb)
   struct cas_block *old;
   uint64_t seq;
 
+  if (check_deleted (d, "write") == -1)   /* deletion holds every stripe */
+    return -1;
   if (cas_map_set (&d->map, v, nb, &old) == -1)
     return -1;
   if (old == nb) {              /* same content: the map already had a reference */
@@ -352,14 +365,28 @@ write_range (struct cas_disk *d, const uint8_t *src, uint32_t count, uint64_t of
   return r;
 }
 
+/* Writes to a snapshot or a read-only store fail with EROFS. */
 static int
-write_request (struct cas_disk *d, const void *buf, uint32_t count, uint64_t offset)
+check_writable (const struct cas_disk *d, const char *op)
 {
   if (d->s->readonly) {
     errno = EROFS;
-    cas_error ("write: the store is open read-only");
+    cas_error ("%s: the store is open read-only", op);
     return -1;
   }
+  if (cas_disk_is_snapshot (d)) {
+    errno = EROFS;
+    cas_error ("%s: '%s' is a snapshot (read-only)", op, d->name);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+write_request (struct cas_disk *d, const void *buf, uint32_t count, uint64_t offset)
+{
+  if (check_writable (d, "write") == -1 || check_deleted (d, "write") == -1)
+    return -1;
   if (check_range (d, count, offset, "write") == -1 || cas_check_failed (d->s, "write") == -1)
     return -1;
   return write_range (d, buf, count, offset);
@@ -371,12 +398,13 @@ zero_blocks (struct cas_disk *d, uint64_t v0, uint64_t n)
 {
   struct cas_store *s = d->s;
   const uint64_t now = cas_now ();
+  int r = 0;
 
   pthread_rwlock_rdlock (&s->ckpt_lock);
   if (n <= ZERO_RANGE_BIG) {
-    for (uint64_t v = v0; v < v0 + n; v++) {
+    for (uint64_t v = v0; v < v0 + n && r == 0; v++) {
       SCOPED_LOCK (l, stripe_of (s, d, v));
-      set_entry (d, v, NULL);   /* cannot fail: no page is allocated */
+      r = set_entry (d, v, NULL);   /* fails only on a deleted disk: no page is allocated */
     }
   }
   else {
@@ -386,6 +414,12 @@ zero_blocks (struct cas_disk *d, uint64_t v0, uint64_t n)
 
     for (int i = 0; i < CAS_NSTRIPES; i++)
       pthread_mutex_lock (&s->stripes[i]);
+    if (check_deleted (d, "zero") == -1) {
+      for (int i = CAS_NSTRIPES - 1; i >= 0; i--)
+        pthread_mutex_unlock (&s->stripes[i]);
+      pthread_rwlock_unlock (&s->ckpt_lock);
+      return -1;
+    }
     put_le32 (rec, d->id);
     put_le64 (rec + 8, v0);
     put_le64 (rec + 16, n);
@@ -408,6 +442,8 @@ zero_blocks (struct cas_disk *d, uint64_t v0, uint64_t n)
       pthread_mutex_unlock (&s->stripes[i]);
   }
   pthread_rwlock_unlock (&s->ckpt_lock);
+  if (r == -1)
+    return -1;
   return maybe_flush (s);
 }
 
@@ -417,11 +453,8 @@ zero_range (struct cas_disk *d, uint32_t count, uint64_t offset)
   const uint32_t bs = d->s->block_size;
   uint64_t first, last;
 
-  if (d->s->readonly) {
-    errno = EROFS;
-    cas_error ("zero: the store is open read-only");
+  if (check_writable (d, "zero") == -1 || check_deleted (d, "zero") == -1)
     return -1;
-  }
   if (check_range (d, count, offset, "zero") == -1 || cas_check_failed (d->s, "zero") == -1)
     return -1;
   /* Whole blocks in the middle are released; the partial ends are written
@@ -451,7 +484,7 @@ extents_range (struct cas_disk *d, uint64_t offset, uint64_t count,
   uint64_t start = offset, pos = offset;
   bool zero = false, first = true;
 
-  if (check_range (d, count, offset, "extents") == -1)
+  if (check_range (d, count, offset, "extents") == -1 || check_deleted (d, "extents") == -1)
     return -1;
   rcu_read_lock ();
   while (pos < end) {

@@ -315,8 +315,13 @@ casdisk_get_ready (void)
     return -1;
   }
   default_disk = cas_disk_find (store, name);
-  if (default_disk == NULL && disk_name == NULL && cas_store_ndisks (store) > 0 && size == 0)
-    default_disk = cas_store_disk (store, 0);       /* no disk0: serve the first */
+  /* No disk0: serve the first disk (not a snapshot). */
+  for (size_t i = 0; default_disk == NULL && disk_name == NULL && size == 0 &&
+         i < cas_store_ndisks (store); i++) {
+    struct cas_disk *d = cas_store_disk (store, i);
+    if (d && !cas_disk_is_snapshot (d))
+      default_disk = d;
+  }
   if (default_disk == NULL) {
     if (size == 0) {
       nbdkit_error ("%s has no disk '%s': give size=SIZE to create it", store_dir, name);
@@ -349,14 +354,18 @@ casdisk_cleanup (void)
   store = NULL;
 }
 
+/* Every disk and every snapshot ("disk@snap", read-only). */
 static int
 casdisk_list_exports (int readonly, int is_tls, struct nbdkit_exports *exports)
 {
   const size_t n = cas_store_ndisks (store);
 
-  for (size_t i = 0; i < n; i++)
-    if (nbdkit_add_export (exports, cas_disk_name (cas_store_disk (store, i)), NULL) == -1)
+  for (size_t i = 0; i < n; i++) {
+    const struct cas_disk *d = cas_store_disk (store, i);
+    if (d && nbdkit_add_export (exports, cas_disk_name (d),
+                                cas_disk_is_snapshot (d) ? "snapshot (read-only)" : NULL) == -1)
       return -1;
+  }
   return 0;
 }
 
@@ -395,7 +404,8 @@ casdisk_block_size (void *handle, uint32_t *minimum, uint32_t *preferred, uint32
   return 0;
 }
 
-static int casdisk_can_write (void *handle) { return 1; }
+/* Snapshots are read-only: nbdkit then refuses writes itself. */
+static int casdisk_can_write (void *handle) { return !cas_disk_is_snapshot (handle); }
 static int casdisk_can_flush (void *handle) { return 1; }
 static int casdisk_can_trim (void *handle) { return 1; }
 static int casdisk_can_zero (void *handle) { return 1; }

@@ -3,6 +3,12 @@
  *   casdisk create DIR [--size SIZE] [--block-size SIZE] [--compression N|off] [--disk NAME]
  *   casdisk disk add DIR NAME SIZE
  *   casdisk disk list DIR [--json]
+ *   casdisk disk clone DIR SRC DST
+ *   casdisk disk delete DIR NAME
+ *   casdisk snapshot create|delete DIR DISK SNAP
+ *   casdisk snapshot list DIR DISK [--json]
+ *   casdisk import DIR NAME FILE [--existing]
+ *   casdisk export DIR NAME FILE
  *   casdisk info DIR [--json]
  *   casdisk check DIR [--json] [--repair]
  *   casdisk scrub DIR [--rate BYTES] [--json]
@@ -32,8 +38,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "casdisk.h"
 #include "cli.h"
+#include "image.h"
 #include "progress.h"
 
 const char prog[] = "casdisk";
@@ -57,7 +68,7 @@ log_stderr (bool error, const char *msg)
 enum {
   OPT_HELP = 'h',
   OPT_JSON = 256, OPT_REPAIR, OPT_SIZE, OPT_BLOCK_SIZE, OPT_COMPRESSION,
-  OPT_DISK, OPT_RATE, OPT_NOW,
+  OPT_DISK, OPT_RATE, OPT_NOW, OPT_EXISTING,
 };
 
 #define O_HELP        { "help", no_argument, NULL, OPT_HELP }
@@ -69,6 +80,7 @@ enum {
 #define O_DISK        { "disk", required_argument, NULL, OPT_DISK }
 #define O_RATE        { "rate", required_argument, NULL, OPT_RATE }
 #define O_NOW         { "now", no_argument, NULL, OPT_NOW }
+#define O_EXISTING    { "existing", no_argument, NULL, OPT_EXISTING }
 #define O_END         { NULL, 0, NULL, 0 }
 
 
@@ -218,6 +230,8 @@ cmd_disk_list (const struct cmdline *c)
     json_open (NULL, '[');
   for (size_t k = 0; k < n; k++) {
     const struct cas_disk *d = cas_store_disk (s, k);
+    if (d == NULL || cas_disk_is_snapshot (d))
+      continue;                 /* deleted; snapshots: casdisk snapshot list */
     if (c->json) {
       json_open (NULL, '{');
       json_str ("name", cas_disk_name (d));
@@ -233,10 +247,280 @@ cmd_disk_list (const struct cmdline *c)
   return cas_store_close (s) == -1 ? EXIT_FAILURE : 0;
 }
 
+
+/* ---- disk clone, disk delete, snapshots ---- */
+
+/* Open DIR for writing, run FN, close (flush and checkpoint). */
+static int
+with_store (const char *dir, int (*fn) (struct cas_store *s, const struct cmdline *c),
+            const struct cmdline *c)
+{
+  struct cas_store *s = cas_store_open (dir, NULL);
+  int r;
+
+  if (s == NULL)
+    return EXIT_FAILURE;
+  r = fn (s, c);
+  fflush (stdout);              /* the result is known before the close */
+  if (cas_store_close (s) == -1)
+    r = EXIT_FAILURE;
+  return r;
+}
+
+static double
+seconds_since (const struct timespec *t0)
+{
+  struct timespec t1;
+
+  clock_gettime (CLOCK_MONOTONIC, &t1);
+  return (t1.tv_sec - t0->tv_sec) + (t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static int
+do_disk_clone (struct cas_store *s, const struct cmdline *c)
+{
+  struct timespec t0;
+  char h[32];
+
+  clock_gettime (CLOCK_MONOTONIC, &t0);
+  struct cas_disk *d = cas_disk_clone (s, c->args[1], c->args[2]);
+  if (d == NULL)
+    return EXIT_FAILURE;
+  printf ("cloned disk '%s' into '%s' (%s, no data copied) in %.3f s\n", c->args[1],
+          c->args[2], human (cas_disk_size (d), h), seconds_since (&t0));
+  return 0;
+}
+
+static int
+cmd_disk_clone (const struct cmdline *c)
+{
+  if (!check_disk_name (c->cmd, c->args[2]))
+    return EXIT_USAGE;
+  return with_store (c->args[0], do_disk_clone, c);
+}
+
+static int
+do_disk_delete (struct cas_store *s, const struct cmdline *c)
+{
+  if (cas_disk_delete (s, c->args[1]) == -1)
+    return EXIT_FAILURE;
+  printf ("deleted disk '%s'; its blocks are freed after gc-delay by the next open "
+          "(nbdkit or casdisk compact)\n", c->args[1]);
+  return 0;
+}
+
+static int
+cmd_disk_delete (const struct cmdline *c)
+{
+  if (strchr (c->args[1], '@'))
+    return usage_error (c->cmd, "'%s' is a snapshot: use 'casdisk snapshot delete'", c->args[1]);
+  return with_store (c->args[0], do_disk_delete, c);
+}
+
+static int
+do_snapshot_create (struct cas_store *s, const struct cmdline *c)
+{
+  struct timespec t0;
+
+  clock_gettime (CLOCK_MONOTONIC, &t0);
+  struct cas_disk *d = cas_snapshot_create (s, c->args[1], c->args[2]);
+  if (d == NULL)
+    return EXIT_FAILURE;
+  printf ("created snapshot '%s' (read-only export name '%s') in %.3f s\n", c->args[2],
+          cas_disk_name (d), seconds_since (&t0));
+  return 0;
+}
+
+static int
+cmd_snapshot_create (const struct cmdline *c)
+{
+  if (!check_disk_name (c->cmd, c->args[1]) || !check_disk_name (c->cmd, c->args[2]))
+    return EXIT_USAGE;
+  return with_store (c->args[0], do_snapshot_create, c);
+}
+
+static int
+do_snapshot_delete (struct cas_store *s, const struct cmdline *c)
+{
+  if (cas_snapshot_delete (s, c->args[1], c->args[2]) == -1)
+    return EXIT_FAILURE;
+  printf ("deleted snapshot '%s@%s'\n", c->args[1], c->args[2]);
+  return 0;
+}
+
+static int
+cmd_snapshot_delete (const struct cmdline *c)
+{
+  return with_store (c->args[0], do_snapshot_delete, c);
+}
+
+static int
+cmd_snapshot_list (const struct cmdline *c)
+{
+  struct cas_store *s = open_readonly (c->args[0]);
+  const char *disk = c->args[1];
+  const size_t len = strlen (disk);
+  char h[32];
+
+  if (s == NULL)
+    return EXIT_FAILURE;
+  if (cas_disk_find (s, disk) == NULL) {
+    fprintf (stderr, "%s: %s: no disk named '%s'\n", prog, c->args[0], disk);
+    cas_store_close (s);
+    return EXIT_FAILURE;
+  }
+  if (c->json)
+    json_open (NULL, '[');
+  for (size_t k = 0; k < cas_store_ndisks (s); k++) {
+    const struct cas_disk *d = cas_store_disk (s, k);
+    if (d == NULL || !cas_disk_is_snapshot (d) || strncmp (cas_disk_name (d), disk, len) != 0 ||
+        cas_disk_name (d)[len] != '@')
+      continue;
+    if (c->json) {
+      json_open (NULL, '{');
+      json_str ("name", cas_disk_name (d) + len + 1);
+      json_str ("export", cas_disk_name (d));
+      json_u64 ("size", cas_disk_size (d));
+      json_close ('}');
+    }
+    else
+      printf ("%-24s %-32s %10s\n", cas_disk_name (d) + len + 1, cas_disk_name (d),
+              human (cas_disk_size (d), h));
+  }
+  if (c->json)
+    json_close (']');
+  return cas_store_close (s) == -1 ? EXIT_FAILURE : 0;
+}
+
+/* ---- import, export ---- */
+
+static int
+cmd_import (const struct cmdline *c)
+{
+  const char *dir = c->args[0], *name = c->args[1], *file = c->args[2];
+  struct image_result res;
+  struct progress bar;
+  struct cas_store *s;
+  struct cas_disk *d;
+  struct timespec t0;
+  uint64_t size;
+  char h1[32], h2[32], h3[32];
+  int fd, r;
+
+  if (!check_disk_name (c->cmd, name))
+    return EXIT_USAGE;
+  fd = open (file, O_RDONLY | O_CLOEXEC);
+  if (fd == -1) {
+    fprintf (stderr, "%s: open %s: %m\n", prog, file);
+    return EXIT_FAILURE;
+  }
+  if (image_size (fd, file, &size) == -1) {
+    close (fd);
+    return EXIT_FAILURE;
+  }
+  if (size == 0 || size > CAS_MAX_DISK_SIZE) {
+    fprintf (stderr, "%s: %s: size %" PRIu64 " is out of range (1 byte .. 64 TiB)\n",
+             prog, file, size);
+    close (fd);
+    return EXIT_FAILURE;
+  }
+  s = cas_store_open (dir, NULL);
+  if (s == NULL) {
+    close (fd);
+    return EXIT_FAILURE;
+  }
+  d = cas_disk_find (s, name);
+  if (c->existing) {
+    if (d == NULL)
+      fprintf (stderr, "%s: %s has no disk '%s' (without --existing, import creates it)\n",
+               prog, dir, name);
+    else if (cas_disk_size (d) < size) {
+      fprintf (stderr, "%s: %s (%" PRIu64 " bytes) is larger than disk '%s' (%" PRIu64
+               " bytes)\n", prog, file, size, name, cas_disk_size (d));
+      d = NULL;
+    }
+  }
+  else if (d != NULL) {
+    fprintf (stderr, "%s: disk '%s' exists already (--existing writes into it)\n", prog, name);
+    d = NULL;
+  }
+  else
+    d = cas_disk_add (s, name, size);
+  if (d == NULL) {
+    cas_store_close (s);
+    close (fd);
+    return EXIT_FAILURE;
+  }
+  clock_gettime (CLOCK_MONOTONIC, &t0);
+  progress_init (&bar, "import", false);
+  bar.unit = "MiB";
+  active_progress = &bar;
+  r = image_import (d, cas_store_block_size (s), fd, file, size, c->existing, &bar, &res);
+  progress_done (&bar);
+  active_progress = NULL;
+  close (fd);
+  /* A disk this import created is not left half-imported. */
+  if (r == -1 && !c->existing && cas_disk_delete (s, name) == 0)
+    fprintf (stderr, "%s: import failed: disk '%s' was not created\n", prog, name);
+  if (cas_store_close (s) == -1 || r == -1)
+    return EXIT_FAILURE;
+  printf ("imported %s into disk '%s' (%s) in %.1f s: %s of data, %s of zeroes not stored\n",
+          file, name, human (size, h1), seconds_since (&t0), human (res.data_bytes, h2),
+          human (res.zero_bytes, h3));
+  return 0;
+}
+
+static int
+cmd_export (const struct cmdline *c)
+{
+  const char *dir = c->args[0], *name = c->args[1], *file = c->args[2];
+  struct image_result res;
+  struct progress bar;
+  struct cas_store *s;
+  struct cas_disk *d;
+  struct timespec t0;
+  char h1[32], h2[32], h3[32];
+  int fd, r;
+
+  s = open_readonly (dir);
+  if (s == NULL)
+    return EXIT_FAILURE;
+  d = cas_disk_find (s, name);
+  if (d == NULL) {
+    fprintf (stderr, "%s: %s has no disk or snapshot '%s'\n", prog, dir, name);
+    cas_store_close (s);
+    return EXIT_FAILURE;
+  }
+  fd = open (file, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd == -1) {
+    fprintf (stderr, "%s: create %s: %m\n", prog, file);
+    cas_store_close (s);
+    return EXIT_FAILURE;
+  }
+  clock_gettime (CLOCK_MONOTONIC, &t0);
+  progress_init (&bar, "export", false);
+  bar.unit = "MiB";
+  active_progress = &bar;
+  r = image_export (d, cas_store_block_size (s), fd, file, &bar, &res);
+  progress_done (&bar);
+  active_progress = NULL;
+  if (close (fd) == -1 && r == 0) {
+    fprintf (stderr, "%s: close %s: %m\n", prog, file);
+    r = -1;
+  }
+  cas_store_close (s);
+  if (r == -1)
+    return EXIT_FAILURE;
+  printf ("exported disk '%s' (%s) to %s in %.1f s: %s of data written, %s of zeroes left "
+          "as holes\n", name, human (res.size, h1), file, seconds_since (&t0),
+          human (res.data_bytes, h2), human (res.zero_bytes, h3));
+  return 0;
+}
+
 /* ---- info ---- */
 
 static void
-print_disk (const char *name, const struct cas_disk_stats *ds, bool as_json)
+print_disk (const char *name, bool snapshot, const struct cas_disk_stats *ds, bool as_json)
 {
   const double dedup = ratio (ds->logical_bytes, ds->unique_bytes);
   const double comp = ratio (ds->unique_bytes, ds->stored_bytes);
@@ -244,6 +528,7 @@ print_disk (const char *name, const struct cas_disk_stats *ds, bool as_json)
   if (as_json) {
     json_open (NULL, '{');
     json_str ("name", name);
+    json_bool ("snapshot", snapshot);
     json_u64 ("virtual_size", ds->virtual_size);
     json_u64 ("logical_bytes", ds->logical_bytes);
     json_u64 ("unique_bytes", ds->unique_bytes);
@@ -254,7 +539,7 @@ print_disk (const char *name, const struct cas_disk_stats *ds, bool as_json)
     json_close ('}');
     return;
   }
-  printf ("disk %s\n", name);
+  printf ("%s %s\n", snapshot ? "snapshot" : "disk", name);
   print_bytes ("virtual size", ds->virtual_size);
   print_bytes ("logical bytes in use", ds->logical_bytes);
   print_bytes ("unique bytes", ds->unique_bytes);
@@ -360,6 +645,8 @@ cmd_info (const struct cmdline *c)
   if (cas_store_stats (s, &st) == -1)
     goto fail;
   for (size_t k = 0; k < n; k++) {
+    if (cas_store_disk (s, k) == NULL)
+      continue;                 /* deleted */
     if (cas_disk_stats (cas_store_disk (s, k), &ds[k]) == -1)
       goto fail;
     virtual_size += ds[k].virtual_size;
@@ -371,7 +658,9 @@ cmd_info (const struct cmdline *c)
   if (c->json)
     json_open ("disks", '[');
   for (size_t k = 0; k < n; k++)
-    print_disk (cas_disk_name (cas_store_disk (s, k)), &ds[k], c->json);
+    if (cas_store_disk (s, k))
+      print_disk (cas_disk_name (cas_store_disk (s, k)), cas_disk_is_snapshot (cas_store_disk (s, k)),
+                  &ds[k], c->json);
   if (c->json) {
     json_close (']');
     json_close ('}');
@@ -577,6 +866,61 @@ static const struct command {
     "List the disks of the store in DIR and their sizes.\n"
     "  --json   print a JSON array of {\"name\", \"size\"}\n",
     (const struct option[]) { O_JSON, O_HELP, O_END } },
+  { "disk clone", 3, "DIR SRC DST", cmd_disk_clone, online_disk_clone, true,
+    "a new disk sharing every block of another",
+    "Usage: casdisk disk clone DIR SRC DST\n"
+    "Create disk DST as a copy of SRC (a disk, or a snapshot 'disk@snap') in the\n"
+    "store in DIR (stopped, or served: then through nbdkit).  No data is copied:\n"
+    "DST shares every block of SRC, so the clone takes time in proportion to the\n"
+    "disk's map, not its data, and costs no space until one of them is written.\n"
+    "Writes to either never show in the other.\n",
+    (const struct option[]) { O_HELP, O_END } },
+  { "disk delete", 2, "DIR NAME", cmd_disk_delete, online_disk_delete, true,
+    "delete a disk and release its blocks",
+    "Usage: casdisk disk delete DIR NAME\n"
+    "Delete disk NAME from the store in DIR (stopped or served).  Blocks no other\n"
+    "disk or snapshot uses are freed by the delayed GC (after gc-delay, once nbdkit\n"
+    "serves the store, or at once by 'casdisk compact').  Refused while the disk\n"
+    "has snapshots.\n",
+    (const struct option[]) { O_HELP, O_END } },
+  { "snapshot create", 3, "DIR DISK SNAP", cmd_snapshot_create, online_snapshot_create, true,
+    "a read-only point-in-time copy of a disk",
+    "Usage: casdisk snapshot create DIR DISK SNAP\n"
+    "Take snapshot SNAP of disk DISK in the store in DIR (stopped, or served: then\n"
+    "at a flush point, while clients write): a read-only copy sharing every block,\n"
+    "served by nbdkit under the export name DISK@SNAP (64 bytes at most).  To go\n"
+    "back to it, clone it into a new disk\n"
+    "('casdisk disk clone DIR DISK@SNAP NEWDISK').\n",
+    (const struct option[]) { O_HELP, O_END } },
+  { "snapshot list", 2, "DIR DISK", cmd_snapshot_list, online_snapshot_list, true,
+    "list the snapshots of a disk",
+    "Usage: casdisk snapshot list DIR DISK [--json]\n"
+    "List the snapshots of disk DISK: name, export name and size.\n"
+    "  --json   print a JSON array of {\"name\", \"export\", \"size\"}\n",
+    (const struct option[]) { O_JSON, O_HELP, O_END } },
+  { "snapshot delete", 3, "DIR DISK SNAP", cmd_snapshot_delete, online_snapshot_delete, true,
+    "delete a snapshot",
+    "Usage: casdisk snapshot delete DIR DISK SNAP\n"
+    "Delete snapshot SNAP of disk DISK; blocks nothing else uses are freed by the\n"
+    "delayed GC.\n",
+    (const struct option[]) { O_HELP, O_END } },
+  { "import", 3, "DIR NAME FILE", cmd_import, NULL, true,
+    "import a raw image into a new disk",
+    "Usage: casdisk import DIR NAME FILE [--existing]\n"
+    "Create disk NAME of FILE's size in the store in DIR (not in use) and copy the\n"
+    "raw image FILE (a file or a block device) into it.  Holes and blocks of zeroes\n"
+    "are not stored.  For qcow2 and other formats, or a store nbdkit is serving,\n"
+    "use qemu-img convert or nbdcopy to the export (see casdisk(1)).\n"
+    "  --existing   write into the existing disk NAME instead (at least FILE's size);\n"
+    "               its first FILE-size bytes become FILE's content\n",
+    (const struct option[]) { O_EXISTING, O_HELP, O_END } },
+  { "export", 3, "DIR NAME FILE", cmd_export, NULL, true,
+    "export a disk or snapshot as a raw image",
+    "Usage: casdisk export DIR NAME FILE\n"
+    "Write disk or snapshot NAME of the store in DIR (not in use: opened read-only)\n"
+    "to the raw image FILE, created or overwritten.  A regular file is sparse:\n"
+    "blocks of zeroes are left as holes.\n",
+    (const struct option[]) { O_HELP, O_END } },
   { "info", 1, "DIR", cmd_info, NULL, true, "space accounting: sizes, dedup and compression ratios",
     "Usage: casdisk info DIR [--json]\n"
     "Space accounting of the store in DIR and of each of its disks: virtual size,\n"
@@ -643,7 +987,7 @@ main_help (FILE *f)
            "Manage casdisk stores: deduplicated, compressed virtual disks served over\n"
            "NBD by nbdkit's casdisk plugin.  Commands:\n");
   for (size_t i = 0; i < ARRAY_SIZE (commands); i++)
-    fprintf (f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf (f, "  %-16s %s\n", commands[i].name, commands[i].summary);
   fprintf (f, "Run 'casdisk COMMAND --help' for a command's options.  See casdisk(1).\n"
            "Exit status: 0 success, 1 failure or problems found, 2 usage error.\n");
 }
@@ -686,6 +1030,7 @@ run_command (const struct command *cmd, int argc, char **argv)
     case OPT_DISK: c.disk = optarg; break;
     case OPT_RATE: c.rate = optarg; break;
     case OPT_NOW: c.now = true; break;
+    case OPT_EXISTING: c.existing = true; break;
     case ':':
       return usage_error (cmd->name, "option '%s' needs a value", argv[optind - 1]);
     default:

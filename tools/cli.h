@@ -22,7 +22,7 @@ extern struct progress *active_progress;
 /* What the command line said; operands are in args[0 .. nargs-1]. */
 struct cmdline {
   const char *cmd;              /* "create", "disk add" ... for messages */
-  bool json, repair, now;
+  bool json, repair, now, existing;
   const char *size, *block_size, *compression, *disk, *rate;
   int nargs;
   char **args;
@@ -65,5 +65,11 @@ int online_compact (const struct cmdline *c, int fd);
 int online_scrub (const struct cmdline *c, int fd);
 int online_disk_add (const struct cmdline *c, int fd);
 int online_disk_list (const struct cmdline *c, int fd);
+/* online_disks.c: clone, delete and snapshots on a served store */
+int online_disk_clone (const struct cmdline *c, int fd);
+int online_disk_delete (const struct cmdline *c, int fd);
+int online_snapshot_create (const struct cmdline *c, int fd);
+int online_snapshot_delete (const struct cmdline *c, int fd);
+int online_snapshot_list (const struct cmdline *c, int fd);
 
 #endif
