@@ -62,7 +62,7 @@ boot () {
     -nodefaults -display none -no-reboot -no-user-config \
     -serial "file:$tmp/$name.log" \
     -kernel "$guest/vmlinuz" -initrd "$guest/initramfs.cpio" \
-    -append "console=ttyS0 panic=-1 quiet guest.steps=$steps" \
+    -append "console=ttyS0 panic=-1 quiet no_timer_check guest.steps=$steps" \
     -drive "file=nbd:unix:$sock:exportname=$export,format=raw,if=virtio,discard=unmap,cache=none" \
     >"$tmp/$name.qemu" 2>&1 &
   q=$!
