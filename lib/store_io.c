@@ -124,6 +124,15 @@ cas_disk_read (struct cas_disk *d, void *buf, uint32_t count, uint64_t offset)
   return 0;
 }
 
+/* The largest compressed size worth keeping for a block of BS bytes:
+ * granules covering at most 7/8 of it.
+ */
+static uint32_t
+compressed_max (uint32_t bs)
+{
+  return (bs - bs / 8) / CAS_GRANULE * CAS_GRANULE;
+}
+
 /* Find DATA (block_size bytes, not all zero) in the index or store it.
  * Returns the block with a reference held for the caller.  ckpt_lock held
  * for reading.
@@ -154,16 +163,21 @@ store_block (struct cas_store *s, const void *data)
     }
     rcu_read_unlock ();
 
-    /* New content.  Compress it if that saves at least one granule. */
+    /* New content.  Compress it if that saves at least an eighth of the
+     * block: a compressed block costs a decompression of the whole block
+     * on every read of any part of it, which a saving of a granule or two
+     * does not repay (docs/performance.md).
+     */
     if (s->level > 0) {
-      if (cbuf == NULL && (cbuf = malloc (bs)) == NULL) {
+      const uint32_t cap = compressed_max (bs);
+      if (cbuf == NULL && (cbuf = malloc (cap)) == NULL) {
         cas_error ("write: %m");
         return NULL;
       }
-      const long c = cas_compress (cbuf, bs - CAS_GRANULE, data, bs, s->level);
+      const long c = cas_compress (cbuf, cap, data, bs, s->level);
       if (c < 0)
         return NULL;
-      if (c > 0 && round_up (c, CAS_GRANULE) < bs) {
+      if (c > 0 && round_up (c, CAS_GRANULE) <= cap) {
         stored = cbuf;
         stored_len = c;
         flags = CAS_BLK_COMPRESSED;
