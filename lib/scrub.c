@@ -156,7 +156,7 @@ cas_store_scrub (struct cas_store *s, uint64_t rate, cas_progress_fn progress,
                  cas_report_fn fn, void *opaque, struct cas_scrub_result *res)
 {
   struct refs refs = { 0 };
-  CLEANUP_FREE uint8_t *stored = malloc (s->block_size);
+  CLEANUP_FREE uint8_t *stored = malloc (cas_stored_max (s->block_size));
   CLEANUP_FREE uint8_t *plain = malloc (s->block_size);
   const uint64_t t0 = cas_now_ns ();
   uint64_t problems = 0;

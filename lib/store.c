@@ -319,9 +319,12 @@ cas_load_block_new (struct cas_store *s, struct cas_load *ld, uint64_t id, uint6
 
   if (id == 0 || ld_get (ld, id) != NULL)
     return cas_problem (s, "block id %" PRIu64 " is zero or defined twice", id);
-  if (stored_len == 0 || stored_len > s->block_size || offset % CAS_GRANULE ||
-      (flags & ~CAS_BLK_FLAGS) ||
-      (!(flags & CAS_BLK_COMPRESSED) && stored_len != s->block_size))
+  const bool compressed = flags & CAS_BLK_COMPRESSED, sectored = flags & CAS_BLK_SECTORED;
+  if (stored_len == 0 || offset % CAS_GRANULE || (flags & ~CAS_BLK_FLAGS) ||
+      (compressed && (sectored || stored_len > s->block_size)) ||
+      (sectored && (s->block_size <= CAS_PIECE ||
+                    stored_len != cas_sectored_len (s->block_size))) ||
+      (!compressed && !sectored && stored_len != s->block_size))
     return cas_problem (s, "block id %" PRIu64 " has a bad location or length", id);
   b = calloc (1, sizeof *b);
   if (b == NULL) {
@@ -785,7 +788,7 @@ cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
   }
   if (cas_read_file (path, (void **) &ckpt, &ckpt_len) == -1 ||
       cas_index_init (&s->index, ckpt_len / CKPT_BLOCK_SIZE) == -1 ||
-      cas_alloc_init (&s->alloc, s->block_size) == -1)
+      cas_alloc_init (&s->alloc, cas_stored_max (s->block_size)) == -1)
     goto err;
   if (cas_ckpt_load (s, &ld, ckpt, ckpt_len, &gen, &seq) == -1)
     goto err;
