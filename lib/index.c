@@ -18,11 +18,21 @@ pow2_at_least (uint64_t n)
   return v;
 }
 
+/* Buckets per block.  A bucket is a 16-byte node of rculfhash; at a load
+ * factor of 1 they cost 16 to 32 bytes per block, a sixth of the memory
+ * budget.  A look-up walks the nodes of its bucket comparing each one's
+ * reverse hash (a cache miss per node), so a load factor kept between 2
+ * and 8 costs a few cache misses per look-up, little next to hashing the
+ * block (one look-up per block written; docs/performance.md).
+ */
+#define LOAD_AFTER_RESIZE 2     /* blocks per bucket right after a resize */
+#define LOAD_MAX          8     /* resize when the table gets fuller than this */
+
 int
 cas_index_init (struct cas_index *idx, uint64_t expected)
 {
   idx->count = 0;
-  idx->buckets = pow2_at_least (expected);
+  idx->buckets = pow2_at_least (expected / LOAD_AFTER_RESIZE);
   /* No CDS_LFHT_AUTO_RESIZE: that starts a worker thread at creation, and
    * nbdkit forks after we open the store.  We resize from our own
    * background thread instead.
@@ -119,8 +129,8 @@ cas_index_resize (struct cas_index *idx)
 {
   const uint64_t n = __atomic_load_n (&idx->count, __ATOMIC_RELAXED);
 
-  if (n > idx->buckets && idx->buckets < (1UL << 30)) {
-    idx->buckets = pow2_at_least (2 * n);
+  if (n > LOAD_MAX * idx->buckets && idx->buckets < (1UL << 30)) {
+    idx->buckets = pow2_at_least (n / LOAD_AFTER_RESIZE);
     cds_lfht_resize (idx->ht, idx->buckets);
   }
 }
