@@ -102,21 +102,26 @@ cas_read_stored (struct cas_store *s, struct cas_block *b, void *out)
 }
 
 /* Read N bytes at BOFF of the sectored block B into OUT, reading and
- * checking only the pieces they touch.  TMP holds block_size bytes.
- * rcu_read_lock held.
+ * checking only the pieces they touch.  *TMP is a buffer of block_size
+ * bytes, allocated here when first needed (reads of whole pieces go
+ * straight to OUT).  rcu_read_lock held.
  */
 static int
 read_pieces (struct cas_store *s, struct cas_block *b, uint8_t *out, uint32_t boff,
-             uint32_t n, uint8_t *tmp)
+             uint32_t n, uint8_t **tmp)
 {
   const uint32_t bs = s->block_size;
   const uint32_t first = boff / CAS_PIECE, np = (boff + n - 1) / CAS_PIECE - first + 1;
   const uint64_t offset = cas_block_offset (b);
   const bool direct = boff % CAS_PIECE == 0 && n % CAS_PIECE == 0;
-  uint8_t *const data = direct ? out : tmp;
   uint8_t table[4 * (CAS_MAX_BLOCK_SIZE / CAS_PIECE)];
 
   assert (n > 0 && boff + n <= bs && np <= bs / CAS_PIECE);
+  if (!direct && *tmp == NULL && (*tmp = malloc (bs)) == NULL) {
+    cas_error ("read: %m");
+    return -1;
+  }
+  uint8_t *const data = direct ? out : *tmp;
   if (first + np == bs / CAS_PIECE) {
     /* The last piece is covered: the table follows it, one read. */
     const struct iovec iov[2] = { { data, np * CAS_PIECE }, { table, 4 * (bs / CAS_PIECE) } };
@@ -134,7 +139,7 @@ read_pieces (struct cas_store *s, struct cas_block *b, uint8_t *out, uint32_t bo
         get_le32 (table + 4 * i))
       return corrupted (s, b, offset, "checksum mismatch in a piece, the stored data is corrupted");
   if (!direct)
-    memcpy (out, tmp + boff % CAS_PIECE, n);
+    memcpy (out, data + boff % CAS_PIECE, n);
   return 0;
 }
 
@@ -160,14 +165,14 @@ cas_disk_read (struct cas_disk *d, void *buf, uint32_t count, uint64_t offset)
       memset (p, 0, n);
     else if (n == bs)
       r = cas_read_stored (s, b, p);
+    else if (b->flags & CAS_BLK_SECTORED)
+      r = read_pieces (s, b, p, boff, n, &tmp);
     else {
       if (tmp == NULL && (tmp = malloc (bs)) == NULL) {
         cas_error ("read: %m");
         r = -1;
       }
-      if (r == 0 && b->flags & CAS_BLK_SECTORED)
-        r = read_pieces (s, b, p, boff, n, tmp);
-      else if (r == 0 && (r = cas_read_stored (s, b, tmp)) == 0)
+      if (r == 0 && (r = cas_read_stored (s, b, tmp)) == 0)
         memcpy (p, tmp + boff, n);
     }
     rcu_read_unlock ();
