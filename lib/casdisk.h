@@ -49,7 +49,12 @@ struct cas_open_opts {
   uint64_t checkpoint_bytes;    /* checkpoint once the journal is this big; 0 = default */
   unsigned compact_after;       /* compact when free space exceeds this % of the data file */
   uint64_t recycle_rate;        /* bytes per second the recycler may move; 0 = default */
+  uint64_t keep_erased;         /* erase freed space until this many bytes are erased or
+                                   free; CAS_KEEP_ERASED_ALL (default): erase all of it */
+  bool secure_erase;            /* erase by writing zeroes (then deallocating) */
+  bool runtime_asserts;         /* verify the space map after every recycler step */
 };
+#define CAS_KEEP_ERASED_ALL UINT64_MAX
 
 void cas_create_opts_default (struct cas_create_opts *o);
 void cas_open_opts_default (struct cas_open_opts *o);
@@ -147,6 +152,15 @@ struct cas_store_stats {
   uint64_t gc_freed_blocks;     /* blocks freed by the delayed GC since open */
   uint64_t pending_bytes;       /* freed, waiting for a flush and a grace period */
   uint64_t recycled_bytes;      /* moved by the recycler since open */
+  /* The space map of the data file, bytes in each state (see docs/design.md):
+   * in use + junk + erased + free + moving = data_file_end.
+   */
+  uint64_t space_in_use;        /* holding blocks (live or dead) */
+  uint64_t space_junk;          /* freed, not erased yet (pending_bytes included) */
+  uint64_t space_erased;        /* erased, waiting for a flush */
+  uint64_t space_free;          /* available (= free_bytes) */
+  uint64_t space_moving;        /* destinations of recycler moves in progress */
+  uint64_t erased_bytes;        /* erased by the recycler since open */
 };
 int cas_store_stats (struct cas_store *s, struct cas_store_stats *st)
   __attribute__((nonnull));
@@ -203,6 +217,13 @@ int cas_store_scrub (struct cas_store *s, uint64_t rate, cas_progress_fn progres
 int cas_store_repair (const char *dir, cas_report_fn report, void *opaque,
                       struct cas_check_result *res)
   __attribute__((nonnull (1, 4)));
+
+/* Verify the space map against the index and the maps (the
+ * runtime-asserts check, see verify.c): every granule below the end of the
+ * data file is in exactly one state, and every refcount equals the number
+ * of references.  Returns the number of problems (each logged), 0 = sound.
+ */
+int cas_store_verify (struct cas_store *s) __attribute__((nonnull));
 
 /* Compact an open store now: free every dead block (without waiting for
  * gc-delay: meant for a store nobody else uses), move blocks from the end

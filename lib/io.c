@@ -14,6 +14,8 @@
  *   U <file>\n                          unlink
  *   R <from> <to>\n                     rename
  *   D\n                                 fsync of the store directory
+ *   X <label>\n                         the background thread's step
+ *                                       changes (cas_io_context; "-" = none)
  *
  * <file> is the base name inside the store directory.  Logging before the
  * call means the log may show an operation that had not completed when the
@@ -163,6 +165,17 @@ iolog_on (void)
 {
   pthread_once (&iolog_once, iolog_open);
   return iolog_fd >= 0;
+}
+
+void
+cas_io_context (const char *label)
+{
+  static __thread const char *current;
+
+  if (label == current || !iolog_on ())
+    return;
+  current = label;
+  iolog (NULL, 0, "X %s\n", label ? label : "-");
 }
 
 int

@@ -35,6 +35,12 @@ int cas_create_file (const char *path, int *fd) __attribute__((nonnull));
 int cas_ftruncate (int fd, uint64_t size, const char *what) __attribute__((nonnull));
 /* Unlink PATH; a missing file is not an error. */
 int cas_unlink (const char *path) __attribute__((nonnull));
+/* Name what the calling thread's next store-file operations are for
+ * (NULL: nothing in particular), in the I/O log of the crash harness, so
+ * that it can tell which step of the background work a crash point falls
+ * in.  Free when the log is off.
+ */
+void cas_io_context (const char *label);
 /* Allocated bytes (st_blocks * 512) and apparent size of PATH; 0 if missing. */
 int cas_file_usage (const char *path, uint64_t *allocated, uint64_t *apparent)
   __attribute__((nonnull));

@@ -32,8 +32,12 @@
  * never reused before BLOCK_MOVE is durable) or the new one (durable before
  * it was referenced).
  *
- * When: only once free space inside the file exceeds compact_after percent
- * of it (and 1 MiB).  Dead blocks (refcount 0, waiting for the delayed GC)
+ * Destinations are free space or settled junk (the copy overwrites it).
+ * The destination is in the "moving" state of the space map from Copying
+ * until Referenced (or the cancellation) ends the move.
+ *
+ * When: only once free space (free and settled junk) inside the file
+ * exceeds compact_after percent of it (and 1 MiB).  Dead blocks (refcount 0, waiting for the delayed GC)
  * are never moved: their discards have not settled, and they are about to
  * be freed anyway.  How fast: at most recycle_rate bytes a second, copied in
  * batches of up to 8 MiB per flush, so guests keep most of their I/O.
@@ -102,11 +106,11 @@ cmp_desc (const void *x, const void *y)
 bool
 cas_recycler_wanted (struct cas_store *s)
 {
-  const uint64_t end = cas_alloc_end (&s->alloc);
-  const uint64_t free_bytes = cas_alloc_free_bytes (&s->alloc);
+  struct cas_space sp;
 
-  return free_bytes >= MIN_FREE &&
-    free_bytes * 100 >= (uint64_t) s->opts.compact_after * end;
+  cas_alloc_space (&s->alloc, &sp);
+  const uint64_t spare = sp.free + sp.junk;
+  return spare >= MIN_FREE && spare * 100 >= (uint64_t) s->opts.compact_after * sp.end;
 }
 
 /* Steps Referenced for every copied move (ckpt_lock held for reading). */
@@ -129,14 +133,17 @@ reference (struct cas_store *s, struct move *m, size_t n)
         assert (m[i].b->offset == m[i].from);
         __atomic_store_n (&m[i].b->offset, m[i].to, __ATOMIC_RELEASE);
         seq = cas_journal_append (s, JREC_BLOCK_MOVE, rec, sizeof rec);
+        /* Under jlock, like the offset: the copy is in use, the old
+         * place junk, in one step for anyone verifying the space map.
+         */
+        cas_alloc_move_end (&s->alloc, m[i].to, m[i].b->stored_len, true);
+        cas_alloc_free_later (&s->alloc, m[i].from, m[i].b->stored_len, seq);
       }
     }
     if (cancelled)              /* deleted while moving: the copy was never referenced */
-      cas_alloc_free (&s->alloc, m[i].to, m[i].b->stored_len);
-    else {
-      cas_alloc_free_later (&s->alloc, m[i].from, m[i].b->stored_len, seq);
+      cas_alloc_move_end (&s->alloc, m[i].to, m[i].b->stored_len, false);
+    else
       moved += m[i].b->stored_len;
-    }
   }
   return moved;
 }
@@ -156,22 +163,25 @@ int64_t
 cas_store_compact (struct cas_store *s, cas_progress_fn progress, void *opaque)
 {
   uint64_t total = 0, moved;
-  const uint64_t could = cas_alloc_free_bytes (&s->alloc);
+  int64_t r = -1;
 
   if (s->readonly) {
     errno = EROFS;
     cas_error ("compact: the store is open read-only");
     return -1;
   }
+  pthread_mutex_lock (&s->recycle_lock);
   if (cas_check_failed (s, "compact") == -1)
-    return -1;
+    goto out;
   /* Offline, nothing can revive a dead block (the delay exists for writes
    * that rewrite the same content while the store is served): free them
    * all now, so that their space counts.
    */
   cas_gc_pass (s, true);
+  cas_runtime_assert (s, "gc");
   cas_gc_release (s);
   cas_alloc_coalesce (&s->alloc);
+  const uint64_t could = cas_alloc_free_bytes (&s->alloc) + s->alloc.junk_bytes;
   do {
     moved = cas_recycle_pass (s, 64u << 20, true);
     total += moved;
@@ -182,8 +192,12 @@ cas_store_compact (struct cas_store *s, cas_progress_fn progress, void *opaque)
   } while (moved > 0);
   if (cas_check_failed (s, "compact") == -1 ||
       cas_alloc_with_end (&s->alloc, cut, s) == -1)
-    return -1;
-  return total;
+    goto out;
+  cas_runtime_assert (s, "cut");
+  r = total;
+ out:
+  pthread_mutex_unlock (&s->recycle_lock);
+  return r;
 }
 
 uint64_t
@@ -198,12 +212,13 @@ cas_recycle_pass (struct cas_store *s, uint64_t budget, bool force)
     return 0;
   /* Candidates: blocks in the last part of the file, highest first.  The
    * whole pass runs in one RCU read-side section, so no block we hold can
-   * be freed under us; the GC can still kill one (see reference).
+   * be freed under us; a deletion can still kill one (see reference).
    */
   {
-    const uint64_t end = cas_alloc_end (&s->alloc);
-    const uint64_t free_bytes = cas_alloc_free_bytes (&s->alloc);
-    c.above = end > free_bytes ? end - free_bytes : 0;
+    struct cas_space sp;
+    cas_alloc_space (&s->alloc, &sp);
+    const uint64_t spare = sp.free + sp.junk;
+    c.above = sp.end > spare ? sp.end - spare : 0;
   }
   rcu_read_lock ();
   if (cas_index_walk (&s->index, collect, &c) != 0 || c.n == 0)
@@ -217,30 +232,39 @@ cas_recycle_pass (struct cas_store *s, uint64_t budget, bool force)
     /* Copying: space below the block, or stop: nothing fits lower. */
     if (cas_alloc_get_below (&s->alloc, len, m->from, &m->to) == -1)
       break;
+    cas_io_context ("move");
     if (cas_pread_full (s->data_fd, buf, len, m->from, "data file") == -1 ||
         cas_crc32c (0, buf, len) != m->b->crc ||
         cas_pwrite_full (s->data_fd, buf, len, m->to, "data file") == -1) {
-      cas_alloc_free (&s->alloc, m->to, len);
+      cas_io_context (NULL);
+      cas_alloc_move_end (&s->alloc, m->to, len, false);
       continue;                 /* a bad block stays where it is; scrub finds it */
     }
+    cas_io_context (NULL);
     c.v[ncopied++] = *m;        /* Copied */
     copied += len;
   }
   if (ncopied == 0)
     goto out;
+  cas_step (s, CAS_STEP_COPIED, "copy");
   /* Flushed. */
+  cas_io_context ("move");
   if (cas_fdatasync (s->data_fd, "data file") == -1) {
+    cas_io_context (NULL);
     __atomic_store_n (&s->io_failed, true, __ATOMIC_RELEASE);
     for (size_t i = 0; i < ncopied; i++)
-      cas_alloc_free (&s->alloc, c.v[i].to, c.v[i].b->stored_len);
+      cas_alloc_move_end (&s->alloc, c.v[i].to, c.v[i].b->stored_len, false);
     goto out;
   }
+  cas_io_context (NULL);
+  cas_step (s, CAS_STEP_FLUSHED, "flush copies");
   /* Referenced. */
   pthread_rwlock_rdlock (&s->ckpt_lock);
   moved = reference (s, c.v, ncopied);
   pthread_rwlock_unlock (&s->ckpt_lock);
   __atomic_add_fetch (&s->recycled_bytes, moved, __ATOMIC_RELAXED);
   cas_debug ("recycler: moved %zu blocks (%" PRIu64 " bytes) towards the start", ncopied, moved);
+  cas_step (s, CAS_STEP_REFERENCED, "reference");
 
  out:
   rcu_read_unlock ();

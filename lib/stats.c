@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "bag.h"
 #include "format.h"
 #include "io.h"
 #include "log.h"
@@ -56,6 +57,18 @@ cas_store_stats (struct cas_store *s, struct cas_store_stats *st)
   st->pending_bytes = cas_alloc_pending_bytes (&s->alloc);
   st->recycled_bytes = __atomic_load_n (&s->recycled_bytes, __ATOMIC_RELAXED);
   st->data_file_end = cas_alloc_end (&s->alloc);
+  {
+    struct cas_space sp;
+    cas_alloc_space (&s->alloc, &sp);
+    st->data_file_end = sp.end;
+    st->space_junk = sp.settling + sp.junk;
+    st->space_erased = sp.erased;
+    st->space_free = sp.free;
+    st->space_moving = sp.moving;
+    const uint64_t other = st->space_junk + sp.erased + sp.free + sp.moving;
+    st->space_in_use = sp.end > other ? sp.end - other : 0;
+  }
+  st->erased_bytes = __atomic_load_n (&s->erased_bytes, __ATOMIC_RELAXED);
   for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
     uint64_t a, p;
     snprintf (path, sizeof path, "%s/%s", s->dir, files[i]);
@@ -76,46 +89,10 @@ cas_store_stats (struct cas_store *s, struct cas_store_stats *st)
   return 0;
 }
 
-/* A small open-addressing multiset of block pointers. */
-struct bag {
-  struct { const struct cas_block *b; uint32_t n; } *v;
-  size_t mask, n;
-};
-
-static int
-bag_add (struct bag *g, const struct cas_block *b)
-{
-  if ((g->n + 1) * 2 > g->mask + 1) {
-    struct bag big = { .mask = g->mask ? 2 * g->mask + 1 : 1023 };
-    big.v = calloc (big.mask + 1, sizeof *big.v);
-    if (big.v == NULL)
-      return -1;
-    for (size_t i = 0; g->mask && i <= g->mask; i++)
-      if (g->v[i].b) {
-        size_t j = ((uintptr_t) g->v[i].b >> 4) * 0x9e3779b97f4a7c15u & big.mask;
-        while (big.v[j].b)
-          j = (j + 1) & big.mask;
-        big.v[j] = g->v[i];
-      }
-    big.n = g->n;
-    free (g->v);
-    *g = big;
-  }
-  size_t j = ((uintptr_t) b >> 4) * 0x9e3779b97f4a7c15u & g->mask;
-  while (g->v[j].b && g->v[j].b != b)
-    j = (j + 1) & g->mask;
-  if (g->v[j].b == NULL) {
-    g->v[j].b = b;
-    g->n++;
-  }
-  g->v[j].n++;
-  return 0;
-}
-
 int
 cas_disk_stats (struct cas_disk *d, struct cas_disk_stats *st)
 {
-  struct bag g = { 0 };
+  struct cas_bag g = { 0 };
   const uint32_t bs = d->s->block_size;
   int r = 0;
 
@@ -130,7 +107,7 @@ cas_disk_stats (struct cas_disk *d, struct cas_disk_stats *st)
       const struct cas_block *b = __atomic_load_n (&p->e[k], __ATOMIC_CONSUME);
       if (b) {
         st->logical_bytes += bs;
-        r = bag_add (&g, b);
+        r = cas_bag_add (&g, b);
       }
     }
   }

@@ -56,6 +56,7 @@ cas_open_opts_default (struct cas_open_opts *o)
   o->gc_delay = CAS_DEFAULT_GC_DELAY;
   o->compact_after = CAS_DEFAULT_COMPACT_AFTER;
   o->recycle_rate = CAS_DEFAULT_RECYCLE_RATE;
+  o->keep_erased = CAS_KEEP_ERASED_ALL;
 }
 
 bool
@@ -777,6 +778,7 @@ cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
   pthread_mutex_init (&s->flush_lock, NULL);
   pthread_mutex_init (&s->bg_lock, NULL);
   pthread_cond_init (&s->bg_cond, NULL);
+  pthread_mutex_init (&s->recycle_lock, NULL);
 
   if (open_files (s) == -1)
     goto err;
@@ -790,6 +792,7 @@ cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
       cas_index_init (&s->index, ckpt_len / CKPT_BLOCK_SIZE) == -1 ||
       cas_alloc_init (&s->alloc, cas_stored_max (s->block_size)) == -1)
     goto err;
+  s->alloc.keep_erased = s->opts.keep_erased;
   if (cas_ckpt_load (s, &ld, ckpt, ckpt_len, &gen, &seq) == -1)
     goto err;
   s->gen = gen;

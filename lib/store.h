@@ -5,7 +5,7 @@
  *
  * Lock order (take them in this order, never the reverse):
  *
- *   ckpt_mutex -> ckpt_lock -> disks_lock -> stripes[] (ascending) ->
+ *   recycle_lock -> ckpt_mutex -> ckpt_lock -> disks_lock -> stripes[] (ascending) ->
  *   flush_lock -> jlock -> (alloc.lock, map.grow_lock: leaves)
  *
  * RCU read-side sections may be entered with any of them held, and hold
@@ -26,6 +26,17 @@
 #define CAS_NSTRIPES 1024           /* per-block write locks, hashed */
 #define CAS_JBUF_LIMIT (8u << 20)   /* flush when this many journal bytes wait */
 #define CAS_DEFAULT_CKPT_BYTES (64u << 20)
+
+/* The steps of a recycler pass, in order (see recycler.c). */
+enum cas_recycle_step {
+  CAS_STEP_COPIED,                  /* copies written, not yet flushed */
+  CAS_STEP_FLUSHED,                 /* copies durable, not referenced */
+  CAS_STEP_REFERENCED,              /* BLOCK_MOVE journaled (not yet durable) */
+  CAS_STEP_SETTLED,                 /* old places settled: journal durable, grace passed */
+  CAS_STEP_ERASED,                  /* junk erased, not yet flushed */
+  CAS_STEP_FREED,                   /* erased space flushed: free */
+  CAS_STEP_CUT,                     /* free tail cut off the data file */
+};
 
 struct cas_disk {
   struct cas_store *s;
@@ -115,6 +126,16 @@ struct cas_store {
   uint64_t gc_freed_blocks;         /* atomic, statistics */
   uint64_t quarantined;             /* atomic: blocks that failed verification */
   uint64_t recycled_bytes;          /* atomic: bytes moved by the recycler since open */
+  uint64_t erased_bytes;            /* atomic: bytes erased by the recycler since open */
+
+  /* One thread at a time does background space work (the GC, erasing,
+   * moves, cutting the file): the background thread's tick, or an
+   * explicit compaction.  Held across a whole tick or compaction.
+   */
+  pthread_mutex_t recycle_lock;
+  /* Tests only: called between the steps of a move (recycler.c). */
+  void (*recycle_hook) (void *opaque, struct cas_store *s, enum cas_recycle_step step);
+  void *recycle_hook_opaque;
 };
 
 static inline pthread_mutex_t *
@@ -188,8 +209,24 @@ int cas_gc_start (struct cas_store *s);
 void cas_gc_stop (struct cas_store *s);
 /* Free the space of dead blocks whose delay has passed (background thread). */
 void cas_gc_pass (struct cas_store *s, bool force);
-/* Make pending frees durable, wait a grace period, release and punch them. */
+/* Make pending frees durable, wait a grace period, settle them (junk),
+ * erase junk (keep_erased), flush and free the erased space.
+ */
 void cas_gc_release (struct cas_store *s);
+/* One round of background work (recycle_lock held): GC, release, moves,
+ * cut.  FORCE_COMPACT: compact even below compact_after.
+ */
+void cas_gc_round (struct cas_store *s, bool force_compact);
+
+/* ---- verify.c ---- */
+/* With runtime_asserts: cas_store_verify(), aborting with the problems
+ * logged if there is any.  STEP names the step just done.
+ */
+void cas_runtime_assert (struct cas_store *s, const char *step);
+/* Step STEP (named NAME) of the background work is done: call the test
+ * hook, then cas_runtime_assert.
+ */
+void cas_step (struct cas_store *s, enum cas_recycle_step step, const char *name);
 
 /* ---- recycler.c ---- */
 /* Is there enough free space inside the data file to compact? */

@@ -81,6 +81,19 @@ parse_size_key (const char *key, const char *value, uint64_t *out)
 }
 
 static int
+parse_bool_key (const char *key, const char *value, bool *out)
+{
+  const int r = nbdkit_parse_bool (value);
+
+  if (r == -1) {
+    nbdkit_error ("%s: '%s' is not a boolean (true/false, on/off, 1/0)", key, value);
+    return -1;
+  }
+  *out = r;
+  return 0;
+}
+
+static int
 casdisk_config (const char *key, const char *value)
 {
   if (strcmp (key, "store") == 0) {
@@ -158,6 +171,28 @@ casdisk_config (const char *key, const char *value)
     }
     open_opts.gc_delay = v;
   }
+  else if (strcmp (key, "keep-erased") == 0) {
+    if (strcmp (value, "all") == 0)
+      open_opts.keep_erased = CAS_KEEP_ERASED_ALL;
+    else if (parse_size_key (key, value, &open_opts.keep_erased) == -1)
+      return -1;
+  }
+  else if (strcmp (key, "secure-erase") == 0) {
+    if (parse_bool_key (key, value, &open_opts.secure_erase) == -1)
+      return -1;
+  }
+  else if (strcmp (key, "runtime-asserts") == 0) {
+    if (parse_bool_key (key, value, &open_opts.runtime_asserts) == -1)
+      return -1;
+  }
+  else if (strcmp (key, "checkpoint-after") == 0) {
+    if (parse_size_key (key, value, &open_opts.checkpoint_bytes) == -1)
+      return -1;
+    if (open_opts.checkpoint_bytes < 65536) {
+      nbdkit_error ("checkpoint-after: %s is below the minimum of 64K", value);
+      return -1;
+    }
+  }
   else {
     nbdkit_error ("unknown parameter '%s' (see nbdkit casdisk --help)", key);
     return -1;
@@ -185,7 +220,11 @@ casdisk_config_complete (void)
   "compression=N|off  zstd level of a new store (default 1).\n" \
   "gc-delay=SECONDS   Delay before unreferenced blocks are freed (default 30).\n" \
   "compact-after=PCT  Compact once this % of the data file is free (default 20).\n" \
-  "recycle-rate=SIZE  Bytes per second the recycler may move (default 64M)."
+  "recycle-rate=SIZE  Bytes per second the recycler may move (default 64M).\n" \
+  "keep-erased=SIZE|all  Erase freed space until SIZE is erased (default all).\n" \
+  "secure-erase=BOOL  Erase freed space by writing zeroes (default false).\n" \
+  "checkpoint-after=SIZE  Checkpoint once the journal reaches SIZE (default 64M).\n" \
+  "runtime-asserts=BOOL  Verify the space map after every recycler step."
 
 /* Create the store or the disk if they do not exist yet. */
 static int

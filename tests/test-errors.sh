@@ -23,6 +23,10 @@ expect_error "out of range" store=$st size=0
 expect_error "not a power of two" store=$st size=1G block-size=3000
 expect_error "not 'off' or a zstd level" store=$st size=1G compression=99
 expect_error "give size=SIZE" store=$st
+expect_error "cannot parse 'lots' as a size" store=$st size=1G keep-erased=lots
+expect_error "secure-erase: 'maybe' is not a boolean" store=$st size=1G secure-erase=maybe
+expect_error "runtime-asserts: '2x' is not a boolean" store=$st size=1G runtime-asserts=2x
+expect_error "below the minimum of 64K" store=$st size=1G checkpoint-after=4K
 mkdir -p "$tmp/junk" && echo hello >"$tmp/junk/notes.txt"
 expect_error "not empty and not a casdisk store" store=$tmp/junk size=1G
 expect_error "not a casdisk store yet" store=$tmp/junk

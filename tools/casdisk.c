@@ -401,6 +401,9 @@ print_store (const char *dir, const struct cas_store_stats *st, uint64_t virtual
   const double dedup = ratio (st->logical_bytes, st->unique_bytes);
   const double comp = ratio (st->unique_bytes, st->stored_bytes);
   const uint64_t live_blocks = st->nblocks - st->dead_blocks;
+  /* What an offline compact frees (it frees dead blocks first) and moves. */
+  const uint64_t reclaimable = st->space_free + st->space_junk + st->space_erased +
+    st->dead_bytes;
 
   if (as_json) {
     json_open ("store", '{');
@@ -419,7 +422,14 @@ print_store (const char *dir, const struct cas_store_stats *st, uint64_t virtual
     json_u64 ("dead_bytes", st->dead_bytes);
     json_u64 ("free_bytes", st->free_bytes);
     json_u64 ("pending_bytes", st->pending_bytes);
-    json_u64 ("reclaimable_bytes", st->free_bytes + st->pending_bytes);
+    json_u64 ("reclaimable_bytes", reclaimable);
+    json_open ("space", '{');
+    json_u64 ("in_use", st->space_in_use);
+    json_u64 ("junk", st->space_junk);
+    json_u64 ("erased", st->space_erased);
+    json_u64 ("free", st->space_free);
+    json_u64 ("moving", st->space_moving);
+    json_close ('}');
     json_u64 ("data_file_end", st->data_file_end);
     json_u64 ("physical_allocated", st->physical_allocated);
     json_u64 ("physical_apparent", st->physical_apparent);
@@ -445,10 +455,14 @@ print_store (const char *dir, const struct cas_store_stats *st, uint64_t virtual
           live_blocks);
   printf ("  %-22s %10" PRIu64 "\n", "dead blocks (for GC)", st->dead_blocks);
   print_bytes ("dead bytes (for GC)", st->dead_bytes);
-  print_bytes ("free in data file", st->free_bytes);
-  print_bytes ("freed, pending", st->pending_bytes);
-  print_bytes ("compact would reclaim", st->free_bytes + st->pending_bytes);
   print_bytes ("data file in use", st->data_file_end);
+  printf ("  space map of the data file:\n");
+  print_bytes ("  in use", st->space_in_use);
+  print_bytes ("  junk", st->space_junk);
+  print_bytes ("  erased", st->space_erased);
+  print_bytes ("  free", st->space_free);
+  print_bytes ("  moving", st->space_moving);
+  print_bytes ("compact would reclaim", reclaimable);
   print_bytes ("journal", st->journal_bytes);
   print_bytes ("physical allocated", st->physical_allocated);
   print_bytes ("physical apparent", st->physical_apparent);

@@ -81,6 +81,7 @@ class Harness:
         self.kept = []
         self.classes = {}
         self.ops_total = {}
+        self.bg_steps = {}          # crash points by background step (I/O-logged runs)
 
     # -------------------------------------------------------------- helpers
 
@@ -204,6 +205,8 @@ class Harness:
                 cut, where = powerloss.cut_points(log, self.rng,
                                                   0.5 if kind == "powerloss" else 0.1)
             info["cut-" + tag] = [cut, where]
+            bg = where.rsplit("[bg ", 1)[-1].rstrip("]") if "[bg " in where else "-"
+            self.bg_steps[bg] = self.bg_steps.get(bg, 0) + 1
             st = powerloss.simulate(os.path.join(it, "baseline-" + tag), log[:cut], sim,
                                     random.Random(self.rng.randrange(1 << 30)),
                                     sabotage=self.a.self_test, keep_all=kind == "kill9-cut")
@@ -230,6 +233,14 @@ class Harness:
         self.extra_keys = []
         if self.has_recycler:
             self.extra_keys = ["compact-after=%d" % rng.choice((0, 5, 20))]
+        if self.has_space_map:
+            # Background checkpoints inside the crash window, erasing with
+            # and without keep-erased, zeroes, and the space map verified
+            # after every step of the background work.
+            self.extra_keys += ["runtime-asserts=true",
+                                "checkpoint-after=%s" % rng.choice(("64K", "256K", "1M", "64M")),
+                                "keep-erased=%s" % rng.choice(("all", "all", "1M")),
+                                "secure-erase=%s" % rng.choice(("false", "false", "true"))]
         seed = rng.randrange(1 << 30)
         info.update({"iteration": i, "kind": kind, "moment": moment, "double": double,
                      "keys": self.extra_keys,
@@ -355,6 +366,7 @@ class Harness:
                 setattr(a, attr, dst)
         hp = subprocess.run([a.nbdkit, a.plugin, "--help"], capture_output=True, text=True)
         self.has_recycler = "compact-after" in hp.stdout
+        self.has_space_map = "runtime-asserts" in hp.stdout
         self.extra_keys = []
         self.new_store()
         t_end = time.monotonic() + a.time_limit if a.time_limit else None
@@ -419,6 +431,9 @@ class Harness:
               (self.n, self.nkill9, self.npower, self.violations, med, mx), flush=True)
         print("crash: of the kill -9, %d replayed the I/O log up to a chosen operation "
               "(the process dying just before it)" % self.nkill9cut)
+        if self.bg_steps:
+            print("crash: I/O-logged crash points by background step in progress "
+                  "(- = none): %s" % ", ".join("%s %d" % kv for kv in sorted(self.bg_steps.items())))
         if self.ops_total:
             print("crash: operations in the I/O-logged runs (up to the cut): %s" %
                   ", ".join("%s %d" % kv for kv in sorted(self.ops_total.items())))

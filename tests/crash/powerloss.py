@@ -82,6 +82,8 @@ def parse(log, starts=None):
             recs.append(("R", (a, b), None))
         elif op == "D":
             recs.append(("D", (), None))
+        elif op == "X":
+            recs.append(("X", (rest,), None))
         else:
             raise ValueError("bad I/O log record %r at byte %d" % (hdr, pos))
     if starts is not None:
@@ -96,17 +98,46 @@ def cut_points(log, rng, end_prob=0.5):
     before a sync of a journal (its last batch written, not synced: the
     flush window); otherwise just before or after another record that
     matters (a sync, a journal or checkpoint write, a create, a rename, an
-    unlink, a directory sync, a truncate), or anywhere."""
+    unlink, a directory sync, a truncate), or anywhere.  A third of the
+    points that are not the end fall inside a step of the background work
+    (the X records: erase, move, settle, cut, checkpoint), when the log has
+    any.  The description ends with the background step the cut falls in."""
     starts = []
     recs, used = parse(log, starts)
+    ctx = contexts(recs)
     if not recs or rng.random() < end_prob:
-        return used, "end"
+        return used, "end [bg %s]" % ctx[len(recs)]
+    k, where = pick_cut(recs, ctx, rng)
+    return starts[k] if k < len(recs) else used, "%s [bg %s]" % (where, ctx[k])
+
+
+def contexts(recs):
+    """ctx[k]: the background step in progress just before record k ("-" =
+    none), for k in 0 .. len(recs)."""
+    ctx = ["-"]
+    for op, args, _ in recs:
+        ctx.append(args[0] if op == "X" else ctx[-1])
+    return ctx
+
+
+def pick_cut(recs, ctx, rng):
+    """Choose record K to cut before (K == len(recs): after the last one)."""
+    by_step = {}                   # background step -> the records inside it
+    for i in range(len(recs)):
+        if recs[i][0] != "X" and ctx[i] != "-":
+            by_step.setdefault(ctx[i], []).append(i)
+    if by_step and rng.random() < 1 / 3:
+        # Each step equally likely, however many records it has.
+        k = rng.choice(by_step[rng.choice(sorted(by_step))])
+        if rng.random() < 0.3:
+            k += 1
+        return k, "in %s: before %s #%d" % (ctx[k], recs[k][0] if k < len(recs) else "end", k)
     r = rng.random()
     if r < 0.5:
         idx = [i for i, x in enumerate(recs) if x[0] == "S" and x[1][0].startswith("journal")]
         if idx:
             k = rng.choice(idx)
-            return starts[k], "before S %s #%d" % (recs[k][1][0], k)
+            return k, "before S %s #%d" % (recs[k][1][0], k)
     def interesting(x):
         op, args, _ = x
         if op in "SRUDCT":
@@ -116,10 +147,10 @@ def cut_points(log, rng, end_prob=0.5):
     if idx and r < 0.8:
         k = rng.choice(idx)
         if rng.random() < 0.3 and k + 1 < len(recs):
-            return starts[k + 1], "after %s %s #%d" % (recs[k][0], " ".join(map(str, recs[k][1][:1])), k)
-        return starts[k], "before %s %s #%d" % (recs[k][0], " ".join(map(str, recs[k][1][:1])), k)
+            return k + 1, "after %s %s #%d" % (recs[k][0], " ".join(map(str, recs[k][1][:1])), k)
+        return k, "before %s %s #%d" % (recs[k][0], " ".join(map(str, recs[k][1][:1])), k)
     k = rng.randrange(len(recs))
-    return starts[k], "before %s #%d" % (recs[k][0], k)
+    return k, "before %s #%d" % (recs[k][0], k)
 
 
 JREC_NAMES = {1: "BLOCK_NEW", 2: "BLOCK_DEL", 3: "MAP_SET", 4: "MAP_ZERO", 5: "DISK_ADD",
@@ -142,6 +173,11 @@ def journal_stats(recs):
                 out[name] = out.get(name, 0) + 1
                 p += (16 + ln + 7) // 8 * 8
         else:
+            if op == "X":
+                if args[0] != "-":
+                    key = "step " + args[0]
+                    out[key] = out.get(key, 0) + 1
+                continue
             key = {"W": "write", "S": "sync", "T": "truncate", "P": "punch", "C": "create",
                    "U": "unlink", "R": "rename", "D": "dirsync"}[op]
             if op in "WSTP":

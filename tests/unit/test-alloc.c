@@ -1,7 +1,8 @@
 /* Unit tests for alloc.c: extending the end, exact-fit reuse, splitting
  * the smallest larger extent, small and large lists, end shrinking,
- * delayed frees released by journal sequence number (with the punch
- * callback), rebuild from used extents, and concurrent get/free.
+ * the space map's states (settling and settled junk, erased, free,
+ * moving; keep_erased; erasing without the lock), rebuild from used
+ * extents, and concurrent get/free that must tile the space exactly.
  */
 #include <config.h>
 
@@ -170,98 +171,216 @@ Test (alloc, end_shrinks_after_split_remainder)
   cr_assert_eq (get (G), G, "no allocation may overlap");
 }
 
-static unsigned npunch;
-static uint64_t punched_off[8], punched_len[8];
+/* The erase callback: records what it was asked to erase, fails on
+ * request, and checks that the allocator's lock is not held (erasing is
+ * I/O: fallocate or writes of zeroes; writers must not wait for it).
+ */
+static unsigned nerase, erase_saw_lock_held;
+static uint64_t erased_off[8], erased_len[8];
+static bool erase_fails;
 
-static void
-punch (void *opaque, uint64_t off, uint64_t len)
+static int
+erase_cb (void *opaque, uint64_t off, uint64_t len)
 {
-  cr_assert_eq (opaque, &npunch);
-  if (npunch < 8) {
-    punched_off[npunch] = off;
-    punched_len[npunch] = len;
+  cr_assert_eq (opaque, &nerase);
+  if (pthread_mutex_trylock (&a.lock) == 0)
+    pthread_mutex_unlock (&a.lock);
+  else
+    erase_saw_lock_held++;
+  if (nerase < 8) {
+    erased_off[nerase] = off;
+    erased_len[nerase] = len;
   }
-  npunch++;
+  nerase++;
+  return erase_fails ? -1 : 0;
 }
 
-Test (alloc, free_later_released_by_seq)
+static unsigned nfreed;
+
+static void
+freed_cb (void *opaque, uint64_t off, uint64_t len)
+{
+  if (pthread_mutex_trylock (&a.lock) == 0)
+    pthread_mutex_unlock (&a.lock);
+  else
+    erase_saw_lock_held++;
+  nfreed++;
+}
+
+static struct cas_space
+space (void)
+{
+  struct cas_space sp;
+
+  cas_alloc_space (&a, &sp);
+  return sp;
+}
+
+Test (alloc, free_later_settles_by_seq)
 {
   const uint64_t x = get (G), y = get (2 * G), z = get (3 * G);
 
   get (G);                              /* keep them off the end */
-  npunch = 0;
   cas_alloc_free_later (&a, x, G - 10, 5);
   cas_alloc_free_later (&a, y, 2 * G, 10);
   cas_alloc_free_later (&a, z, 3 * G, 15);
   cr_assert_eq (cas_alloc_pending_bytes (&a), 6 * G);
   cr_assert_eq (cas_alloc_free_bytes (&a), 0, "pending space must not be reusable");
-  /* Pending space is not handed out. */
+  /* Settling space is not handed out. */
   const uint64_t n = get (G);
   cr_assert_geq (n, 7 * G);
 
-  cr_assert_eq (cas_alloc_release (&a, 4, punch, &npunch), 0);
-  cr_assert_eq (npunch, 0);
-  cr_assert_eq (cas_alloc_release (&a, 9, punch, &npunch), G);
-  cr_assert_eq (npunch, 1);
-  cr_assert_eq (punched_off[0], x);
-  cr_assert_eq (punched_len[0], G);
+  cr_assert_eq (cas_alloc_release (&a, 4), 0);
+  cr_assert_eq (cas_alloc_release (&a, 9), G);
   cr_assert_eq (cas_alloc_pending_bytes (&a), 5 * G);
-  cr_assert_eq (cas_alloc_free_bytes (&a), G);
+  cr_assert_eq (space ().junk, G, "settled space is junk");
+  cr_assert_eq (cas_alloc_free_bytes (&a), 0, "junk is not free");
 
-  cr_assert_eq (cas_alloc_release (&a, 100, punch, &npunch), 5 * G);
-  cr_assert_eq (npunch, 3);
+  cr_assert_eq (cas_alloc_release (&a, 100), 5 * G);
   cr_assert_eq (cas_alloc_pending_bytes (&a), 0);
-  cr_assert_eq (cas_alloc_free_bytes (&a), 6 * G);
-  cr_assert ((punched_off[1] == y && punched_len[1] == 2 * G &&
-              punched_off[2] == z && punched_len[2] == 3 * G) ||
-             (punched_off[2] == y && punched_len[2] == 2 * G &&
-              punched_off[1] == z && punched_len[1] == 3 * G));
-  /* Released space is reused. */
-  cr_assert_eq (get (3 * G), z);
+  cr_assert_eq (space ().junk, 6 * G);
   /* Nothing pending any more: release is a no-op. */
-  cr_assert_eq (cas_alloc_release (&a, UINT64_MAX, punch, &npunch), 0);
-  cr_assert_eq (npunch, 3);
+  cr_assert_eq (cas_alloc_release (&a, UINT64_MAX), 0);
 }
 
-/* Punching is I/O (fallocate on the data file): it must not run with the
- * allocator's lock held, or every writer waits for it (cas_alloc_get).
- */
-static int punch_saw_lock_held;
-
-static void
-punch_checks_lock (void *opaque, uint64_t off, uint64_t len)
+Test (alloc, junk_is_reused_after_free_space)
 {
-  if (pthread_mutex_trylock (&a.lock) == 0)
-    pthread_mutex_unlock (&a.lock);
-  else
-    punch_saw_lock_held++;
+  const uint64_t x = get (2 * G), y = get (2 * G), z = get (2 * G);
+
+  get (G);
+  cas_alloc_free_later (&a, x, 2 * G, 1);
+  cas_alloc_release (&a, 1);
+  cas_alloc_free (&a, z, 2 * G);
+  /* Free space first (z), then settled junk (x), then the end. */
+  cr_assert_eq (get (2 * G), z);
+  cr_assert_eq (get (G), x, "junk is reused when nothing is free");
+  cr_assert_eq (space ().junk, G, "the rest of the split junk stays junk");
+  cr_assert_eq (get (G), x + G);
+  cr_assert_eq (space ().junk, 0);
+  cr_assert_eq (get (G), 7 * G);
+  (void) y;
 }
 
-Test (alloc, punch_runs_without_the_lock)
+Test (alloc, erase_then_flush_makes_free)
 {
-  const uint64_t x = get (G), y = get (G);
+  const uint64_t x = get (G), y = get (2 * G);
 
   get (G);
   cas_alloc_free_later (&a, x, G, 1);
-  cas_alloc_free_later (&a, y, G, 1);
-  punch_saw_lock_held = 0;
-  cr_assert_eq (cas_alloc_release (&a, 1, punch_checks_lock, NULL), 2 * G);
-  cr_assert_eq (punch_saw_lock_held, 0,
-                "the punch callback ran %d times with the allocator lock held",
-                punch_saw_lock_held);
-  cr_assert_eq (cas_alloc_free_bytes (&a), 2 * G);
-  cr_assert_eq (cas_alloc_pending_bytes (&a), 0);
+  cas_alloc_free_later (&a, y, 2 * G, 1);
+  cas_alloc_release (&a, 1);
+  nerase = erase_saw_lock_held = nfreed = 0;
+  erase_fails = false;
+  cr_assert_eq (cas_alloc_erase (&a, erase_cb, &nerase), 3 * G);
+  cr_assert_eq (nerase, 2);
+  cr_assert ((erased_off[0] == x && erased_len[0] == G && erased_off[1] == y) ||
+             (erased_off[1] == x && erased_len[1] == G && erased_off[0] == y));
+  struct cas_space sp = space ();
+  cr_assert_eq (sp.junk, 0);
+  cr_assert_eq (sp.erased, 3 * G);
+  cr_assert_eq (sp.free, 0, "erased space is not free before the flush");
+  cr_assert_eq (get (G), 4 * G, "erased space must not be handed out before the flush");
+  cr_assert_eq (cas_alloc_erased_durable (&a, freed_cb, NULL), 3 * G);
+  cr_assert_eq (nfreed, 2);
+  sp = space ();
+  cr_assert_eq (sp.erased, 0);
+  cr_assert_eq (sp.free, 3 * G);
+  cr_assert_eq (erase_saw_lock_held, 0, "erasing ran with the allocator lock held");
+  cr_assert_eq (get (G), x);
 }
 
-Test (alloc, release_without_punch_and_at_end)
+Test (alloc, failed_erase_is_free_not_erased)
+{
+  const uint64_t x = get (G);
+
+  get (G);
+  cas_alloc_free_later (&a, x, G, 1);
+  cas_alloc_release (&a, 1);
+  nerase = 0;
+  erase_fails = true;
+  cr_assert_eq (cas_alloc_erase (&a, erase_cb, &nerase), 0);
+  erase_fails = false;
+  cr_assert_eq (nerase, 1);
+  const struct cas_space sp = space ();
+  cr_assert_eq (sp.erased, 0);
+  cr_assert_eq (sp.junk, 0);
+  cr_assert_eq (sp.free, G, "space that could not be erased is still reusable");
+}
+
+Test (alloc, keep_erased_limits_erasing)
+{
+  uint64_t x[6];
+
+  for (int i = 0; i < 6; i++)
+    x[i] = get (G), get (G);            /* every other granule */
+  for (int i = 0; i < 6; i++)
+    cas_alloc_free_later (&a, x[i], G, 1);
+  cas_alloc_release (&a, 1);
+  a.keep_erased = 2 * G;
+  nerase = 0;
+  cr_assert_eq (cas_alloc_erase (&a, erase_cb, &nerase), 2 * G);
+  cr_assert_eq (space ().junk, 4 * G, "junk beyond keep_erased stays junk");
+  cas_alloc_erased_durable (&a, NULL, NULL);
+  cr_assert_eq (cas_alloc_erase (&a, erase_cb, &nerase), 0, "free space counts as erased");
+  get (G);
+  get (G);                              /* uses the free (erased) space */
+  cr_assert_eq (cas_alloc_erase (&a, erase_cb, &nerase), 2 * G);
+}
+
+Test (alloc, keep_erased_splits_an_extent)
+{
+  const uint64_t x = get (6 * G);
+
+  get (G);
+  cas_alloc_free_later (&a, x, 6 * G, 1);
+  cas_alloc_release (&a, 1);
+  a.keep_erased = 2 * G;
+  nerase = 0;
+  cr_assert_eq (cas_alloc_erase (&a, erase_cb, &nerase), 2 * G, "only what keep_erased asks");
+  cr_assert_eq (nerase, 1);
+  cr_assert_eq (erased_off[0], x);
+  cr_assert_eq (erased_len[0], 2 * G);
+  cr_assert_eq (space ().junk, 4 * G, "the rest of the extent stays junk");
+  cas_alloc_erased_durable (&a, NULL, NULL);
+  cr_assert_eq (get (2 * G), x, "the erased part is free");
+  cr_assert_eq (get (4 * G), x + 2 * G, "the junk part is reused");
+}
+
+Test (alloc, settled_junk_at_end_cuts_end)
 {
   const uint64_t x = get (2 * G);
 
   cas_alloc_free_later (&a, x, 2 * G, 1);
   cr_assert_eq (cas_alloc_end (&a), 2 * G);
-  cr_assert_eq (cas_alloc_release (&a, 1, NULL, NULL), 2 * G);
-  cr_assert_eq (cas_alloc_end (&a), 0, "released space at the end must cut the end");
+  cr_assert_eq (cas_alloc_release (&a, 1), 2 * G);
+  cr_assert_eq (cas_alloc_end (&a), 0, "settled space at the end must cut the end");
   cr_assert_eq (cas_alloc_pending_bytes (&a), 0);
+  cr_assert_eq (space ().junk, 0);
+}
+
+Test (alloc, move_destination_is_moving)
+{
+  const uint64_t x = get (G), y = get (G), z = get (2 * G), w = get (G);
+  uint64_t to;
+
+  cas_alloc_free (&a, x, G);
+  cas_alloc_free_later (&a, y, G, 1);
+  cas_alloc_release (&a, 1);            /* y is junk */
+  cr_assert_eq (cas_alloc_get_below (&a, 2 * G, w, &to), -1, "no 2G extent below w");
+  cr_assert_eq (cas_alloc_get_below (&a, G, x + G, &to), 0);
+  cr_assert_eq (to, x, "the lowest extent that fits");
+  cr_assert_eq (cas_alloc_get_below (&a, G, w, &to), 0);
+  cr_assert_eq (to, y, "junk is a move destination too");
+  struct cas_space sp = space ();
+  cr_assert_eq (sp.moving, 2 * G);
+  cr_assert_eq (sp.free + sp.junk, 0);
+  cas_alloc_move_end (&a, x, G, false);   /* cancelled: free */
+  cas_alloc_move_end (&a, y, G, true);    /* referenced: in use */
+  sp = space ();
+  cr_assert_eq (sp.moving, 0);
+  cr_assert_eq (sp.free, G);
+  cr_assert_eq (cas_alloc_get_below (&a, G, x, &to), -1, "nothing ends at or below x");
+  (void) z;
 }
 
 Test (alloc, rebuild_gaps_become_free)
@@ -355,7 +474,29 @@ Test (alloc, small_max_for_small_blocks)
 
 struct live {
   uint64_t off, len;
+  int state;                            /* -1 = live, else enum cas_space_state */
 };
+
+static int
+erase_ok (void *opaque, uint64_t off, uint64_t len)
+{
+  return 0;
+}
+
+/* Every extent the allocator lists, appended to the live ones. */
+static struct { struct live *v; size_t n, cap; } walked;
+
+static int
+collect (void *opaque, uint64_t off, uint64_t len, enum cas_space_state st)
+{
+  if (walked.n == walked.cap) {
+    walked.cap = walked.cap ? 2 * walked.cap : 1024;
+    walked.v = realloc (walked.v, walked.cap * sizeof *walked.v);
+    cr_assert_not_null (walked.v);
+  }
+  walked.v[walked.n++] = (struct live) { .off = off, .len = len, .state = st };
+  return 0;
+}
 
 static int
 cmp_live (const void *x, const void *y)
@@ -389,7 +530,11 @@ churn (void *arg)
       v[n++] = (struct live) { .off = off, .len = (len + G - 1) / G * G };
     }
     if (i % 500 == 0)
-      cas_alloc_release (&a, i, NULL, NULL);
+      cas_alloc_release (&a, i);
+    if (i % 1000 == 0 && arg == 0) {    /* one eraser at a time */
+      cas_alloc_erase (&a, erase_ok, NULL);
+      cas_alloc_erased_durable (&a, NULL, NULL);
+    }
   }
   /* Terminate the list with a zero-length entry. */
   if (v && n < NOPS)
@@ -421,11 +566,22 @@ Test (alloc, concurrent_no_overlap)
                    ") overlap", all[i - 1].off, all[i - 1].len, all[i].off, all[i].len);
   if (n > 0)
     cr_assert_leq (all[n - 1].off + all[n - 1].len, cas_alloc_end (&a));
-  /* Accounting: free + pending + live never exceeds the end. */
-  uint64_t live = 0;
+  /* The space map: live extents plus every listed state tile [0, end)
+   * exactly: nothing leaked, nothing used twice.
+   */
   for (size_t i = 0; i < n; i++)
-    live += all[i].len;
-  cr_assert_leq (live + cas_alloc_free_bytes (&a) + cas_alloc_pending_bytes (&a),
-                 cas_alloc_end (&a));
-  free (all);
+    all[i].state = -1;
+  walked.v = all;
+  walked.n = walked.cap = n;
+  cr_assert_eq (cas_alloc_walk (&a, collect, &walked), 0);
+  qsort (walked.v, walked.n, sizeof *walked.v, cmp_live);
+  uint64_t pos = 0;
+  for (size_t i = 0; i < walked.n; i++) {
+    cr_assert_eq (walked.v[i].off, pos, "extent at %" PRIu64 " (state %d): expected %" PRIu64
+                  " (%s)", walked.v[i].off, walked.v[i].state, pos,
+                  walked.v[i].off > pos ? "leaked space" : "space used twice");
+    pos += walked.v[i].len;
+  }
+  cr_assert_eq (pos, cas_alloc_end (&a));
+  free (walked.v);
 }
