@@ -20,6 +20,13 @@
  *   parts        the cost of each step alone on one block (SHA-256,
  *                CRC-32C, zstd at several levels, decompression), natively;
  *                with -f FILE: zstd level versus stored size on FILE's blocks
+ *   reopen       the time to open a store after a crash: a child process
+ *                writes -n MiB of unique, compressible blocks spread
+ *                evenly over a disk of -s MiB (default 100 GiB), flushes,
+ *                writes 64 MiB more without flushing and exits without
+ *                closing the store (as kill -9 would leave it); the parent
+ *                times cas_store_open (journal replay, recount, free-space
+ *                rebuild, hole punching, a fresh checkpoint)
  *   memory       -s MiB of unique blocks, each a block-number stamp and
  *                zeroes (unique but highly compressible, so the data file
  *                stays small), written with 1 MiB writes; reports resident
@@ -36,6 +43,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -155,6 +164,8 @@ memory (struct cas_store *s, struct cas_disk *d, uint64_t bytes)
   const long rss0 = rss_kib ();
   const double t0 = now_s ();
   struct cas_store_stats st;
+  long rss_q = -1;              /* after a quarter of the data */
+  const uint64_t quarter = bytes / 4 / (1 << 20) * (1 << 20);
 
   if (buf == NULL)
     return -1;
@@ -171,16 +182,29 @@ memory (struct cas_store *s, struct cas_disk *d, uint64_t bytes)
       free (buf);
       return -1;
     }
+    if (off + (1 << 20) == quarter) {
+      if (cas_store_flush (s) == -1) {
+        free (buf);
+        return -1;
+      }
+      rss_q = rss_kib ();
+    }
   }
   free (buf);
   if (cas_store_flush (s) == -1 || cas_store_stats (s, &st) == -1)
     return -1;
   const long rss1 = rss_kib ();
   const double gib = st.unique_bytes / (double) (UINT64_C(1) << 30);
+  /* The growth over the last three quarters: what each further GiB costs,
+   * without the fixed costs (libraries, zstd contexts, journal buffers).
+   */
+  const double marginal = rss_q < 0 ? 0 : (rss1 - rss_q) / 1024.0 / (gib * 3 / 4);
   printf ("memory: %.1f GiB unique in %" PRIu64 " blocks, %.1f s; RSS %ld -> %ld KiB: "
-          "%.2f MiB per GiB unique, %.1f bytes per block; data file %.1f MiB\n",
+          "%.2f MiB per GiB unique, %.1f bytes per block; marginal %.2f MiB per GiB, "
+          "%.1f bytes per block; data file %.1f MiB\n",
           gib, st.nblocks, now_s () - t0, rss0, rss1, (rss1 - rss0) / 1024.0 / gib,
-          (rss1 - rss0) * 1024.0 / st.nblocks, st.physical_allocated / 1048576.0);
+          (rss1 - rss0) * 1024.0 / st.nblocks, marginal,
+          marginal * 1048576.0 / ((UINT64_C(1) << 30) / bs), st.physical_allocated / 1048576.0);
   return 0;
 }
 
@@ -270,11 +294,86 @@ parts (uint32_t bs)
   return 0;
 }
 
+static double
+file_mib (const char *dir, const char *name)
+{
+  char path[4200];
+  struct stat st;
+
+  snprintf (path, sizeof path, "%s/%s", dir, name);
+  return stat (path, &st) == 0 ? st.st_size / 1048576.0 : 0;
+}
+
+/* The child of the reopen workload: write, flush, write more, _exit. */
+static void
+reopen_child (const char *dir, uint64_t written_mib)
+{
+  struct cas_open_opts oo;
+  cas_open_opts_default (&oo);
+  struct cas_store *s = cas_store_open (dir, &oo);
+  if (s == NULL || cas_store_start (s) == -1)
+    _exit (1);
+  struct cas_disk *d = cas_disk_find (s, "d");
+  const uint32_t bs = cas_store_block_size (s);
+  const uint64_t nblocks = cas_disk_size (d) / bs;
+  const uint64_t nwrite = (written_mib << 20) / bs, extra = (UINT64_C(64) << 20) / bs;
+  uint8_t *buf = calloc (1, bs);
+  if (buf == NULL || nwrite == 0 || nwrite + extra > nblocks)
+    _exit (1);
+  const uint64_t stride = nblocks / (nwrite + extra);
+  for (uint64_t i = 0; i < nwrite + extra; i++) {
+    const uint64_t stamp = i + 1;
+    memcpy (buf, &stamp, 8);
+    if (cas_disk_write (d, buf, bs, i * stride * bs) == -1)
+      _exit (1);
+    if (i + 1 == nwrite && cas_store_flush (s) == -1)
+      _exit (1);
+  }
+  _exit (0);                    /* no close: the store is left as after a crash */
+}
+
+static int
+reopen (const char *dir, uint64_t virt_mib, uint64_t written_mib)
+{
+  const pid_t pid = fork ();
+  int status;
+
+  if (pid == -1) {
+    perror ("fork");
+    return -1;
+  }
+  if (pid == 0)
+    reopen_child (dir, written_mib);
+  if (waitpid (pid, &status, 0) != pid || !WIFEXITED (status) || WEXITSTATUS (status) != 0) {
+    fprintf (stderr, "reopen: the writer failed\n");
+    return -1;
+  }
+  const double ckpt = file_mib (dir, "checkpoint"), data = file_mib (dir, "data");
+  double journal = 0;
+  char name[64];
+  for (int g = 0; g < 1000; g++) {
+    snprintf (name, sizeof name, "journal.%d", g);
+    journal += file_mib (dir, name);
+  }
+  struct cas_open_opts oo;
+  cas_open_opts_default (&oo);
+  const double t0 = now_s ();
+  struct cas_store *s = cas_store_open (dir, &oo);
+  const double t = now_s () - t0;
+  if (s == NULL)
+    return -1;
+  printf ("reopen: virtual %.1f GiB, %" PRIu64 " MiB written and flushed + 64 MiB not flushed; "
+          "before open: checkpoint %.1f MiB, journals %.1f MiB, data %.1f MiB; "
+          "open after the crash took %.3f s, %.3f s per 100 GiB of virtual size\n",
+          virt_mib / 1024.0, written_mib, ckpt, journal, data, t, t * 102400.0 / virt_mib);
+  return cas_store_close (s);
+}
+
 static void
 usage (void)
 {
   fprintf (stderr, "usage: bench/engine [-b BS] [-l LEVEL] [-n OPS] [-s MiB] [-t DIR] [-f FILE] "
-           "write4k|read4k|write1m|write64k|compress64k|read4kc|write4kc|parts|memory\n");
+           "write4k|read4k|write1m|write64k|compress64k|read4kc|write4kc|parts|reopen|memory\n");
   exit (2);
 }
 
@@ -284,6 +383,7 @@ main (int argc, char **argv)
   struct cas_create_opts co;
   struct cas_open_opts oo;
   uint64_t nops = 2000, region_mib = 256;
+  bool size_given = false;
   const char *tmpdir = "/var/tmp", *parts_file_path = NULL;
   int c;
 
@@ -295,7 +395,7 @@ main (int argc, char **argv)
     case 'f': parts_file_path = optarg; break;
     case 'l': co.compression_level = atoi (optarg); break;
     case 'n': nops = strtoull (optarg, NULL, 0); break;
-    case 's': region_mib = strtoull (optarg, NULL, 0); break;
+    case 's': region_mib = strtoull (optarg, NULL, 0); size_given = true; break;
     case 't': tmpdir = optarg; break;
     default: usage ();
     }
@@ -310,18 +410,27 @@ main (int argc, char **argv)
     perror ("mkdtemp");
     return 1;
   }
+  if (strcmp (w, "reopen") == 0 && !size_given)
+    region_mib = 102400;
   const uint64_t region = region_mib << 20;
   const uint64_t disk_size = strcmp (w, "write1m") == 0 ? region + (nops << 20) : region;
   strcat (dir, "/s");
   if (cas_store_create (dir, &co, "d", disk_size) == -1)
     return 1;
-  struct cas_store *s = cas_store_open (dir, &oo);
-  if (s == NULL || cas_store_start (s) == -1)
-    return 1;
-  struct cas_disk *d = cas_disk_find (s, "d");
+  struct cas_store *s = NULL;
+  struct cas_disk *d = NULL;
   int r = 0;
 
-  if (strcmp (w, "memory") == 0)
+  /* reopen forks its writer: no thread may exist yet. */
+  if (strcmp (w, "reopen") != 0) {
+    s = cas_store_open (dir, &oo);
+    if (s == NULL || cas_store_start (s) == -1)
+      return 1;
+    d = cas_disk_find (s, "d");
+  }
+  if (strcmp (w, "reopen") == 0)
+    r = reopen (dir, region_mib, nops);
+  else if (strcmp (w, "memory") == 0)
     r = memory (s, d, region);
   else if (strcmp (w, "parts") == 0)
     r = parts_file_path ? parts_file (co.block_size, parts_file_path) : parts (co.block_size);
@@ -379,7 +488,7 @@ main (int argc, char **argv)
     free (offs);
     free (j.bufs);
   }
-  if (cas_store_close (s) == -1)
+  if (s && cas_store_close (s) == -1)
     r = -1;
   char cmd[4200];
   dir[strlen (dir) - 2] = '\0';
