@@ -3,11 +3,82 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <stdlib.h>
 
 #include "index.h"
 #include "log.h"
+#include "util.h"
+
+/* ---- block allocation ----
+ *
+ * A malloc'd block costs 112 bytes (96 and the allocator's header and
+ * rounding); from a slab it costs 96.  Slabs hold SLAB_BLOCKS blocks and
+ * are never returned: freed blocks go on a free list (linked through
+ * node.next) and the next new block reuses them.  Builds with
+ * AddressSanitizer use calloc and free, so that a use after free is still
+ * caught.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define USE_SLABS 0
+#else
+#define USE_SLABS 1
+#endif
+#define SLAB_BLOCKS 4096
+
+static pthread_mutex_t slab_lock = PTHREAD_MUTEX_INITIALIZER;  /* guards the three below */
+static struct cas_block *free_blocks;   /* freed blocks, linked through node.next */
+static struct cas_block *slab_next;     /* the unused rest of the current slab */
+static size_t slab_left;
+
+struct cas_block *
+cas_block_new (void)
+{
+  struct cas_block *b;
+
+  if (!USE_SLABS) {
+    b = calloc (1, sizeof *b);
+    if (b == NULL)
+      cas_error ("block: %m");
+    return b;
+  }
+  {
+    SCOPED_LOCK (l, &slab_lock);
+    if (free_blocks) {
+      b = free_blocks;
+      free_blocks = (struct cas_block *) b->node.next;
+    }
+    else {
+      if (slab_left == 0) {
+        slab_next = malloc (SLAB_BLOCKS * sizeof *slab_next);
+        if (slab_next == NULL) {
+          cas_error ("block slab: %m");
+          return NULL;
+        }
+        slab_left = SLAB_BLOCKS;
+      }
+      b = slab_next++;
+      slab_left--;
+    }
+  }
+  memset (b, 0, sizeof *b);
+  return b;
+}
+
+void
+cas_block_free (struct cas_block *b)
+{
+  if (b == NULL)
+    return;
+  if (!USE_SLABS) {
+    free (b);
+    return;
+  }
+  SCOPED_LOCK (l, &slab_lock);
+  b->node.next = (struct cds_lfht_node *) free_blocks;
+  free_blocks = b;
+}
 
 static unsigned long
 pow2_at_least (uint64_t n)
@@ -111,7 +182,7 @@ cas_index_add_unique (struct cas_index *idx, struct cas_block *b)
 static void
 free_block_rcu (struct rcu_head *head)
 {
-  free (caa_container_of (head, struct cas_block, rcu));
+  cas_block_free (caa_container_of (head, struct cas_block, rcu));
 }
 
 void

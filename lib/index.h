@@ -69,6 +69,13 @@ struct cas_index {
   unsigned long buckets;        /* current bucket count (resize target) */
 };
 
+/* A zeroed block, or NULL (ENOMEM, logged).  Blocks come from slabs (no
+ * allocator header per block); free them only with cas_block_free (or
+ * the deferred free of cas_index_del).  Any thread.
+ */
+struct cas_block *cas_block_new (void);
+void cas_block_free (struct cas_block *b);
+
 /* EXPECTED sizes the table; no thread is started (cas_index_resize later). */
 int cas_index_init (struct cas_index *idx, uint64_t expected) __attribute__((nonnull));
 /* Unlink and free every block (FREE_FN on each).  No concurrent user. */

@@ -285,7 +285,7 @@ ld_remove (struct cas_load *ld, uint64_t id)
 void
 cas_free_block (struct cas_block *b)
 {
-  free (b);
+  cas_block_free (b);
 }
 
 int
@@ -327,11 +327,9 @@ cas_load_block_new (struct cas_store *s, struct cas_load *ld, uint64_t id, uint6
                     stored_len != cas_sectored_len (s->block_size))) ||
       (!compressed && !sectored && stored_len != s->block_size))
     return cas_problem (s, "block id %" PRIu64 " has a bad location or length", id);
-  b = calloc (1, sizeof *b);
-  if (b == NULL) {
-    cas_error ("loading blocks: %m");
+  b = cas_block_new ();
+  if (b == NULL)
     return -1;
-  }
   b->id = id;
   b->offset = offset;
   memcpy (b->hash.b, hash, 32);
@@ -347,7 +345,7 @@ cas_load_block_new (struct cas_store *s, struct cas_load *ld, uint64_t id, uint6
   got = cas_index_add_unique (&s->index, b);
   rcu_read_unlock ();
   if (got != b) {
-    free (b);
+    cas_block_free (b);
     return cas_problem (s, "blocks %" PRIu64 " and %" PRIu64 " have the same hash",
                         got->id, id);
   }
@@ -374,7 +372,7 @@ cas_load_block_del (struct cas_store *s, struct cas_load *ld, uint64_t id)
   cds_lfht_del (s->index.ht, &b->node);
   s->index.count--;
   rcu_read_unlock ();
-  free (b);                     /* nobody else can see it while loading */
+  cas_block_free (b);           /* nobody else can see it while loading */
   return 0;
 }
 

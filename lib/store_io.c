@@ -270,10 +270,9 @@ store_block (struct cas_store *s, const void *data)
       errno = saved;
       return NULL;
     }
-    b = calloc (1, sizeof *b);
+    b = cas_block_new ();
     if (b == NULL) {
       cas_alloc_free (&s->alloc, off, stored_len);
-      cas_error ("write: %m");
       return NULL;
     }
     b->hash = h;
@@ -308,7 +307,7 @@ store_block (struct cas_store *s, const void *data)
      * the space is reusable at once.  Look it up again.
      */
     cas_alloc_free (&s->alloc, off, stored_len);
-    free (b);
+    cas_block_free (b);
   }
 }
 
