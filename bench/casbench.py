@@ -72,7 +72,7 @@ MODES = {
     # file-system image (0 = skip).
     "smoke": dict(reps=1, runtime=1, disk=256 * MiB, wregion=128 * MiB,
                   rregion=32 * MiB, chunk=4 * MiB, gc_wait=3, budget=120,
-                  memory_mib=256, reopen_mib=64, clone_mib=0,
+                  memory_mib=1024, reopen_mib=64, clone_mib=0,
                   workloads=["seq-write-1M-qd4", "rand-read-4K-qd16"]),
     "quick": dict(reps=1, runtime=2, disk=1 * GiB, wregion=1 * GiB,
                   rregion=256 * MiB, chunk=32 * MiB, gc_wait=10, budget=900,
@@ -528,7 +528,7 @@ class Bench:
             ["-s", str(self.m["memory_mib"]), "memory"],
             r"memory: (?P<gib>[\d.]+) GiB unique in (?P<blocks>\d+) blocks.*: "
             r"(?P<mib_per_gib>[\d.]+) MiB per GiB unique, (?P<bytes_per_block>[\d.]+) bytes per block; "
-            r"marginal (?P<marginal_mib_per_gib>[\d.]+) MiB per GiB, (?P<marginal_bytes>[\d.]+) bytes",
+            r"marginal (?P<marginal_mib_per_gib>-?[\d.]+) MiB per GiB, (?P<marginal_bytes>-?[\d.]+) bytes",
             timeout=1200)
         log("  casdisk reopen after a crash: %d MiB written to a 100 GiB disk" % self.m["reopen_mib"])
         res["reopen"] = self.engine_run(
