@@ -35,6 +35,9 @@ struct cas_disk;
 #define CAS_MAX_DISKS          1024
 #define CAS_MAX_DISK_SIZE      (UINT64_C(1) << 46)  /* 64 TiB */
 #define CAS_DEFAULT_DISK_NAME  "disk0"
+#define CAS_CONTROL_SOCKET     "control.sock"  /* in the store directory */
+#define CAS_METRICS_FILE       "metrics.prom"  /* the usual metrics_file, in the store directory */
+#define CAS_DEFAULT_METRICS_INTERVAL 10        /* seconds */
 
 /* Parameters fixed when a store is created. */
 struct cas_create_opts {
@@ -53,6 +56,10 @@ struct cas_open_opts {
                                    free; CAS_KEEP_ERASED_ALL (default): erase all of it */
   bool secure_erase;            /* erase by writing zeroes (then deallocating) */
   bool runtime_asserts;         /* verify the space map after every recycler step */
+  /* The control channel (control.c), started by cas_store_start(): */
+  bool control;                 /* serve DIR/control.sock (casdisk status, ...) */
+  const char *metrics_file;     /* write Prometheus metrics there; NULL = no file */
+  unsigned metrics_interval;    /* seconds between rewrites; 0 = default (10) */
 };
 #define CAS_KEEP_ERASED_ALL UINT64_MAX
 
@@ -78,10 +85,17 @@ bool cas_store_exists (const char *dir) __attribute__((nonnull));
 struct cas_store *cas_store_open (const char *dir, const struct cas_open_opts *opts)
   __attribute__((nonnull (1)));
 
-/* Start the background threads (delayed GC, periodic checkpoint). */
+/* Start the background threads (delayed GC, periodic checkpoint) and,
+ * if opts.control, the control channel: a unix socket DIR/control.sock
+ * (mode 0600, peers checked with SO_PEERCRED) that answers casdisk status,
+ * metrics, compact --now, scrub and disk add while the store is served.
+ * A stale socket file left by a crash is replaced.
+ */
 int cas_store_start (struct cas_store *s) __attribute__((nonnull));
 
-/* Stop background threads, flush, write a checkpoint, unlock and free. */
+/* Stop the control channel (removing its socket and metrics file) and the
+ * background threads, flush, write a checkpoint, unlock and free.
+ */
 int cas_store_close (struct cas_store *s);
 
 /* Make every write completed before the call durable, on every disk. */
@@ -92,18 +106,50 @@ int cas_store_compression_level (const struct cas_store *s) __attribute__((nonnu
 const char *cas_store_dir (const struct cas_store *s) __attribute__((nonnull));
 
 /* Disks.  Disks are never freed while the store is open, so a pointer
- * returned here stays valid until cas_store_close().
+ * returned here stays valid until cas_store_close(), even after the disk
+ * is deleted (its reads and writes then fail with EIO).
  */
 struct cas_disk *cas_disk_add (struct cas_store *s, const char *name, uint64_t size)
   __attribute__((nonnull));
 struct cas_disk *cas_disk_find (struct cas_store *s, const char *name)
   __attribute__((nonnull));     /* NULL with errno = ENOENT */
+/* Disk slots: cas_store_disk (s, i) for i < cas_store_ndisks (s) is a
+ * disk or a snapshot, or NULL for the slot of a deleted disk.
+ */
 size_t cas_store_ndisks (const struct cas_store *s) __attribute__((nonnull));
 struct cas_disk *cas_store_disk (struct cas_store *s, size_t i) __attribute__((nonnull));
 bool cas_disk_name_valid (const char *name) __attribute__((nonnull));
 
 const char *cas_disk_name (const struct cas_disk *d) __attribute__((nonnull));
 uint64_t cas_disk_size (const struct cas_disk *d) __attribute__((nonnull));
+/* A snapshot: read-only, named "disk@snap" (writes fail with EROFS). */
+bool cas_disk_is_snapshot (const struct cas_disk *d) __attribute__((nonnull));
+
+/* Whole-disk operations (lib/diskops.c).  Each may be called while other
+ * threads read and write any disk: it takes its own locks (ckpt_lock,
+ * disks_lock, every stripe lock, jlock: see docs/design.md), pauses
+ * writers for the time it takes to copy or walk the disk's map (no data is
+ * copied), and is durable on return (it flushes).  A clone or snapshot is
+ * the disk's content at one point of the journal: every write completed
+ * before the call, none started after it.  If the final flush fails the
+ * operation has happened in memory and is durable after the next good
+ * flush; -1 is returned.
+ *
+ * cas_disk_clone: a new writable disk DST sharing every block of SRC (a
+ * disk or a snapshot); writes to either never show in the other.
+ * cas_snapshot_create: a read-only copy of DISK named "DISK@SNAP" (64
+ * bytes at most), served under that export name.
+ * cas_disk_delete: releases every block of disk NAME (their space comes
+ * back through the delayed GC); refused (ENOTEMPTY) while it has
+ * snapshots.  cas_snapshot_delete: the same for "DISK@SNAP".
+ */
+struct cas_disk *cas_disk_clone (struct cas_store *s, const char *src, const char *dst)
+  __attribute__((nonnull));
+struct cas_disk *cas_snapshot_create (struct cas_store *s, const char *disk, const char *snap)
+  __attribute__((nonnull));
+int cas_disk_delete (struct cas_store *s, const char *name) __attribute__((nonnull));
+int cas_snapshot_delete (struct cas_store *s, const char *disk, const char *snap)
+  __attribute__((nonnull));
 
 /* Data path.  Any offset and length within the disk; unaligned is fine. */
 int cas_disk_read (struct cas_disk *d, void *buf, uint32_t count, uint64_t offset)
@@ -116,6 +162,9 @@ int cas_disk_write (struct cas_disk *d, const void *buf, uint32_t count, uint64_
 int cas_disk_zero (struct cas_disk *d, uint32_t count, uint64_t offset)
   __attribute__((nonnull));
 
+/* The same as cas_store_flush(), counted as a flush request of D. */
+int cas_disk_flush (struct cas_disk *d) __attribute__((nonnull));
+
 /* Extents: calls FN for consecutive runs of [offset, offset+count) that are
  * either data (zero = false) or holes that read as zeroes (zero = true).
  * Stops early when FN returns -1 (and returns -1).
@@ -124,6 +173,19 @@ typedef int (*cas_extent_fn) (void *opaque, uint64_t offset, uint64_t length, bo
 int cas_disk_extents (struct cas_disk *d, uint64_t offset, uint64_t count,
                       cas_extent_fn fn, void *opaque)
   __attribute__((nonnull (1, 4)));
+
+/* Requests per disk, counted where they enter the engine (the functions
+ * above; a trim is a zero here).  Cheap: relaxed atomic adds, no lock.
+ */
+enum cas_op { CAS_OP_READ, CAS_OP_WRITE, CAS_OP_ZERO, CAS_OP_FLUSH, CAS_OP_EXTENTS, CAS_OP_COUNT };
+struct cas_op_stats {
+  uint64_t requests;            /* received, failed or not */
+  uint64_t bytes;               /* bytes of the successful ones (0 for flush) */
+  uint64_t errors;              /* requests that failed */
+};
+void cas_disk_op_stats (struct cas_disk *d, struct cas_op_stats out[CAS_OP_COUNT])
+  __attribute__((nonnull));
+const char *cas_op_name (enum cas_op op);    /* "read", "write", ... */
 
 /* Space accounting (casdisk info). */
 struct cas_disk_stats {
@@ -233,6 +295,26 @@ int cas_store_verify (struct cas_store *s) __attribute__((nonnull));
  */
 int64_t cas_store_compact (struct cas_store *s, cas_progress_fn progress, void *opaque)
   __attribute__((nonnull (1)));
+
+/* The control channel, client side (control.c).  The protocol is in
+ * docs/control.md: one request line, response lines each starting with a
+ * tag ("data", "progress", "problem"), ended by "ok" or "error ERRNO text".
+ *
+ * cas_control_connect: connect to the server of the store in DIR.
+ * Returns the socket, or -1 with errno set: ENOENT or ECONNREFUSED (no
+ * server is running; nothing is logged), EACCES (not allowed), others.
+ */
+int cas_control_connect (const char *dir) __attribute__((nonnull));
+/* Send REQUEST (one line, without its newline) on FD, then call FN with
+ * the tag and the rest of each response line until the final one.
+ * Returns 0 on "ok"; on "error" logs the server's message and returns -1
+ * with errno set from it; -1 also if FN returns -1 or the server goes
+ * quiet for CAS_CONTROL_CLIENT_TIMEOUT seconds (ETIMEDOUT).  FD stays open.
+ */
+#define CAS_CONTROL_CLIENT_TIMEOUT 60
+typedef int (*cas_control_fn) (void *opaque, const char *tag, const char *rest);
+int cas_control_call (int fd, const char *request, cas_control_fn fn, void *opaque)
+  __attribute__((nonnull (2)));
 
 /* Parse a size such as "10G", "512K", "4096" (binary units).  -1 + EINVAL
  * on bad syntax or overflow.

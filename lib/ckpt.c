@@ -43,7 +43,7 @@ ser_grow (struct ser *w, size_t more)
 }
 
 static void
-put_disk (uint8_t *r, uint32_t id, const char *name, uint64_t size)
+put_disk (uint8_t *r, uint32_t id, const char *name, uint64_t size, uint32_t flags)
 {
   const size_t n = strlen (name);
 
@@ -52,6 +52,7 @@ put_disk (uint8_t *r, uint32_t id, const char *name, uint64_t size)
   put_le32 (r + 4, n);
   put_le64 (r + 8, size);
   memcpy (r + 16, name, n);
+  put_le32 (r + CKPT_DISK_FLAGS, flags);
 }
 
 static int
@@ -105,7 +106,11 @@ cas_ckpt_serialize (struct cas_store *s, uint64_t gen, uint64_t next_seq,
     goto nomem;
   w.len = CKPT_HDR_SIZE;
   for (size_t i = 0; i < ndisks; i++) {
-    put_disk (w.p + w.len, s->disks[i]->id, s->disks[i]->name, s->disks[i]->size);
+    const struct cas_disk *d = s->disks[i];
+    if (cas_disk_deleted (d))   /* a tombstone keeps the ids of the others */
+      put_disk (w.p + w.len, d->id, "", 0, CAS_DISK_DELETED);
+    else
+      put_disk (w.p + w.len, d->id, d->name, d->size, d->flags);
     w.len += CKPT_DISK_SIZE;
   }
   if (cas_index_walk (&s->index, ser_block, &w) != 0)
@@ -155,7 +160,7 @@ cas_ckpt_write_empty (const char *dir, const uint8_t uuid[16], const char *disk,
   (void) uuid;
   (void) block_size;
   if (disk)
-    put_disk (buf + CKPT_HDR_SIZE, 0, disk, size);
+    put_disk (buf + CKPT_HDR_SIZE, 0, disk, size, 0);
   finish_header (buf, CKPT_HDR_SIZE + ndisks * CKPT_DISK_SIZE, 1, 1, ndisks, 0, 0, 1);
   return cas_write_file_atomic (dir, CAS_CKPT_NAME, buf, CKPT_HDR_SIZE + ndisks * CKPT_DISK_SIZE);
 }
@@ -201,12 +206,12 @@ cas_ckpt_load (struct cas_store *s, struct cas_load *ld, const uint8_t *buf, siz
   p = buf + CKPT_HDR_SIZE;
   for (uint32_t i = 0; i < ndisks; i++, p += CKPT_DISK_SIZE) {
     char name[CAS_DISK_NAME_MAX + 1];
-    const uint32_t n = get_le32 (p + 4);
-    if (n == 0 || n > CAS_DISK_NAME_MAX)
+    const uint32_t n = get_le32 (p + 4), flags = get_le32 (p + CKPT_DISK_FLAGS);
+    if ((n == 0 && !(flags & CAS_DISK_DELETED)) || n > CAS_DISK_NAME_MAX)
       return cas_problem (s, "checkpoint: disk %" PRIu32 " has a bad name length", i);
     memcpy (name, p + 16, n);
     name[n] = '\0';
-    if (cas_load_disk_add (s, get_le32 (p), name, get_le64 (p + 8)) == -1)
+    if (cas_load_disk_add (s, get_le32 (p), name, get_le64 (p + 8), flags) == -1)
       return -1;
   }
   for (uint64_t i = 0; i < nblocks; i++, p += CKPT_BLOCK_SIZE)

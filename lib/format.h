@@ -61,7 +61,14 @@
 #define CKPT_NPAGES     48  /* u64 */
 #define CKPT_NEXT_ID    56  /* u64 next block id to assign */
 
-#define CKPT_DISK_SIZE  96  /* id u32, name_len u32, size u64, name[64], 16 reserved */
+#define CKPT_DISK_SIZE  96  /* id u32, name_len u32, size u64, name[64], flags u32,
+                               12 reserved (zero) */
+#define CKPT_DISK_FLAGS 80
+
+/* Disk flags (checkpoint disk records, DISK_CLONE records). */
+#define CAS_DISK_SNAPSHOT 1u     /* read-only point-in-time copy, named "disk@snap" */
+#define CAS_DISK_DELETED  2u     /* a tombstone: the slot is free; name and size empty */
+#define CAS_DISK_FLAGS    3u
 #define CKPT_BLOCK_SIZE 64  /* id u64, offset u64, hash[32], stored_len u32,
                                flags u32, refcount u32, crc u32 */
 #define CKPT_PAGE_SIZE (16 + 8 * CAS_MAP_PAGE)  /* disk u32, 0 u32, page u64, ids */
@@ -134,7 +141,11 @@ enum cas_jrec_type {
   JREC_BATCH     = 7,   /* starts each flush's batch: length u32 (bytes of the
                            records that follow), crc u32 (CRC-32C of them),
                            count u32, 0 u32; its seq is the first record's */
+  JREC_DISK_CLONE = 8,  /* id u32, name_len u32, size u64, name[64], source disk u32,
+                           flags u32: a new disk whose map is the source's, now */
+  JREC_DISK_DEL  = 9,   /* id u32, 0 u32: every map entry released, slot free */
 };
+#define JREC_LAST_TYPE JREC_DISK_DEL
 #define JREC_BLOCK_NEW_LEN 64
 #define JREC_BLOCK_DEL_LEN 8
 #define JREC_MAP_SET_LEN   24
@@ -142,8 +153,10 @@ enum cas_jrec_type {
 #define JREC_DISK_ADD_LEN  80
 #define JREC_BLOCK_MOVE_LEN 16
 #define JREC_BATCH_LEN     16
+#define JREC_DISK_CLONE_LEN 88
+#define JREC_DISK_DEL_LEN  8
 #define JREC_BATCH_SIZE    (JREC_HDR_SIZE + JREC_BATCH_LEN)
-#define JREC_MAX_LEN       80
+#define JREC_MAX_LEN       88
 
 static_assert (CKPT_PAGE_SIZE == 16 + 8 * 4096, "checkpoint page record size");
 static_assert (JREC_HDR_SIZE + JREC_MAX_LEN <= 128, "journal record fits a stack buffer");

@@ -22,6 +22,12 @@
  * moves (a pass always finishes its moves), then new moves, then the cut.
  * With runtime_asserts the space map is verified after every step.
  *
+ * On request (cas_gc_compact_now, from the control channel's "compact")
+ * it also runs a compaction at once: steps 2 to 5 with the recycler
+ * forced (compact_after ignored) until nothing more moves, still at
+ * recycle_rate and still freeing only the blocks whose gc_delay has
+ * passed: a running store may yet revive the others.
+ *
  * Why the delay: a block rewritten soon after it was dropped (a guest
  * moving a file, a VM rewriting the same data) is found again by dedup and
  * costs nothing; and why durability first: freed space may be reused at
@@ -227,6 +233,75 @@ tick (struct cas_store *s)
   pthread_mutex_unlock (&s->recycle_lock);
 }
 
+static int
+cut_exact (void *opaque, uint64_t end)
+{
+  struct cas_store *s = opaque;
+  struct stat st;
+
+  if (fstat (s->data_fd, &st) == 0 && (uint64_t) st.st_size > end)
+    return cas_ftruncate (s->data_fd, end, "data file");
+  return 0;
+}
+
+/* Sleep until DEADLINE_NS (cas_now_ns) unless the thread is told to stop.
+ * Returns true if it is.
+ */
+static bool
+bg_sleep_until (struct cas_store *s, uint64_t deadline_ns)
+{
+  SCOPED_LOCK (l, &s->bg_lock);
+  while (!s->bg_stop) {
+    const uint64_t now = cas_now_ns ();
+    if (now >= deadline_ns)
+      break;
+    struct timespec ts;
+    clock_gettime (CLOCK_REALTIME, &ts);
+    const uint64_t t = (uint64_t) ts.tv_nsec + (deadline_ns - now);
+    ts.tv_sec += t / 1000000000;
+    ts.tv_nsec = t % 1000000000;
+    pthread_cond_timedwait (&s->bg_cond, &s->bg_lock, &ts);
+  }
+  return s->bg_stop;
+}
+
+/* A compaction asked for by cas_gc_compact_now (background thread).
+ * recycle_lock is held for each step, not across the rate-limit sleeps.
+ */
+static uint64_t
+compact_now (struct cas_store *s)
+{
+  uint64_t total = 0, moved;
+
+  __atomic_store_n (&s->compact_moving, 0, __ATOMIC_RELAXED);
+  if (__atomic_load_n (&s->io_failed, __ATOMIC_ACQUIRE))
+    return 0;
+  pthread_mutex_lock (&s->recycle_lock);
+  cas_gc_pass (s, false);       /* only blocks dead for gc_delay: see above */
+  cas_runtime_assert (s, "gc");
+  cas_gc_release (s);
+  cas_alloc_coalesce (&s->alloc);
+  pthread_mutex_unlock (&s->recycle_lock);
+  do {
+    const uint64_t t0 = cas_now_ns ();
+    pthread_mutex_lock (&s->recycle_lock);
+    moved = cas_recycle_pass (s, s->opts.recycle_rate, true);
+    cas_gc_release (s);         /* the moved blocks' old places */
+    cas_alloc_coalesce (&s->alloc);
+    pthread_mutex_unlock (&s->recycle_lock);
+    total += moved;
+    __atomic_store_n (&s->compact_moving, total, __ATOMIC_RELAXED);
+    /* At most recycle_rate bytes a second, as in the background. */
+    if (moved > 0 && bg_sleep_until (s, t0 + UINT64_C(1000000000)))
+      break;
+  } while (moved > 0);
+  pthread_mutex_lock (&s->recycle_lock);
+  cas_alloc_with_end (&s->alloc, cut_exact, s);
+  cas_runtime_assert (s, "cut");
+  pthread_mutex_unlock (&s->recycle_lock);
+  return total;
+}
+
 static void *
 bg_main (void *arg)
 {
@@ -234,18 +309,66 @@ bg_main (void *arg)
 
   pthread_mutex_lock (&s->bg_lock);
   while (!s->bg_stop) {
+    if (s->compact_requested == s->compact_done) {
+      struct timespec ts;
+      clock_gettime (CLOCK_REALTIME, &ts);
+      ts.tv_sec += 1;
+      pthread_cond_timedwait (&s->bg_cond, &s->bg_lock, &ts);
+      if (s->bg_stop)
+        break;
+    }
+    const uint64_t ticket = s->compact_requested;
+    const bool compact = ticket != s->compact_done;
+    pthread_mutex_unlock (&s->bg_lock);
+    tick (s);
+    const uint64_t moved = compact ? compact_now (s) : 0;
+    pthread_mutex_lock (&s->bg_lock);
+    if (compact) {
+      /* Every request made before this compaction started is served. */
+      s->compact_done = ticket;
+      s->compact_last_moved = moved;
+      __atomic_add_fetch (&s->compactions, 1, __ATOMIC_RELAXED);
+      pthread_cond_broadcast (&s->bg_done);
+    }
+  }
+  /* Nobody waits for a compaction that will not run. */
+  pthread_cond_broadcast (&s->bg_done);
+  pthread_mutex_unlock (&s->bg_lock);
+  return NULL;
+}
+
+int64_t
+cas_gc_compact_now (struct cas_store *s, const bool *cancel,
+                    void (*progress) (void *opaque, uint64_t moved), void *opaque)
+{
+  SCOPED_LOCK (l, &s->bg_lock);
+  uint64_t ticket;
+
+  if (!s->bg_started || s->bg_stop) {
+    errno = EINVAL;
+    cas_error ("compact: the store's background thread is not running");
+    return -1;
+  }
+  ticket = ++s->compact_requested;
+  pthread_cond_signal (&s->bg_cond);
+  while (s->compact_done < ticket) {
+    if (s->bg_stop || (cancel && __atomic_load_n (cancel, __ATOMIC_RELAXED))) {
+      errno = ECANCELED;
+      cas_error ("compact: cancelled (the server is stopping or the client left); "
+                 "the compaction goes on in the background");
+      return -1;
+    }
     struct timespec ts;
     clock_gettime (CLOCK_REALTIME, &ts);
     ts.tv_sec += 1;
-    pthread_cond_timedwait (&s->bg_cond, &s->bg_lock, &ts);
-    if (s->bg_stop)
-      break;
-    pthread_mutex_unlock (&s->bg_lock);
-    tick (s);
-    pthread_mutex_lock (&s->bg_lock);
+    pthread_cond_timedwait (&s->bg_done, &s->bg_lock, &ts);
+    if (progress && s->compact_done < ticket) {
+      pthread_mutex_unlock (&s->bg_lock);
+      progress (opaque, __atomic_load_n (&s->compact_moving, __ATOMIC_RELAXED));
+      pthread_mutex_lock (&s->bg_lock);
+    }
   }
-  pthread_mutex_unlock (&s->bg_lock);
-  return NULL;
+  return s->compact_last_moved;
 }
 
 int

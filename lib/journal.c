@@ -251,9 +251,12 @@ apply (struct cas_store *s, struct cas_load *ld, int type, const uint8_t *p, uin
     [JREC_BLOCK_NEW] = JREC_BLOCK_NEW_LEN, [JREC_BLOCK_DEL] = JREC_BLOCK_DEL_LEN,
     [JREC_MAP_SET] = JREC_MAP_SET_LEN, [JREC_MAP_ZERO] = JREC_MAP_ZERO_LEN,
     [JREC_DISK_ADD] = JREC_DISK_ADD_LEN, [JREC_BLOCK_MOVE] = JREC_BLOCK_MOVE_LEN,
+    [JREC_BATCH] = 0,           /* never inside a batch */
+    [JREC_DISK_CLONE] = JREC_DISK_CLONE_LEN, [JREC_DISK_DEL] = JREC_DISK_DEL_LEN,
   };
 
-  if (type < JREC_BLOCK_NEW || type > JREC_BLOCK_MOVE || len != want[type])
+  if (type < JREC_BLOCK_NEW || type > JREC_LAST_TYPE || type == JREC_BATCH ||
+      len != want[type])
     return cas_problem (s, "journal: record of unknown type %d or bad length %u", type, len);
   switch (type) {
   case JREC_BLOCK_NEW:
@@ -274,8 +277,20 @@ apply (struct cas_store *s, struct cas_load *ld, int type, const uint8_t *p, uin
       return cas_problem (s, "journal: disk record with a bad name length %" PRIu32, n);
     memcpy (name, p + 16, n);
     name[n] = '\0';
-    return cas_load_disk_add (s, get_le32 (p), name, get_le64 (p + 8));
+    return cas_load_disk_add (s, get_le32 (p), name, get_le64 (p + 8), 0);
   }
+  case JREC_DISK_CLONE: {
+    char name[CAS_DISK_NAME_MAX + 1];
+    const uint32_t n = get_le32 (p + 4);
+    if (n == 0 || n > CAS_DISK_NAME_MAX)
+      return cas_problem (s, "journal: disk clone record with a bad name length %" PRIu32, n);
+    memcpy (name, p + 16, n);
+    name[n] = '\0';
+    return cas_load_disk_clone (s, ld, get_le32 (p), name, get_le64 (p + 8), get_le32 (p + 80),
+                                get_le32 (p + 84));
+  }
+  case JREC_DISK_DEL:
+    return cas_load_disk_del (s, get_le32 (p));
   }
   abort ();
 }
@@ -293,7 +308,7 @@ record_ok (const uint8_t *buf, size_t len, size_t pos, uint64_t seq)
   const size_t total = round_up (JREC_HDR_SIZE + plen, 8);
 
   return plen <= JREC_MAX_LEN && pos + total <= len &&
-    get_le16 (r + 4) >= JREC_BLOCK_NEW && get_le16 (r + 4) <= JREC_BATCH &&
+    get_le16 (r + 4) >= JREC_BLOCK_NEW && get_le16 (r + 4) <= JREC_LAST_TYPE &&
     (seq ? get_le64 (r + 8) == seq : get_le64 (r + 8) != 0) &&
     cas_crc32c (0, r + 4, total - 4) == get_le32 (r);
 }

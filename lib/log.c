@@ -4,12 +4,15 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "casdisk.h"
 #include "log.h"
 
 bool cas_debug_enabled;
 static cas_log_fn log_fn;
+/* The last error logged by this thread (for the control channel). */
+static __thread char last_error[1024];
 
 void
 cas_set_log (cas_log_fn fn)
@@ -30,6 +33,8 @@ vlog (bool error, const char *fmt, va_list ap)
   char msg[1024];
 
   vsnprintf (msg, sizeof msg, fmt, ap);   /* %m uses errno: still intact */
+  if (error)
+    memcpy (last_error, msg, sizeof msg);
   if (log_fn)
     log_fn (error, msg);
   else
@@ -57,4 +62,16 @@ cas_debug (const char *fmt, ...)
   va_start (ap, fmt);
   vlog (false, fmt, ap);
   va_end (ap);
+}
+
+const char *
+cas_last_error (void)
+{
+  return last_error;
+}
+
+void
+cas_clear_last_error (void)
+{
+  last_error[0] = '\0';
 }

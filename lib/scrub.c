@@ -31,27 +31,42 @@
 #include "store.h"
 #include "util.h"
 
-struct refs {
-  struct cas_block **v;
+#define SLICE_NS 200000000u      /* rate-limit sleeps, at most */
+
+/* What to verify: a block is named by its hash and id and looked up again
+ * when its turn comes, instead of being pinned by a reference for the
+ * whole scrub: a pin would make its refcount disagree with the maps (the
+ * runtime check would fail) and keep a deleted block alive.
+ */
+struct target {
+  struct cas_hash hash;
+  uint64_t id;
+};
+
+struct targets {
+  struct target *v;
   size_t n, cap;
+  uint64_t quarantined;         /* skipped: quarantined before */
 };
 
 static int
-take_ref (void *opaque, struct cas_block *b)
+collect (void *opaque, struct cas_block *b)
 {
-  struct refs *r = opaque;
-  bool revived;
+  struct targets *t = opaque;
 
-  if (r->n == r->cap) {
-    const size_t cap = r->cap ? 2 * r->cap : 1024;
-    struct cas_block **v = realloc (r->v, cap * sizeof *v);
+  if (cas_block_quarantined (b)) {
+    t->quarantined++;
+    return 0;
+  }
+  if (t->n == t->cap) {
+    const size_t cap = t->cap ? 2 * t->cap : 1024;
+    struct target *v = realloc (t->v, cap * sizeof *v);
     if (v == NULL)
       return -1;
-    r->v = v;
-    r->cap = cap;
+    t->v = v;
+    t->cap = cap;
   }
-  if (cas_block_get (b, &revived))
-    r->v[r->n++] = b;
+  t->v[t->n++] = (struct target) { .hash = b->hash, .id = b->id };
   return 0;
 }
 
@@ -151,81 +166,105 @@ scrub_metadata (struct cas_store *s, cas_report_fn fn, void *opaque, uint64_t *p
   }
 }
 
+static bool
+cancelled (const bool *cancel)
+{
+  return cancel && __atomic_load_n (cancel, __ATOMIC_RELAXED);
+}
+
 int
 cas_store_scrub (struct cas_store *s, uint64_t rate, cas_progress_fn progress,
                  cas_report_fn fn, void *opaque, struct cas_scrub_result *res)
 {
-  struct refs refs = { 0 };
+  return cas_scrub_run (s, rate, progress, fn, opaque, res, NULL);
+}
+
+int
+cas_scrub_run (struct cas_store *s, uint64_t rate, cas_progress_fn progress,
+               cas_report_fn fn, void *opaque, struct cas_scrub_result *res,
+               const bool *cancel)
+{
+  struct targets t = { 0 };
   CLEANUP_FREE uint8_t *stored = malloc (cas_stored_max (s->block_size));
   CLEANUP_FREE uint8_t *plain = malloc (s->block_size);
   const uint64_t t0 = cas_now_ns ();
   uint64_t problems = 0;
 
   memset (res, 0, sizeof *res);
-  if (stored == NULL || plain == NULL || cas_index_walk (&s->index, take_ref, &refs) != 0) {
-    free (refs.v);
+  if (stored == NULL || plain == NULL || cas_index_walk (&s->index, collect, &t) != 0) {
+    free (t.v);
     errno = ENOMEM;
     cas_error ("scrub: %m");
     return -1;
   }
+  res->already_quarantined = t.quarantined;
   scrub_metadata (s, fn, opaque, &problems);
-  for (size_t i = 0; i < refs.n; i++) {
-    struct cas_block *b = refs.v[i];
+  for (size_t i = 0; i < t.n; i++) {
     const char *bad = NULL;
+    uint64_t offset = 0;
+    uint32_t len = 0;
     struct cas_hash h;
-    char hex[65];
 
     if (progress)
-      progress (opaque, i, refs.n);
-    if (cas_block_quarantined (b))
-      res->already_quarantined++;
-    else if (cas_pread_full (s->data_fd, stored, b->stored_len, cas_block_offset (b),
-                             "data file") == -1)
-      bad = "cannot be read";
-    else if (cas_crc32c (0, stored, b->stored_len) != b->crc)
-      bad = "checksum mismatch";
-    else if (b->flags & CAS_BLK_COMPRESSED &&
-             cas_decompress (plain, s->block_size, stored, b->stored_len) == -1)
-      bad = "does not decompress";
-    else {
-      if (!(b->flags & CAS_BLK_COMPRESSED))
-        memcpy (plain, stored, s->block_size);
-      if (cas_hash_block (plain, s->block_size, &h) == 0 && memcmp (&h, &b->hash, sizeof h))
-        bad = "content does not match its SHA-256";
-    }
-    if (bad) {
-      cas_hash_hex (&b->hash, hex);
-      if (cas_block_quarantine (b))
+      progress (opaque, i, t.n);
+    /* Verify inside one RCU read-side section, as a read does: the block
+     * and its space outlive it.  Gone or replaced since the walk: skip.
+     */
+    rcu_read_lock ();
+    struct cas_block *b = cas_index_lookup (&s->index, &t.v[i].hash);
+    if (b && b->id == t.v[i].id) {
+      offset = cas_block_offset (b);
+      len = b->stored_len;
+      if (cas_pread_full (s->data_fd, stored, len, offset, "data file") == -1)
+        bad = "cannot be read";
+      else if (cas_crc32c (0, stored, len) != b->crc)
+        bad = "checksum mismatch";
+      else if (b->flags & CAS_BLK_COMPRESSED &&
+               cas_decompress (plain, s->block_size, stored, len) == -1)
+        bad = "does not decompress";
+      else {
+        if (!(b->flags & CAS_BLK_COMPRESSED))
+          memcpy (plain, stored, s->block_size);
+        if (cas_hash_block (plain, s->block_size, &h) == 0 && memcmp (&h, &b->hash, sizeof h))
+          bad = "content does not match its SHA-256";
+      }
+      if (bad && cas_block_quarantine (b))
         __atomic_add_fetch (&s->quarantined, 1, __ATOMIC_RELAXED);
+      res->blocks++;
+      res->bytes += len;
+    }
+    rcu_read_unlock ();
+    /* Reported outside the section: REPORT may block (a slow client). */
+    if (bad) {
+      char hex[65];
+      cas_hash_hex (&t.v[i].hash, hex);
       res->corrupted++;
       report (fn, opaque, &problems, "block id %" PRIu64 " (%.16s) at data offset %" PRIu64
-              ": %s; quarantined", b->id, hex, cas_block_offset (b), bad);
+              ": %s; quarantined", t.v[i].id, hex, offset, bad);
     }
-    res->blocks++;
-    res->bytes += b->stored_len;
-    /* Drop our reference; it can be the last one if the block died meanwhile. */
-    {
-      uint64_t seq;
-      {
-        SCOPED_LOCK (jl, &s->jlock);
-        seq = s->next_seq - 1;
-      }
-      if (cas_block_put (b, seq, cas_now ()))
-        __atomic_add_fetch (&s->ndead, 1, __ATOMIC_RELAXED);
-    }
-    /* Rate limit: sleep until the bytes so far fit the budget. */
+    /* Rate limit: sleep until the bytes so far fit the budget, in slices
+     * so that a cancel is seen and the caller hears from us.
+     */
     if (rate) {
       const uint64_t due = t0 + res->bytes * UINT64_C(1000000000) / rate;
-      const uint64_t now = cas_now_ns ();
-      if (due > now) {
-        const struct timespec ts = { (due - now) / 1000000000, (due - now) % 1000000000 };
+      for (uint64_t now = cas_now_ns (); due > now && !cancelled (cancel); now = cas_now_ns ()) {
+        const uint64_t ns = due - now < SLICE_NS ? due - now : SLICE_NS;
+        const struct timespec ts = { ns / 1000000000, ns % 1000000000 };
         nanosleep (&ts, NULL);
+        if (progress)
+          progress (opaque, i + 1, t.n);
       }
+    }
+    if (cancelled (cancel)) {
+      free (t.v);
+      errno = ECANCELED;
+      cas_error ("scrub: cancelled after %zu of %zu blocks", i + 1, t.n);
+      return -1;
     }
   }
   if (progress)
-    progress (opaque, refs.n, refs.n);
-  free (refs.v);
+    progress (opaque, t.n, t.n);
+  free (t.v);
   res->problems = problems;
   return problems;
 }

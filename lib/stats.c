@@ -43,12 +43,15 @@ cas_store_stats (struct cas_store *s, struct cas_store_stats *st)
   memset (st, 0, sizeof *st);
   st->block_size = s->block_size;
   st->compression_level = s->level;
-  st->ndisks = cas_store_ndisks (s);
   cas_index_walk (&s->index, sum_block, st);
-  for (size_t i = 0; i < st->ndisks; i++) {
+  for (size_t i = 0; i < cas_store_ndisks (s); i++) {
+    struct cas_disk *d = cas_store_disk (s, i);
     struct cas_disk_stats ds;
-    if (cas_disk_stats (s->disks[i], &ds) == -1)
+    if (d == NULL)
+      continue;                 /* deleted */
+    if (cas_disk_stats (d, &ds) == -1)
       return -1;
+    st->ndisks++;
     st->logical_bytes += ds.logical_bytes;
   }
   st->free_bytes = cas_alloc_free_bytes (&s->alloc);

@@ -288,26 +288,120 @@ cas_free_block (struct cas_block *b)
   cas_block_free (b);
 }
 
-int
-cas_load_disk_add (struct cas_store *s, uint32_t id, const char *name, uint64_t size)
+bool
+cas_disk_name_valid_for (const char *name, uint32_t flags)
 {
-  struct cas_disk *d;
+  char base[CAS_DISK_NAME_MAX + 1];
+  const char *at = strchr (name, '@');
 
-  if (id != s->ndisks || id >= CAS_MAX_DISKS)
-    return cas_problem (s, "disk '%s' has id %" PRIu32 ", expected %zu", name, id, s->ndisks);
-  if (!cas_disk_name_valid (name) || size == 0 || size > CAS_MAX_DISK_SIZE)
-    return cas_problem (s, "disk %" PRIu32 " has a bad name or size", id);
-  d = calloc (1, sizeof *d);
+  if (!(flags & CAS_DISK_SNAPSHOT))
+    return cas_disk_name_valid (name);
+  if (at == NULL || strlen (name) > CAS_DISK_NAME_MAX)
+    return false;
+  memcpy (base, name, at - name);
+  base[at - name] = '\0';
+  return cas_disk_name_valid (base) && cas_disk_name_valid (at + 1);
+}
+
+struct cas_disk *
+cas_disk_new (struct cas_store *s, uint32_t id, const char *name, uint64_t size,
+              uint32_t flags)
+{
+  struct cas_disk *d = calloc (1, sizeof *d);
+
   if (d == NULL || cas_map_init (&d->map, (size + s->block_size - 1) / s->block_size) == -1) {
     free (d);
     cas_error ("disk '%s': %m", name);
-    return -1;
+    return NULL;
   }
   d->s = s;
   d->id = id;
+  d->flags = flags;
   d->size = size;
   strcpy (d->name, name);
-  s->disks[s->ndisks++] = d;
+  return d;
+}
+
+static void
+disk_free (struct cas_disk *d)
+{
+  cas_map_destroy (&d->map);
+  free (d);
+}
+
+void
+cas_disk_publish (struct cas_store *s, struct cas_disk *d)
+{
+  assert (d->id <= s->ndisks && d->id < CAS_MAX_DISKS);
+  if (d->id < s->ndisks) {
+    struct cas_disk *old = s->disks[d->id];
+    assert (cas_disk_deleted (old));
+    old->retired_next = s->retired;
+    s->retired = old;
+    __atomic_store_n (&s->disks[d->id], d, __ATOMIC_RELEASE);
+  }
+  else {
+    s->disks[d->id] = d;
+    __atomic_store_n (&s->ndisks, d->id + 1, __ATOMIC_RELEASE);
+  }
+}
+
+int
+cas_disk_free_slot (struct cas_store *s, uint32_t *id)
+{
+  for (size_t i = 0; i < s->ndisks; i++)
+    if (cas_disk_deleted (s->disks[i])) {
+      *id = i;
+      return 0;
+    }
+  if (s->ndisks >= CAS_MAX_DISKS) {
+    errno = ENOSPC;
+    cas_error ("a store holds at most %d disks and snapshots", CAS_MAX_DISKS);
+    return -1;
+  }
+  *id = s->ndisks;
+  return 0;
+}
+
+struct cas_disk *
+cas_disk_find_locked (struct cas_store *s, const char *name)
+{
+  for (size_t i = 0; i < s->ndisks; i++)
+    if (!cas_disk_deleted (s->disks[i]) && strcmp (s->disks[i]->name, name) == 0)
+      return s->disks[i];
+  return NULL;
+}
+
+/* Loading: disk ID is appended, or replaces a tombstone. */
+int
+cas_load_disk_add (struct cas_store *s, uint32_t id, const char *name, uint64_t size,
+                   uint32_t flags)
+{
+  struct cas_disk *d;
+
+  if (id > s->ndisks || id >= CAS_MAX_DISKS ||
+      (id < s->ndisks && !cas_disk_deleted (s->disks[id])))
+    return cas_problem (s, "disk '%s' has id %" PRIu32 ", expected %zu or a deleted disk's",
+                        name, id, s->ndisks);
+  if (flags & ~CAS_DISK_FLAGS)
+    return cas_problem (s, "disk %" PRIu32 " has unknown flags 0x%" PRIx32, id, flags);
+  if (flags & CAS_DISK_DELETED) {
+    if (name[0] != '\0' || size != 0)
+      return cas_problem (s, "deleted disk %" PRIu32 " has a name or a size", id);
+  }
+  else if (!cas_disk_name_valid_for (name, flags) || size == 0 || size > CAS_MAX_DISK_SIZE)
+    return cas_problem (s, "disk %" PRIu32 " has a bad name or size", id);
+  else if (cas_disk_find_locked (s, name) != NULL)
+    return cas_problem (s, "two disks are named '%s'", name);
+  d = cas_disk_new (s, id, name, size, flags);
+  if (d == NULL)
+    return -1;
+  if (id < s->ndisks) {
+    disk_free (s->disks[id]);   /* nobody else can see it while loading */
+    s->disks[id] = d;
+  }
+  else
+    s->disks[s->ndisks++] = d;
   return 0;
 }
 
@@ -392,8 +486,8 @@ cas_load_block_move (struct cas_store *s, struct cas_load *ld, uint64_t id, uint
 static struct cas_disk *
 load_disk (struct cas_store *s, uint32_t disk, uint64_t v, uint64_t count)
 {
-  if (disk >= s->ndisks) {
-    cas_problem (s, "map entry for unknown disk %" PRIu32, disk);
+  if (disk >= s->ndisks || cas_disk_deleted (s->disks[disk])) {
+    cas_problem (s, "map entry for unknown or deleted disk %" PRIu32, disk);
     return NULL;
   }
   if (v > s->disks[disk]->map.nblocks || count > s->disks[disk]->map.nblocks - v) {
@@ -656,9 +750,12 @@ free_store (struct cas_store *s)
 {
   if (s == NULL)
     return;
-  for (size_t i = 0; i < s->ndisks; i++) {
-    cas_map_destroy (&s->disks[i]->map);
-    free (s->disks[i]);
+  for (size_t i = 0; i < s->ndisks; i++)
+    disk_free (s->disks[i]);
+  while (s->retired) {
+    struct cas_disk *d = s->retired;
+    s->retired = d->retired_next;
+    disk_free (d);
   }
   cas_index_destroy (&s->index, cas_free_block);
   cas_alloc_destroy (&s->alloc);
@@ -776,6 +873,8 @@ cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
   pthread_mutex_init (&s->flush_lock, NULL);
   pthread_mutex_init (&s->bg_lock, NULL);
   pthread_cond_init (&s->bg_cond, NULL);
+  pthread_cond_init (&s->bg_done, NULL);
+  s->opened_ns = cas_now_ns ();
   pthread_mutex_init (&s->recycle_lock, NULL);
 
   if (open_files (s) == -1)
@@ -929,7 +1028,11 @@ cas_store_start (struct cas_store *s)
 {
   if (s->readonly)
     return 0;
-  return cas_gc_start (s);
+  if (cas_gc_start (s) == -1)
+    return -1;
+  if (s->opts.control && cas_control_start (s) == -1)
+    return -1;                  /* cas_store_close stops the GC */
+  return 0;
 }
 
 int
@@ -947,6 +1050,7 @@ cas_store_close (struct cas_store *s)
 
   if (s == NULL)
     return 0;
+  cas_control_stop (s);         /* its requests may wait for the GC thread */
   cas_gc_stop (s);
   if (__atomic_load_n (&s->io_failed, __ATOMIC_ACQUIRE)) {
     cas_error ("%s: closing after an I/O error: nothing more is written; the next "
@@ -976,6 +1080,7 @@ cas_disk_add (struct cas_store *s, const char *name, uint64_t size)
 {
   struct cas_disk *d;
   uint8_t rec[JREC_DISK_ADD_LEN] = { 0 };
+  uint32_t id;
 
   if (s->readonly) {
     errno = EROFS;
@@ -987,30 +1092,16 @@ cas_disk_add (struct cas_store *s, const char *name, uint64_t size)
   pthread_rwlock_rdlock (&s->ckpt_lock);
   {
     SCOPED_LOCK (dl, &s->disks_lock);
-    for (size_t i = 0; i < s->ndisks; i++)
-      if (strcmp (s->disks[i]->name, name) == 0) {
-        pthread_rwlock_unlock (&s->ckpt_lock);
-        errno = EEXIST;
-        cas_error ("disk '%s' already exists", name);
-        return NULL;
-      }
-    if (s->ndisks >= CAS_MAX_DISKS) {
+    if (cas_disk_find_locked (s, name) != NULL) {
       pthread_rwlock_unlock (&s->ckpt_lock);
-      errno = ENOSPC;
-      cas_error ("a store holds at most %d disks", CAS_MAX_DISKS);
+      errno = EEXIST;
+      cas_error ("disk '%s' already exists", name);
       return NULL;
     }
-    d = calloc (1, sizeof *d);
-    if (d == NULL || cas_map_init (&d->map, (size + s->block_size - 1) / s->block_size) == -1) {
-      free (d);
+    if (cas_disk_free_slot (s, &id) == -1 || (d = cas_disk_new (s, id, name, size, 0)) == NULL) {
       pthread_rwlock_unlock (&s->ckpt_lock);
-      cas_error ("add disk '%s': %m", name);
       return NULL;
     }
-    d->s = s;
-    d->id = s->ndisks;
-    d->size = size;
-    strcpy (d->name, name);
     put_le32 (rec, d->id);
     put_le32 (rec + 4, strlen (name));
     put_le64 (rec + 8, size);
@@ -1019,8 +1110,7 @@ cas_disk_add (struct cas_store *s, const char *name, uint64_t size)
       SCOPED_LOCK (jl, &s->jlock);
       cas_journal_append (s, JREC_DISK_ADD, rec, sizeof rec);
     }
-    s->disks[d->id] = d;
-    __atomic_store_n (&s->ndisks, d->id + 1, __ATOMIC_RELEASE);
+    cas_disk_publish (s, d);
   }
   pthread_rwlock_unlock (&s->ckpt_lock);
   if (cas_journal_sync (s) == -1)
@@ -1033,9 +1123,11 @@ cas_disk_find (struct cas_store *s, const char *name)
 {
   const size_t n = cas_store_ndisks (s);
 
-  for (size_t i = 0; i < n; i++)
-    if (strcmp (s->disks[i]->name, name) == 0)
-      return s->disks[i];
+  for (size_t i = 0; i < n; i++) {
+    struct cas_disk *d = __atomic_load_n (&s->disks[i], __ATOMIC_ACQUIRE);
+    if (!cas_disk_deleted (d) && strcmp (d->name, name) == 0)
+      return d;
+  }
   errno = ENOENT;
   return NULL;
 }
@@ -1049,10 +1141,20 @@ cas_store_ndisks (const struct cas_store *s)
 struct cas_disk *
 cas_store_disk (struct cas_store *s, size_t i)
 {
-  return i < cas_store_ndisks (s) ? s->disks[i] : NULL;
+  struct cas_disk *d;
+
+  if (i >= cas_store_ndisks (s))
+    return NULL;
+  d = __atomic_load_n (&s->disks[i], __ATOMIC_ACQUIRE);
+  return cas_disk_deleted (d) ? NULL : d;
 }
 
 const char *cas_disk_name (const struct cas_disk *d) { return d->name; }
+bool
+cas_disk_is_snapshot (const struct cas_disk *d)
+{
+  return __atomic_load_n (&d->flags, __ATOMIC_RELAXED) & CAS_DISK_SNAPSHOT;
+}
 uint64_t cas_disk_size (const struct cas_disk *d) { return d->size; }
 uint32_t cas_store_block_size (const struct cas_store *s) { return s->block_size; }
 int cas_store_compression_level (const struct cas_store *s) { return s->level; }

@@ -1,6 +1,7 @@
 /* The store's internals, shared by the modules that implement casdisk.h:
  * store.c (open, create, close, disks, recovery), store_io.c (the data
- * path), journal.c and ckpt.c (persistence), gc.c (background work),
+ * path), diskops.c (clone, snapshot, delete), journal.c and ckpt.c
+ * (persistence), gc.c (background work),
  * check.c (offline check).
  *
  * Lock order (take them in this order, never the reverse):
@@ -20,6 +21,7 @@
 
 #include "alloc.h"
 #include "casdisk.h"
+#include "counters.h"
 #include "index.h"
 #include "map.h"
 
@@ -41,10 +43,19 @@ enum cas_recycle_step {
 struct cas_disk {
   struct cas_store *s;
   uint32_t id;                      /* index in s->disks, as the journal names it */
-  char name[CAS_DISK_NAME_MAX + 1];
+  uint32_t flags;                   /* atomic: CAS_DISK_* (DELETED is set once) */
+  char name[CAS_DISK_NAME_MAX + 1]; /* "disk", or "disk@snap" for a snapshot */
   uint64_t size;                    /* bytes */
   struct cas_map map;               /* nblocks = ceil (size / block_size) */
+  struct cas_disk *retired_next;    /* on s->retired once its slot was reused */
+  struct cas_op_counters ops;       /* requests of this disk (counters.h) */
 };
+
+static inline bool
+cas_disk_deleted (const struct cas_disk *d)
+{
+  return __atomic_load_n (&d->flags, __ATOMIC_ACQUIRE) & CAS_DISK_DELETED;
+}
 
 struct jbuf {
   uint8_t *p;
@@ -72,12 +83,17 @@ struct cas_store {
   uint32_t block_size;
   int level;
 
-  /* Disks: appended under disks_lock, read without it (ndisks is
-   * published with a release store after the slot is filled).
+  /* Disks: added, cloned and deleted under disks_lock, read without it
+   * (ndisks is published with a release store after the slot is filled;
+   * a slot is replaced with an atomic store).  A deleted disk keeps its
+   * slot (a tombstone) until a new disk reuses it; the replaced struct
+   * goes on the retired list, freed at close, because an open connection
+   * may still hold it (its operations then fail).
    */
   pthread_mutex_t disks_lock;
   struct cas_disk *disks[CAS_MAX_DISKS];
   size_t ndisks;
+  struct cas_disk *retired;         /* disks_lock */
 
   struct cas_index index;           /* lock-free, see index.h */
   struct cas_alloc alloc;           /* its own lock, see alloc.h */
@@ -136,6 +152,23 @@ struct cas_store {
   /* Tests only: called between the steps of a move (recycler.c). */
   void (*recycle_hook) (void *opaque, struct cas_store *s, enum cas_recycle_step step);
   void *recycle_hook_opaque;
+
+  /* Compaction on request (cas_gc_compact_now): tickets, under bg_lock. */
+  pthread_cond_t bg_done;           /* broadcast when a requested compaction ends */
+  uint64_t compact_requested;       /* tickets handed out */
+  uint64_t compact_done;            /* every ticket <= this has been served */
+  uint64_t compact_last_moved;      /* bytes the last requested compaction moved */
+
+  /* Live figures for status and metrics (metrics.c); atomics. */
+  uint64_t opened_ns;               /* cas_now_ns () at open */
+  uint64_t compact_moving;          /* bytes moved by the requested compaction running */
+  uint64_t compactions;             /* requested compactions completed */
+  bool scrub_running;               /* one online scrub at a time */
+  uint64_t scrub_done, scrub_total; /* its progress, in blocks */
+  uint64_t scrubs;                  /* scrubs completed since open */
+  uint64_t scrub_corrupted;         /* blocks they found bad */
+
+  struct cas_control *control;      /* the control channel (control.c), or NULL */
 };
 
 static inline pthread_mutex_t *
@@ -167,7 +200,28 @@ int cas_load_map_set (struct cas_store *s, struct cas_load *ld, uint32_t disk, u
                       uint64_t id, bool from_journal);
 int cas_load_map_zero (struct cas_store *s, struct cas_load *ld, uint32_t disk, uint64_t v,
                        uint64_t count);
-int cas_load_disk_add (struct cas_store *s, uint32_t id, const char *name, uint64_t size);
+int cas_load_disk_add (struct cas_store *s, uint32_t id, const char *name, uint64_t size,
+                       uint32_t flags);
+/* Is NAME valid for a disk with FLAGS (a snapshot's name is "disk@snap")? */
+bool cas_disk_name_valid_for (const char *name, uint32_t flags);
+/* A new disk struct in slot ID (not yet published).  NULL on ENOMEM. */
+struct cas_disk *cas_disk_new (struct cas_store *s, uint32_t id, const char *name,
+                               uint64_t size, uint32_t flags);
+/* disks_lock held (or loading).  Put D in its slot, retiring a tombstone
+ * that was there; publishes ndisks when D is appended.
+ */
+void cas_disk_publish (struct cas_store *s, struct cas_disk *d);
+/* disks_lock held.  The slot for a new disk: the first tombstone, or the
+ * next free one; -1 with ENOSPC when the store is full.
+ */
+int cas_disk_free_slot (struct cas_store *s, uint32_t *id);
+/* disks_lock held.  The live disk named NAME, or NULL. */
+struct cas_disk *cas_disk_find_locked (struct cas_store *s, const char *name);
+
+/* ---- diskops.c (loading: no concurrency) ---- */
+int cas_load_disk_clone (struct cas_store *s, struct cas_load *ld, uint32_t id,
+                         const char *name, uint64_t size, uint32_t src, uint32_t flags);
+int cas_load_disk_del (struct cas_store *s, uint32_t id);
 
 /* ---- journal.c ---- */
 /* jlock held.  Append one record; returns its seq. */
@@ -227,6 +281,45 @@ void cas_runtime_assert (struct cas_store *s, const char *step);
  * hook, then cas_runtime_assert.
  */
 void cas_step (struct cas_store *s, enum cas_recycle_step step, const char *name);
+
+/* Ask the background thread to compact now: free the dead blocks whose
+ * gc-delay has passed (never the others), move blocks from the tail at
+ * recycle_rate ignoring compact_after, release and cut the file.  Waits
+ * for the end, calling PROGRESS (may be NULL) about once a second with
+ * the bytes moved so far; stops waiting (ECANCELED) when *CANCEL becomes
+ * true, the compaction going on in the background.  Returns the bytes
+ * moved, or -1 (EINVAL when the background thread is not running).
+ */
+int64_t cas_gc_compact_now (struct cas_store *s, const bool *cancel,
+                            void (*progress) (void *opaque, uint64_t moved), void *opaque);
+
+/* ---- scrub.c ---- */
+/* cas_store_scrub, stopping early (-1, ECANCELED) once *CANCEL (may be
+ * NULL) becomes true.  PROGRESS is also called while the rate limit
+ * sleeps, at least every 200 ms, repeating the last figures.
+ */
+int cas_scrub_run (struct cas_store *s, uint64_t rate, cas_progress_fn progress,
+                   cas_report_fn fn, void *opaque, struct cas_scrub_result *res,
+                   const bool *cancel);
+
+/* ---- control.c ---- */
+struct cas_control;
+/* Start the server thread (cas_store_start); stop and join it, removing
+ * the socket and the metrics file (cas_store_close, before the GC stops).
+ */
+int cas_control_start (struct cas_store *s);
+void cas_control_stop (struct cas_store *s);
+
+/* ---- metrics.c ---- */
+/* The live figures, one line at a time through LINE (without newline):
+ * STATUS: "store KEY VALUE" and "disk NAME KEY VALUE" lines;
+ * PROMETHEUS: the text exposition format, HELP and TYPE lines included.
+ */
+enum cas_live_format { CAS_LIVE_STATUS, CAS_LIVE_PROMETHEUS };
+int cas_live_render (struct cas_store *s, enum cas_live_format fmt,
+                     int (*line) (void *opaque, const char *text), void *opaque);
+/* Write the Prometheus figures to PATH atomically (PATH.tmp, rename). */
+int cas_metrics_write_file (struct cas_store *s, const char *path);
 
 /* ---- recycler.c ---- */
 /* Is there enough free space inside the data file to compact? */

@@ -27,6 +27,7 @@
 #include <sys/uio.h>
 
 #include "compress.h"
+#include "counters.h"
 #include "crc32c.h"
 #include "format.h"
 #include "io.h"
@@ -46,6 +47,17 @@ check_range (const struct cas_disk *d, uint64_t count, uint64_t offset, const ch
     return -1;
   }
   return 0;
+}
+
+/* Operations on a disk deleted while a connection still held it fail. */
+static int
+check_deleted (const struct cas_disk *d, const char *op)
+{
+  if (!cas_disk_deleted (d))
+    return 0;
+  errno = EIO;
+  cas_error ("%s: disk '%s' was deleted", op, d->name);
+  return -1;
 }
 
 /* B's stored bytes are wrong: take it out of dedup, count it, say where. */
@@ -143,15 +155,15 @@ read_pieces (struct cas_store *s, struct cas_block *b, uint8_t *out, uint32_t bo
   return 0;
 }
 
-int
-cas_disk_read (struct cas_disk *d, void *buf, uint32_t count, uint64_t offset)
+static int
+read_range (struct cas_disk *d, void *buf, uint32_t count, uint64_t offset)
 {
   struct cas_store *s = d->s;
   const uint32_t bs = s->block_size;
   CLEANUP_FREE uint8_t *tmp = NULL;
   uint8_t *p = buf;
 
-  if (check_range (d, count, offset, "read") == -1)
+  if (check_range (d, count, offset, "read") == -1 || check_deleted (d, "read") == -1)
     return -1;
   while (count > 0) {
     const uint64_t v = offset / bs;
@@ -321,6 +333,8 @@ set_entry (struct cas_disk *d, uint64_t v, struct cas_block *nb)
   struct cas_block *old;
   uint64_t seq;
 
+  if (check_deleted (d, "write") == -1)   /* deletion holds every stripe */
+    return -1;
   if (cas_map_set (&d->map, v, nb, &old) == -1)
     return -1;
   if (old == nb) {              /* same content: the map already had a reference */
@@ -441,14 +455,28 @@ write_range (struct cas_disk *d, const uint8_t *src, uint32_t count, uint64_t of
   return r;
 }
 
-int
-cas_disk_write (struct cas_disk *d, const void *buf, uint32_t count, uint64_t offset)
+/* Writes to a snapshot or a read-only store fail with EROFS. */
+static int
+check_writable (const struct cas_disk *d, const char *op)
 {
   if (d->s->readonly) {
     errno = EROFS;
-    cas_error ("write: the store is open read-only");
+    cas_error ("%s: the store is open read-only", op);
     return -1;
   }
+  if (cas_disk_is_snapshot (d)) {
+    errno = EROFS;
+    cas_error ("%s: '%s' is a snapshot (read-only)", op, d->name);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+write_request (struct cas_disk *d, const void *buf, uint32_t count, uint64_t offset)
+{
+  if (check_writable (d, "write") == -1 || check_deleted (d, "write") == -1)
+    return -1;
   if (check_range (d, count, offset, "write") == -1 || cas_check_failed (d->s, "write") == -1)
     return -1;
   return write_range (d, buf, count, offset);
@@ -460,12 +488,13 @@ zero_blocks (struct cas_disk *d, uint64_t v0, uint64_t n)
 {
   struct cas_store *s = d->s;
   const uint64_t now = cas_now ();
+  int r = 0;
 
   pthread_rwlock_rdlock (&s->ckpt_lock);
   if (n <= ZERO_RANGE_BIG) {
-    for (uint64_t v = v0; v < v0 + n; v++) {
+    for (uint64_t v = v0; v < v0 + n && r == 0; v++) {
       SCOPED_LOCK (l, stripe_of (s, d, v));
-      set_entry (d, v, NULL);   /* cannot fail: no page is allocated */
+      r = set_entry (d, v, NULL);   /* fails only on a deleted disk: no page is allocated */
     }
   }
   else {
@@ -475,6 +504,12 @@ zero_blocks (struct cas_disk *d, uint64_t v0, uint64_t n)
 
     for (int i = 0; i < CAS_NSTRIPES; i++)
       pthread_mutex_lock (&s->stripes[i]);
+    if (check_deleted (d, "zero") == -1) {
+      for (int i = CAS_NSTRIPES - 1; i >= 0; i--)
+        pthread_mutex_unlock (&s->stripes[i]);
+      pthread_rwlock_unlock (&s->ckpt_lock);
+      return -1;
+    }
     put_le32 (rec, d->id);
     put_le64 (rec + 8, v0);
     put_le64 (rec + 16, n);
@@ -497,20 +532,19 @@ zero_blocks (struct cas_disk *d, uint64_t v0, uint64_t n)
       pthread_mutex_unlock (&s->stripes[i]);
   }
   pthread_rwlock_unlock (&s->ckpt_lock);
+  if (r == -1)
+    return -1;
   return maybe_flush (s);
 }
 
-int
-cas_disk_zero (struct cas_disk *d, uint32_t count, uint64_t offset)
+static int
+zero_range (struct cas_disk *d, uint32_t count, uint64_t offset)
 {
   const uint32_t bs = d->s->block_size;
   uint64_t first, last;
 
-  if (d->s->readonly) {
-    errno = EROFS;
-    cas_error ("zero: the store is open read-only");
+  if (check_writable (d, "zero") == -1 || check_deleted (d, "zero") == -1)
     return -1;
-  }
   if (check_range (d, count, offset, "zero") == -1 || cas_check_failed (d->s, "zero") == -1)
     return -1;
   /* Whole blocks in the middle are released; the partial ends are written
@@ -531,16 +565,16 @@ cas_disk_zero (struct cas_disk *d, uint32_t count, uint64_t offset)
   return 0;
 }
 
-int
-cas_disk_extents (struct cas_disk *d, uint64_t offset, uint64_t count,
-                  cas_extent_fn fn, void *opaque)
+static int
+extents_range (struct cas_disk *d, uint64_t offset, uint64_t count,
+               cas_extent_fn fn, void *opaque)
 {
   const uint32_t bs = d->s->block_size;
   const uint64_t end = offset + count;
   uint64_t start = offset, pos = offset;
   bool zero = false, first = true;
 
-  if (check_range (d, count, offset, "extents") == -1)
+  if (check_range (d, count, offset, "extents") == -1 || check_deleted (d, "extents") == -1)
     return -1;
   rcu_read_lock ();
   while (pos < end) {
@@ -576,4 +610,74 @@ cas_disk_extents (struct cas_disk *d, uint64_t offset, uint64_t count,
   if (count > 0 && fn (opaque, start, end - start, zero) == -1)
     return -1;
   return 0;
+}
+
+/* ---- Where requests enter: each is counted (counters.h). ---- */
+
+__thread unsigned cas_op_thread_shard __attribute__((tls_model ("initial-exec")));
+
+unsigned
+cas_op_pick_shard (void)
+{
+  static unsigned next;
+  const unsigned k = __atomic_fetch_add (&next, 1, __ATOMIC_RELAXED) % CAS_OP_SHARDS;
+
+  cas_op_thread_shard = k + 1;
+  return k;
+}
+
+int
+cas_disk_read (struct cas_disk *d, void *buf, uint32_t count, uint64_t offset)
+{
+  return cas_op_done (&d->ops, CAS_OP_READ, count, read_range (d, buf, count, offset));
+}
+
+int
+cas_disk_write (struct cas_disk *d, const void *buf, uint32_t count, uint64_t offset)
+{
+  return cas_op_done (&d->ops, CAS_OP_WRITE, count, write_request (d, buf, count, offset));
+}
+
+int
+cas_disk_zero (struct cas_disk *d, uint32_t count, uint64_t offset)
+{
+  return cas_op_done (&d->ops, CAS_OP_ZERO, count, zero_range (d, count, offset));
+}
+
+int
+cas_disk_extents (struct cas_disk *d, uint64_t offset, uint64_t count,
+                  cas_extent_fn fn, void *opaque)
+{
+  return cas_op_done (&d->ops, CAS_OP_EXTENTS, count,
+                      extents_range (d, offset, count, fn, opaque));
+}
+
+int
+cas_disk_flush (struct cas_disk *d)
+{
+  return cas_op_done (&d->ops, CAS_OP_FLUSH, 0, cas_store_flush (d->s));
+}
+
+void
+cas_disk_op_stats (struct cas_disk *d, struct cas_op_stats out[CAS_OP_COUNT])
+{
+  memset (out, 0, CAS_OP_COUNT * sizeof *out);
+  for (int k = 0; k < CAS_OP_SHARDS; k++) {
+    const struct cas_op_shard *sh = &d->ops.shard[k];
+    for (int op = 0; op < CAS_OP_COUNT; op++) {
+      out[op].requests += __atomic_load_n (&sh->requests[op], __ATOMIC_RELAXED);
+      out[op].bytes += __atomic_load_n (&sh->bytes[op], __ATOMIC_RELAXED);
+      out[op].errors += __atomic_load_n (&sh->errors[op], __ATOMIC_RELAXED);
+    }
+  }
+}
+
+const char *
+cas_op_name (enum cas_op op)
+{
+  static const char *const names[CAS_OP_COUNT] = {
+    [CAS_OP_READ] = "read", [CAS_OP_WRITE] = "write", [CAS_OP_ZERO] = "zero",
+    [CAS_OP_FLUSH] = "flush", [CAS_OP_EXTENTS] = "extents",
+  };
+  return (unsigned) op < CAS_OP_COUNT ? names[op] : "unknown";
 }

@@ -8,8 +8,9 @@
  *                                recovery): errors still reach the terminal,
  *                                and no thread is started because nbdkit may
  *                                fork after this
- *   .after_fork                  start the engine's background thread
- *   .cleanup                     stop it, flush, checkpoint, unlock
+ *   .after_fork                  start the engine's background thread and
+ *                                its control channel (DIR/control.sock)
+ *   .cleanup                     stop them, flush, checkpoint, unlock
  *
  * Engine calls return -1 with errno set and the message already logged, so
  * the callbacks only return -1 and nbdkit sends errno to the client.
@@ -39,6 +40,8 @@ static uint64_t size;                  /* 0 = not given */
 static struct cas_create_opts create_opts;
 static bool block_size_given, compression_given;
 static struct cas_open_opts open_opts;
+static bool metrics;                   /* metrics=true: DIR/metrics.prom */
+static char *metrics_file;             /* metrics-file=PATH (absolute) */
 
 /* -D casdisk.engine=1 turns on the engine's debug messages (seen with -v). */
 NBDKIT_DLL_PUBLIC int casdisk_debug_engine;
@@ -62,12 +65,14 @@ casdisk_load (void)
   cas_set_log (log_to_nbdkit);
   cas_create_opts_default (&create_opts);
   cas_open_opts_default (&open_opts);
+  open_opts.control = true;
 }
 
 static void
 casdisk_unload (void)
 {
   /* .cleanup has closed the store. */
+  free (metrics_file);
 }
 
 static int
@@ -161,6 +166,30 @@ casdisk_config (const char *key, const char *value)
       return -1;
     }
   }
+  else if (strcmp (key, "control") == 0) {
+    if (parse_bool_key (key, value, &open_opts.control) == -1)
+      return -1;
+  }
+  else if (strcmp (key, "metrics") == 0) {
+    if (parse_bool_key (key, value, &metrics) == -1)
+      return -1;
+  }
+  else if (strcmp (key, "metrics-file") == 0) {
+    free (metrics_file);
+    metrics_file = nbdkit_absolute_path (value);
+    if (metrics_file == NULL)
+      return -1;
+  }
+  else if (strcmp (key, "metrics-interval") == 0) {
+    char *end;
+    errno = 0;
+    const unsigned long v = strtoul (value, &end, 10);
+    if (errno || end == value || *end || v < 1 || v > 86400) {
+      nbdkit_error ("metrics-interval: '%s' is not a number of seconds (1 to 86400)", value);
+      return -1;
+    }
+    open_opts.metrics_interval = v;
+  }
   else if (strcmp (key, "gc-delay") == 0) {
     char *end;
     errno = 0;
@@ -209,6 +238,21 @@ casdisk_config_complete (void)
                   "(created if it does not exist)");
     return -1;
   }
+  if (metrics && metrics_file == NULL &&
+      asprintf (&metrics_file, "%s/%s", store_dir, CAS_METRICS_FILE) == -1) {
+    metrics_file = NULL;
+    nbdkit_error ("metrics: %m");
+    return -1;
+  }
+  open_opts.metrics_file = metrics_file;
+  if (open_opts.metrics_interval && metrics_file == NULL) {
+    nbdkit_error ("metrics-interval needs metrics=true or metrics-file=PATH");
+    return -1;
+  }
+  if (metrics_file && !open_opts.control) {
+    nbdkit_error ("metrics files are written by the control channel: drop control=false");
+    return -1;
+  }
   return 0;
 }
 
@@ -224,7 +268,11 @@ casdisk_config_complete (void)
   "keep-erased=SIZE|all  Erase freed space until SIZE is erased (default all).\n" \
   "secure-erase=BOOL  Erase freed space by writing zeroes (default false).\n" \
   "checkpoint-after=SIZE  Checkpoint once the journal reaches SIZE (default 64M).\n" \
-  "runtime-asserts=BOOL  Verify the space map after every recycler step."
+  "runtime-asserts=BOOL  Verify the space map after every recycler step.\n" \
+  "control=BOOL       Serve DIR/control.sock for casdisk status etc. (default true).\n" \
+  "metrics=BOOL       Write Prometheus metrics to DIR/metrics.prom (default false).\n" \
+  "metrics-file=PATH  Write them to PATH instead.\n" \
+  "metrics-interval=S Seconds between metrics rewrites (default 10)."
 
 /* Create the store or the disk if they do not exist yet. */
 static int
@@ -267,8 +315,13 @@ casdisk_get_ready (void)
     return -1;
   }
   default_disk = cas_disk_find (store, name);
-  if (default_disk == NULL && disk_name == NULL && cas_store_ndisks (store) > 0 && size == 0)
-    default_disk = cas_store_disk (store, 0);       /* no disk0: serve the first */
+  /* No disk0: serve the first disk (not a snapshot). */
+  for (size_t i = 0; default_disk == NULL && disk_name == NULL && size == 0 &&
+         i < cas_store_ndisks (store); i++) {
+    struct cas_disk *d = cas_store_disk (store, i);
+    if (d && !cas_disk_is_snapshot (d))
+      default_disk = d;
+  }
   if (default_disk == NULL) {
     if (size == 0) {
       nbdkit_error ("%s has no disk '%s': give size=SIZE to create it", store_dir, name);
@@ -301,14 +354,18 @@ casdisk_cleanup (void)
   store = NULL;
 }
 
+/* Every disk and every snapshot ("disk@snap", read-only). */
 static int
 casdisk_list_exports (int readonly, int is_tls, struct nbdkit_exports *exports)
 {
   const size_t n = cas_store_ndisks (store);
 
-  for (size_t i = 0; i < n; i++)
-    if (nbdkit_add_export (exports, cas_disk_name (cas_store_disk (store, i)), NULL) == -1)
+  for (size_t i = 0; i < n; i++) {
+    const struct cas_disk *d = cas_store_disk (store, i);
+    if (d && nbdkit_add_export (exports, cas_disk_name (d),
+                                cas_disk_is_snapshot (d) ? "snapshot (read-only)" : NULL) == -1)
       return -1;
+  }
   return 0;
 }
 
@@ -347,7 +404,8 @@ casdisk_block_size (void *handle, uint32_t *minimum, uint32_t *preferred, uint32
   return 0;
 }
 
-static int casdisk_can_write (void *handle) { return 1; }
+/* Snapshots are read-only: nbdkit then refuses writes itself. */
+static int casdisk_can_write (void *handle) { return !cas_disk_is_snapshot (handle); }
 static int casdisk_can_flush (void *handle) { return 1; }
 static int casdisk_can_trim (void *handle) { return 1; }
 static int casdisk_can_zero (void *handle) { return 1; }
@@ -397,7 +455,7 @@ casdisk_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 static int
 casdisk_flush (void *handle, uint32_t flags)
 {
-  return cas_store_flush (store);
+  return cas_disk_flush (handle);
 }
 
 static int

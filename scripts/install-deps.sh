@@ -14,6 +14,9 @@ packages=(
   # integration tests: NBD clients, images, fio, file systems
   qemu-utils libnbd-bin python3 python3-libnbd fio e2fsprogs
   util-linux procps coreutils
+  # the guest test (tests/guest): qemu's PC emulator, a Debian kernel and
+  # a static busybox for the guest's initramfs
+  qemu-system-x86 linux-image-amd64 busybox-static
   # the fuzzing test: clang with libFuzzer (only recommended by clang,
   # so named here: we install without recommends)
   clang libclang-rt-14-dev

@@ -3,16 +3,26 @@
  *   casdisk create DIR [--size SIZE] [--block-size SIZE] [--compression N|off] [--disk NAME]
  *   casdisk disk add DIR NAME SIZE
  *   casdisk disk list DIR [--json]
+ *   casdisk disk clone DIR SRC DST
+ *   casdisk disk delete DIR NAME
+ *   casdisk snapshot create|delete DIR DISK SNAP
+ *   casdisk snapshot list DIR DISK [--json]
+ *   casdisk import DIR NAME FILE [--existing]
+ *   casdisk export DIR NAME FILE
  *   casdisk info DIR [--json]
  *   casdisk check DIR [--json] [--repair]
  *   casdisk scrub DIR [--rate BYTES] [--json]
+ *   casdisk compact DIR [--now] [--json]
+ *   casdisk status DIR [--json]
+ *   casdisk metrics DIR
  *
  * Exit status: 0 success (or a clean store), 1 failure (or problems
  * found), 2 usage error (or, for check, a store that could not be read).
  *
  * Each command is one entry of the table `commands` near the end: its
  * name, its options (parsed by run_command() with getopt_long), the number of
- * operands it takes, its --help text and the function that runs it.  The
+ * operands it takes, its --help text, the function that runs it on an idle
+ * store, and the one that asks a running server instead (online.c).  The
  * engine's messages reach stderr as "casdisk: ..." through cas_set_log.
  */
 #include <config.h>
@@ -26,19 +36,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "casdisk.h"
+#include "cli.h"
+#include "image.h"
 #include "progress.h"
 
-#define EXIT_USAGE 2
-#define ARRAY_SIZE(a) (sizeof (a) / sizeof *(a))
-
-static const char prog[] = "casdisk";
+const char prog[] = "casdisk";
 
 /* The progress display in use, if any: log lines must not land in the
  * middle of a bar.
  */
-static struct progress *active_progress;
+struct progress *active_progress;
 
 static void
 log_stderr (bool error, const char *msg)
@@ -48,29 +62,13 @@ log_stderr (bool error, const char *msg)
   fprintf (stderr, "%s: %s%s\n", prog, error ? "" : "debug: ", msg);
 }
 
-/* "1.5 GiB"; exact below 1 KiB. */
-static const char *
-human (uint64_t bytes, char buf[32])
-{
-  static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
-  double v = bytes;
-  size_t u = 0;
-
-  /* Round first, so that 1023.96 KiB reads "1.0 MiB", not "1024.0 KiB". */
-  while (u + 1 < ARRAY_SIZE (units) && v >= 1023.95) {
-    v /= 1024;
-    u++;
-  }
-  snprintf (buf, 32, u ? "%.1f %s" : "%.0f %s", v, units[u]);
-  return buf;
-}
 
 /* ---- Options shared by the commands ---- */
 
 enum {
   OPT_HELP = 'h',
   OPT_JSON = 256, OPT_REPAIR, OPT_SIZE, OPT_BLOCK_SIZE, OPT_COMPRESSION,
-  OPT_DISK, OPT_RATE,
+  OPT_DISK, OPT_RATE, OPT_NOW, OPT_EXISTING,
 };
 
 #define O_HELP        { "help", no_argument, NULL, OPT_HELP }
@@ -81,18 +79,12 @@ enum {
 #define O_COMPRESSION { "compression", required_argument, NULL, OPT_COMPRESSION }
 #define O_DISK        { "disk", required_argument, NULL, OPT_DISK }
 #define O_RATE        { "rate", required_argument, NULL, OPT_RATE }
+#define O_NOW         { "now", no_argument, NULL, OPT_NOW }
+#define O_EXISTING    { "existing", no_argument, NULL, OPT_EXISTING }
 #define O_END         { NULL, 0, NULL, 0 }
 
-/* What the command line said; operands are in args[0 .. nargs-1]. */
-struct cmdline {
-  const char *cmd;              /* "create", "disk add" ... for messages */
-  bool json, repair;
-  const char *size, *block_size, *compression, *disk, *rate;
-  int nargs;
-  char **args;
-};
 
-static int __attribute__((format (printf, 2, 3)))
+int
 usage_error (const char *cmd, const char *fmt, ...)
 {
   va_list ap;
@@ -106,7 +98,7 @@ usage_error (const char *cmd, const char *fmt, ...)
 }
 
 /* Parse a size operand or option value into *OUT, within [MIN, MAX]. */
-static bool
+bool
 parse_size_arg (const char *cmd, const char *what, const char *str,
                 uint64_t min, uint64_t max, uint64_t *out)
 {
@@ -131,116 +123,6 @@ check_disk_name (const char *cmd, const char *name)
   usage_error (cmd, "'%s' is not a valid disk name: use 1 to %u letters, digits, "
                "'-', '_' or '.', not starting with '-' or '.'", name, CAS_DISK_NAME_MAX);
   return false;
-}
-
-/* ---- Output helpers ---- */
-
-/* A ratio a/b, 1.0 when there is nothing to divide by. */
-static double
-ratio (uint64_t a, uint64_t b)
-{
-  return b ? (double) a / b : 1.0;
-}
-
-/* "  label             1.5 GiB  (1610612736 bytes)" */
-static void
-print_bytes (const char *label, uint64_t bytes)
-{
-  char h[32];
-
-  printf ("  %-22s %10s  (%" PRIu64 " bytes)\n", label, human (bytes, h), bytes);
-}
-
-/* A tiny JSON writer for stdout: it tracks whether a comma is due at each
- * nesting level, and escapes strings.  Numbers are written as they are.
- */
-static struct {
-  int depth;
-  bool first[8];                /* nothing written yet at this level */
-} json;
-
-static void
-json_string (const char *s)
-{
-  putchar ('"');
-  for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
-    if (*p == '"' || *p == '\\')
-      printf ("\\%c", *p);
-    else if (*p == '\n')
-      fputs ("\\n", stdout);
-    else if (*p < 0x20 || *p == 0x7f)
-      printf ("\\u%04x", *p);
-    else
-      putchar (*p);
-  }
-  putchar ('"');
-}
-
-/* Before a value: a comma if needed, then "KEY": if KEY is not NULL. */
-static void
-json_key (const char *key)
-{
-  if (json.depth > 0 && !json.first[json.depth])
-    fputs (", ", stdout);
-  json.first[json.depth] = false;
-  if (key) {
-    json_string (key);
-    fputs (": ", stdout);
-  }
-}
-
-static void
-json_open (const char *key, char bracket)
-{
-  json_key (key);
-  putchar (bracket);
-  json.depth++;
-  assert (json.depth < (int) ARRAY_SIZE (json.first));
-  json.first[json.depth] = true;
-}
-
-static void
-json_close (char bracket)
-{
-  json.depth--;
-  putchar (bracket);
-  if (json.depth == 0)
-    putchar ('\n');
-}
-
-static void
-json_u64 (const char *key, uint64_t v)
-{
-  json_key (key);
-  printf ("%" PRIu64, v);
-}
-
-static void
-json_int (const char *key, int v)
-{
-  json_key (key);
-  printf ("%d", v);
-}
-
-static void
-json_ratio (const char *key, double v)
-{
-  json_key (key);
-  printf ("%.4f", v);
-}
-
-static void
-json_bool (const char *key, bool v)
-{
-  json_key (key);
-  fputs (v ? "true" : "false", stdout);
-}
-
-static void
-json_str (const char *key, const char *v)
-{
-  json_key (key);
-  json_string (v);
 }
 
 /* Open DIR read-only (a shared lock: refused while nbdkit serves it). */
@@ -348,6 +230,8 @@ cmd_disk_list (const struct cmdline *c)
     json_open (NULL, '[');
   for (size_t k = 0; k < n; k++) {
     const struct cas_disk *d = cas_store_disk (s, k);
+    if (d == NULL || cas_disk_is_snapshot (d))
+      continue;                 /* deleted; snapshots: casdisk snapshot list */
     if (c->json) {
       json_open (NULL, '{');
       json_str ("name", cas_disk_name (d));
@@ -363,10 +247,280 @@ cmd_disk_list (const struct cmdline *c)
   return cas_store_close (s) == -1 ? EXIT_FAILURE : 0;
 }
 
+
+/* ---- disk clone, disk delete, snapshots ---- */
+
+/* Open DIR for writing, run FN, close (flush and checkpoint). */
+static int
+with_store (const char *dir, int (*fn) (struct cas_store *s, const struct cmdline *c),
+            const struct cmdline *c)
+{
+  struct cas_store *s = cas_store_open (dir, NULL);
+  int r;
+
+  if (s == NULL)
+    return EXIT_FAILURE;
+  r = fn (s, c);
+  fflush (stdout);              /* the result is known before the close */
+  if (cas_store_close (s) == -1)
+    r = EXIT_FAILURE;
+  return r;
+}
+
+static double
+seconds_since (const struct timespec *t0)
+{
+  struct timespec t1;
+
+  clock_gettime (CLOCK_MONOTONIC, &t1);
+  return (t1.tv_sec - t0->tv_sec) + (t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static int
+do_disk_clone (struct cas_store *s, const struct cmdline *c)
+{
+  struct timespec t0;
+  char h[32];
+
+  clock_gettime (CLOCK_MONOTONIC, &t0);
+  struct cas_disk *d = cas_disk_clone (s, c->args[1], c->args[2]);
+  if (d == NULL)
+    return EXIT_FAILURE;
+  printf ("cloned disk '%s' into '%s' (%s, no data copied) in %.3f s\n", c->args[1],
+          c->args[2], human (cas_disk_size (d), h), seconds_since (&t0));
+  return 0;
+}
+
+static int
+cmd_disk_clone (const struct cmdline *c)
+{
+  if (!check_disk_name (c->cmd, c->args[2]))
+    return EXIT_USAGE;
+  return with_store (c->args[0], do_disk_clone, c);
+}
+
+static int
+do_disk_delete (struct cas_store *s, const struct cmdline *c)
+{
+  if (cas_disk_delete (s, c->args[1]) == -1)
+    return EXIT_FAILURE;
+  printf ("deleted disk '%s'; its blocks are freed after gc-delay by the next open "
+          "(nbdkit or casdisk compact)\n", c->args[1]);
+  return 0;
+}
+
+static int
+cmd_disk_delete (const struct cmdline *c)
+{
+  if (strchr (c->args[1], '@'))
+    return usage_error (c->cmd, "'%s' is a snapshot: use 'casdisk snapshot delete'", c->args[1]);
+  return with_store (c->args[0], do_disk_delete, c);
+}
+
+static int
+do_snapshot_create (struct cas_store *s, const struct cmdline *c)
+{
+  struct timespec t0;
+
+  clock_gettime (CLOCK_MONOTONIC, &t0);
+  struct cas_disk *d = cas_snapshot_create (s, c->args[1], c->args[2]);
+  if (d == NULL)
+    return EXIT_FAILURE;
+  printf ("created snapshot '%s' (read-only export name '%s') in %.3f s\n", c->args[2],
+          cas_disk_name (d), seconds_since (&t0));
+  return 0;
+}
+
+static int
+cmd_snapshot_create (const struct cmdline *c)
+{
+  if (!check_disk_name (c->cmd, c->args[1]) || !check_disk_name (c->cmd, c->args[2]))
+    return EXIT_USAGE;
+  return with_store (c->args[0], do_snapshot_create, c);
+}
+
+static int
+do_snapshot_delete (struct cas_store *s, const struct cmdline *c)
+{
+  if (cas_snapshot_delete (s, c->args[1], c->args[2]) == -1)
+    return EXIT_FAILURE;
+  printf ("deleted snapshot '%s@%s'\n", c->args[1], c->args[2]);
+  return 0;
+}
+
+static int
+cmd_snapshot_delete (const struct cmdline *c)
+{
+  return with_store (c->args[0], do_snapshot_delete, c);
+}
+
+static int
+cmd_snapshot_list (const struct cmdline *c)
+{
+  struct cas_store *s = open_readonly (c->args[0]);
+  const char *disk = c->args[1];
+  const size_t len = strlen (disk);
+  char h[32];
+
+  if (s == NULL)
+    return EXIT_FAILURE;
+  if (cas_disk_find (s, disk) == NULL) {
+    fprintf (stderr, "%s: %s: no disk named '%s'\n", prog, c->args[0], disk);
+    cas_store_close (s);
+    return EXIT_FAILURE;
+  }
+  if (c->json)
+    json_open (NULL, '[');
+  for (size_t k = 0; k < cas_store_ndisks (s); k++) {
+    const struct cas_disk *d = cas_store_disk (s, k);
+    if (d == NULL || !cas_disk_is_snapshot (d) || strncmp (cas_disk_name (d), disk, len) != 0 ||
+        cas_disk_name (d)[len] != '@')
+      continue;
+    if (c->json) {
+      json_open (NULL, '{');
+      json_str ("name", cas_disk_name (d) + len + 1);
+      json_str ("export", cas_disk_name (d));
+      json_u64 ("size", cas_disk_size (d));
+      json_close ('}');
+    }
+    else
+      printf ("%-24s %-32s %10s\n", cas_disk_name (d) + len + 1, cas_disk_name (d),
+              human (cas_disk_size (d), h));
+  }
+  if (c->json)
+    json_close (']');
+  return cas_store_close (s) == -1 ? EXIT_FAILURE : 0;
+}
+
+/* ---- import, export ---- */
+
+static int
+cmd_import (const struct cmdline *c)
+{
+  const char *dir = c->args[0], *name = c->args[1], *file = c->args[2];
+  struct image_result res;
+  struct progress bar;
+  struct cas_store *s;
+  struct cas_disk *d;
+  struct timespec t0;
+  uint64_t size;
+  char h1[32], h2[32], h3[32];
+  int fd, r;
+
+  if (!check_disk_name (c->cmd, name))
+    return EXIT_USAGE;
+  fd = open (file, O_RDONLY | O_CLOEXEC);
+  if (fd == -1) {
+    fprintf (stderr, "%s: open %s: %m\n", prog, file);
+    return EXIT_FAILURE;
+  }
+  if (image_size (fd, file, &size) == -1) {
+    close (fd);
+    return EXIT_FAILURE;
+  }
+  if (size == 0 || size > CAS_MAX_DISK_SIZE) {
+    fprintf (stderr, "%s: %s: size %" PRIu64 " is out of range (1 byte .. 64 TiB)\n",
+             prog, file, size);
+    close (fd);
+    return EXIT_FAILURE;
+  }
+  s = cas_store_open (dir, NULL);
+  if (s == NULL) {
+    close (fd);
+    return EXIT_FAILURE;
+  }
+  d = cas_disk_find (s, name);
+  if (c->existing) {
+    if (d == NULL)
+      fprintf (stderr, "%s: %s has no disk '%s' (without --existing, import creates it)\n",
+               prog, dir, name);
+    else if (cas_disk_size (d) < size) {
+      fprintf (stderr, "%s: %s (%" PRIu64 " bytes) is larger than disk '%s' (%" PRIu64
+               " bytes)\n", prog, file, size, name, cas_disk_size (d));
+      d = NULL;
+    }
+  }
+  else if (d != NULL) {
+    fprintf (stderr, "%s: disk '%s' exists already (--existing writes into it)\n", prog, name);
+    d = NULL;
+  }
+  else
+    d = cas_disk_add (s, name, size);
+  if (d == NULL) {
+    cas_store_close (s);
+    close (fd);
+    return EXIT_FAILURE;
+  }
+  clock_gettime (CLOCK_MONOTONIC, &t0);
+  progress_init (&bar, "import", false);
+  bar.unit = "MiB";
+  active_progress = &bar;
+  r = image_import (d, cas_store_block_size (s), fd, file, size, c->existing, &bar, &res);
+  progress_done (&bar);
+  active_progress = NULL;
+  close (fd);
+  /* A disk this import created is not left half-imported. */
+  if (r == -1 && !c->existing && cas_disk_delete (s, name) == 0)
+    fprintf (stderr, "%s: import failed: disk '%s' was not created\n", prog, name);
+  if (cas_store_close (s) == -1 || r == -1)
+    return EXIT_FAILURE;
+  printf ("imported %s into disk '%s' (%s) in %.1f s: %s of data, %s of zeroes not stored\n",
+          file, name, human (size, h1), seconds_since (&t0), human (res.data_bytes, h2),
+          human (res.zero_bytes, h3));
+  return 0;
+}
+
+static int
+cmd_export (const struct cmdline *c)
+{
+  const char *dir = c->args[0], *name = c->args[1], *file = c->args[2];
+  struct image_result res;
+  struct progress bar;
+  struct cas_store *s;
+  struct cas_disk *d;
+  struct timespec t0;
+  char h1[32], h2[32], h3[32];
+  int fd, r;
+
+  s = open_readonly (dir);
+  if (s == NULL)
+    return EXIT_FAILURE;
+  d = cas_disk_find (s, name);
+  if (d == NULL) {
+    fprintf (stderr, "%s: %s has no disk or snapshot '%s'\n", prog, dir, name);
+    cas_store_close (s);
+    return EXIT_FAILURE;
+  }
+  fd = open (file, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd == -1) {
+    fprintf (stderr, "%s: create %s: %m\n", prog, file);
+    cas_store_close (s);
+    return EXIT_FAILURE;
+  }
+  clock_gettime (CLOCK_MONOTONIC, &t0);
+  progress_init (&bar, "export", false);
+  bar.unit = "MiB";
+  active_progress = &bar;
+  r = image_export (d, cas_store_block_size (s), fd, file, &bar, &res);
+  progress_done (&bar);
+  active_progress = NULL;
+  if (close (fd) == -1 && r == 0) {
+    fprintf (stderr, "%s: close %s: %m\n", prog, file);
+    r = -1;
+  }
+  cas_store_close (s);
+  if (r == -1)
+    return EXIT_FAILURE;
+  printf ("exported disk '%s' (%s) to %s in %.1f s: %s of data written, %s of zeroes left "
+          "as holes\n", name, human (res.size, h1), file, seconds_since (&t0),
+          human (res.data_bytes, h2), human (res.zero_bytes, h3));
+  return 0;
+}
+
 /* ---- info ---- */
 
 static void
-print_disk (const char *name, const struct cas_disk_stats *ds, bool as_json)
+print_disk (const char *name, bool snapshot, const struct cas_disk_stats *ds, bool as_json)
 {
   const double dedup = ratio (ds->logical_bytes, ds->unique_bytes);
   const double comp = ratio (ds->unique_bytes, ds->stored_bytes);
@@ -374,6 +528,7 @@ print_disk (const char *name, const struct cas_disk_stats *ds, bool as_json)
   if (as_json) {
     json_open (NULL, '{');
     json_str ("name", name);
+    json_bool ("snapshot", snapshot);
     json_u64 ("virtual_size", ds->virtual_size);
     json_u64 ("logical_bytes", ds->logical_bytes);
     json_u64 ("unique_bytes", ds->unique_bytes);
@@ -384,7 +539,7 @@ print_disk (const char *name, const struct cas_disk_stats *ds, bool as_json)
     json_close ('}');
     return;
   }
-  printf ("disk %s\n", name);
+  printf ("%s %s\n", snapshot ? "snapshot" : "disk", name);
   print_bytes ("virtual size", ds->virtual_size);
   print_bytes ("logical bytes in use", ds->logical_bytes);
   print_bytes ("unique bytes", ds->unique_bytes);
@@ -490,6 +645,8 @@ cmd_info (const struct cmdline *c)
   if (cas_store_stats (s, &st) == -1)
     goto fail;
   for (size_t k = 0; k < n; k++) {
+    if (cas_store_disk (s, k) == NULL)
+      continue;                 /* deleted */
     if (cas_disk_stats (cas_store_disk (s, k), &ds[k]) == -1)
       goto fail;
     virtual_size += ds[k].virtual_size;
@@ -501,7 +658,9 @@ cmd_info (const struct cmdline *c)
   if (c->json)
     json_open ("disks", '[');
   for (size_t k = 0; k < n; k++)
-    print_disk (cas_disk_name (cas_store_disk (s, k)), &ds[k], c->json);
+    if (cas_store_disk (s, k))
+      print_disk (cas_disk_name (cas_store_disk (s, k)), cas_disk_is_snapshot (cas_store_disk (s, k)),
+                  &ds[k], c->json);
   if (c->json) {
     json_close (']');
     json_close ('}');
@@ -515,36 +674,6 @@ cmd_info (const struct cmdline *c)
   return EXIT_FAILURE;
 }
 
-/* ---- check and scrub ---- */
-
-/* Shared by check and scrub: problems go to stdout as they are found. */
-struct report_ctx {
-  bool json;
-  const char *prefix;           /* "problem", "repair" */
-  struct progress prog;
-};
-
-static void
-print_problem (void *opaque, const char *msg)
-{
-  struct report_ctx *r = opaque;
-
-  if (r->json)
-    json_str (NULL, msg);
-  else {
-    progress_interrupt (&r->prog);
-    printf ("%s: %s\n", r->prefix, msg);
-  }
-  fflush (stdout);
-}
-
-static void
-on_progress (void *opaque, uint64_t done, uint64_t total)
-{
-  struct report_ctx *r = opaque;
-
-  progress_update (&r->prog, done, total);
-}
 
 static int
 cmd_check (const struct cmdline *c)
@@ -658,7 +787,8 @@ cmd_compact (const struct cmdline *c)
     cas_store_close (s);
     return EXIT_FAILURE;
   }
-  progress_init (&bar, "compact (MiB)", c->json);
+  progress_init (&bar, "compact", c->json);
+  bar.unit = "MiB";
   moved = cas_store_compact (s, on_compact_progress, &bar);
   progress_done (&bar);
   if (moved < 0 || cas_store_stats (s, &after) == -1) {
@@ -697,16 +827,24 @@ cmd_compact (const struct cmdline *c)
 
 /* ---- The table of commands ---- */
 
+/* FN works on a store nobody serves (NULL: only online); ONLINE (NULL:
+ * none) asks the server that holds the store, through its control socket.
+ * A command whose first operand is a store tries the socket first: if a
+ * server answers, ONLINE runs, or the command says that the store is in
+ * use; if none does, FN runs.
+ */
 static const struct command {
   const char *name;             /* "create", "disk add" ... */
   int nargs;                    /* operands, exactly */
   const char *operands;         /* for messages: "DIR NAME SIZE" */
   int (*fn) (const struct cmdline *c);
+  int (*online) (const struct cmdline *c, int fd);
+  bool store;                   /* args[0] is an existing store */
   const char *summary;
   const char *help;
   const struct option *options; /* always includes --help */
 } commands[] = {
-  { "create", 1, "DIR", cmd_create, "create a store with a first disk",
+  { "create", 1, "DIR", cmd_create, NULL, false, "create a store with a first disk",
     "Usage: casdisk create DIR [--size SIZE] [--block-size SIZE] [--compression N|off]\n"
     "                          [--disk NAME]\n"
     "Create a store in DIR (created if missing, else it must be empty) with one disk.\n"
@@ -716,26 +854,83 @@ static const struct command {
     "  --compression N|off  zstd level 1 to 19, or off (default 1)\n"
     "  --disk NAME          name of the first disk (default disk0)\n",
     (const struct option[]) { O_SIZE, O_BLOCK_SIZE, O_COMPRESSION, O_DISK, O_HELP, O_END } },
-  { "disk add", 3, "DIR NAME SIZE", cmd_disk_add, "add an empty disk to a store",
+  { "disk add", 3, "DIR NAME SIZE", cmd_disk_add, online_disk_add, true,
+    "add an empty disk to a store",
     "Usage: casdisk disk add DIR NAME SIZE\n"
-    "Add an empty disk NAME of SIZE bytes (e.g. 20G) to the store in DIR.  The store\n"
-    "must not be in use.  NAME: letters, digits, '-', '_' and '.', up to 64.\n",
+    "Add an empty disk NAME of SIZE bytes (e.g. 20G) to the store in DIR; on a served\n"
+    "store, the server adds it and clients see it at once.  NAME: letters, digits,\n"
+    "'-', '_' and '.', up to 64.\n",
     (const struct option[]) { O_HELP, O_END } },
-  { "disk list", 1, "DIR", cmd_disk_list, "list the disks of a store",
+  { "disk list", 1, "DIR", cmd_disk_list, online_disk_list, true, "list the disks of a store",
     "Usage: casdisk disk list DIR [--json]\n"
     "List the disks of the store in DIR and their sizes.\n"
     "  --json   print a JSON array of {\"name\", \"size\"}\n",
     (const struct option[]) { O_JSON, O_HELP, O_END } },
-  { "info", 1, "DIR", cmd_info, "space accounting: sizes, dedup and compression ratios",
+  { "disk clone", 3, "DIR SRC DST", cmd_disk_clone, online_disk_clone, true,
+    "a new disk sharing every block of another",
+    "Usage: casdisk disk clone DIR SRC DST\n"
+    "Create disk DST as a copy of SRC (a disk, or a snapshot 'disk@snap') in the\n"
+    "store in DIR (stopped, or served: then through nbdkit).  No data is copied:\n"
+    "DST shares every block of SRC, so the clone takes time in proportion to the\n"
+    "disk's map, not its data, and costs no space until one of them is written.\n"
+    "Writes to either never show in the other.\n",
+    (const struct option[]) { O_HELP, O_END } },
+  { "disk delete", 2, "DIR NAME", cmd_disk_delete, online_disk_delete, true,
+    "delete a disk and release its blocks",
+    "Usage: casdisk disk delete DIR NAME\n"
+    "Delete disk NAME from the store in DIR (stopped or served).  Blocks no other\n"
+    "disk or snapshot uses are freed by the delayed GC (after gc-delay, once nbdkit\n"
+    "serves the store, or at once by 'casdisk compact').  Refused while the disk\n"
+    "has snapshots.\n",
+    (const struct option[]) { O_HELP, O_END } },
+  { "snapshot create", 3, "DIR DISK SNAP", cmd_snapshot_create, online_snapshot_create, true,
+    "a read-only point-in-time copy of a disk",
+    "Usage: casdisk snapshot create DIR DISK SNAP\n"
+    "Take snapshot SNAP of disk DISK in the store in DIR (stopped, or served: then\n"
+    "at a flush point, while clients write): a read-only copy sharing every block,\n"
+    "served by nbdkit under the export name DISK@SNAP (64 bytes at most).  To go\n"
+    "back to it, clone it into a new disk\n"
+    "('casdisk disk clone DIR DISK@SNAP NEWDISK').\n",
+    (const struct option[]) { O_HELP, O_END } },
+  { "snapshot list", 2, "DIR DISK", cmd_snapshot_list, online_snapshot_list, true,
+    "list the snapshots of a disk",
+    "Usage: casdisk snapshot list DIR DISK [--json]\n"
+    "List the snapshots of disk DISK: name, export name and size.\n"
+    "  --json   print a JSON array of {\"name\", \"export\", \"size\"}\n",
+    (const struct option[]) { O_JSON, O_HELP, O_END } },
+  { "snapshot delete", 3, "DIR DISK SNAP", cmd_snapshot_delete, online_snapshot_delete, true,
+    "delete a snapshot",
+    "Usage: casdisk snapshot delete DIR DISK SNAP\n"
+    "Delete snapshot SNAP of disk DISK; blocks nothing else uses are freed by the\n"
+    "delayed GC.\n",
+    (const struct option[]) { O_HELP, O_END } },
+  { "import", 3, "DIR NAME FILE", cmd_import, NULL, true,
+    "import a raw image into a new disk",
+    "Usage: casdisk import DIR NAME FILE [--existing]\n"
+    "Create disk NAME of FILE's size in the store in DIR (not in use) and copy the\n"
+    "raw image FILE (a file or a block device) into it.  Holes and blocks of zeroes\n"
+    "are not stored.  For qcow2 and other formats, or a store nbdkit is serving,\n"
+    "use qemu-img convert or nbdcopy to the export (see casdisk(1)).\n"
+    "  --existing   write into the existing disk NAME instead (at least FILE's size);\n"
+    "               its first FILE-size bytes become FILE's content\n",
+    (const struct option[]) { O_EXISTING, O_HELP, O_END } },
+  { "export", 3, "DIR NAME FILE", cmd_export, NULL, true,
+    "export a disk or snapshot as a raw image",
+    "Usage: casdisk export DIR NAME FILE\n"
+    "Write disk or snapshot NAME of the store in DIR (not in use: opened read-only)\n"
+    "to the raw image FILE, created or overwritten.  A regular file is sparse:\n"
+    "blocks of zeroes are left as holes.\n",
+    (const struct option[]) { O_HELP, O_END } },
+  { "info", 1, "DIR", cmd_info, NULL, true, "space accounting: sizes, dedup and compression ratios",
     "Usage: casdisk info DIR [--json]\n"
     "Space accounting of the store in DIR and of each of its disks: virtual size,\n"
     "logical bytes in use, unique and stored (compressed) bytes, dedup and\n"
     "compression ratios, dead blocks awaiting GC, free space in the data file and\n"
-    "the physical size of the store's files.  Opens the store read-only; refused\n"
-    "while nbdkit serves it.\n"
+    "the physical size of the store's files.  Opens the store read-only; while a\n"
+    "server holds the store, 'casdisk status' shows the same figures live.\n"
     "  --json   print one JSON object {\"store\": {...}, \"disks\": [{...}]}\n",
     (const struct option[]) { O_JSON, O_HELP, O_END } },
-  { "check", 1, "DIR", cmd_check, "offline consistency check (--repair to fix)",
+  { "check", 1, "DIR", cmd_check, NULL, true, "offline consistency check (--repair to fix)",
     "Usage: casdisk check DIR [--json] [--repair]\n"
     "Check the store in DIR offline: metadata checksums, every reference, every\n"
     "refcount, every stored block (checksum, decompression, SHA-256), leaked or\n"
@@ -745,23 +940,43 @@ static const struct command {
     "            damaged journal tails), report the rest, then check again\n"
     "  --json    print one JSON object {\"problems\": [...], \"clean\": ..., ...}\n",
     (const struct option[]) { O_JSON, O_REPAIR, O_HELP, O_END } },
-  { "scrub", 1, "DIR", cmd_scrub, "verify every stored block, quarantine bad ones",
+  { "scrub", 1, "DIR", cmd_scrub, online_scrub, true,
+    "verify every stored block, quarantine bad ones",
     "Usage: casdisk scrub DIR [--rate BYTES] [--json]\n"
-    "Read back every stored block and metadata file of the store in DIR (not in\n"
-    "use) and verify them.  Blocks that fail are quarantined: reads of them return\n"
-    "I/O errors and dedup stops using them.  Exit 0 when everything verified, 1\n"
-    "when problems were found.\n"
+    "Read back every stored block and metadata file of the store in DIR and verify\n"
+    "them; on a served store, the server does it while it serves.  Blocks that\n"
+    "fail are quarantined: reads of them return I/O errors and dedup stops using\n"
+    "them.  Exit 0 when everything verified, 1 when problems were found.\n"
     "  --rate BYTES  read at most BYTES per second (e.g. 50M; default no limit)\n"
     "  --json        print one JSON object\n",
     (const struct option[]) { O_RATE, O_JSON, O_HELP, O_END } },
-  { "compact", 1, "DIR", cmd_compact, "shrink the data file: move blocks into free space",
-    "Usage: casdisk compact DIR [--json]\n"
-    "Compact the store in DIR (not in use): move blocks from the end of the data\n"
-    "file into free space before them, give the freed space back and cut the\n"
-    "file, so that its apparent size shrinks too.  nbdkit does the same online,\n"
-    "in the background (see compact-after= in nbdkit-casdisk-plugin(1)).\n"
+  { "compact", 1, "DIR", cmd_compact, online_compact, true,
+    "shrink the data file: move blocks into free space",
+    "Usage: casdisk compact DIR [--now] [--json]\n"
+    "Compact the store in DIR: move blocks from the end of the data file into free\n"
+    "space before them, give the freed space back and cut the file, so that its\n"
+    "apparent size shrinks too.  Offline, dead blocks are freed at once.  A server\n"
+    "does the same in the background once compact-after= percent is free (see\n"
+    "nbdkit-casdisk-plugin(1)); --now asks it for a compaction now, which frees\n"
+    "only the dead blocks whose gc-delay has passed.\n"
+    "  --now    on a served store: compact now (required there)\n"
     "  --json   print one JSON object\n",
+    (const struct option[]) { O_NOW, O_JSON, O_HELP, O_END } },
+  { "status", 1, "DIR", NULL, online_status, true,
+    "live figures of a served store: requests, space, GC, scrub",
+    "Usage: casdisk status DIR [--json]\n"
+    "Ask the server holding the store in DIR for its live figures: requests, bytes\n"
+    "and errors per operation and disk, dedup and compression ratios, space (as\n"
+    "'casdisk info' shows it), the delayed GC, the recycler, scrubs, quarantined\n"
+    "blocks and uptime.  Needs a running server; 'casdisk info' reads an idle store.\n"
+    "  --json   print one JSON object {\"store\": {...}, \"disks\": [{...}]}\n",
     (const struct option[]) { O_JSON, O_HELP, O_END } },
+  { "metrics", 1, "DIR", NULL, online_metrics, true,
+    "live figures of a served store for Prometheus",
+    "Usage: casdisk metrics DIR\n"
+    "Print the live figures of the server holding the store in DIR in Prometheus'\n"
+    "text format (the metrics= plugin key writes them to a file periodically).\n",
+    (const struct option[]) { O_HELP, O_END } },
 };
 
 static void
@@ -772,9 +987,22 @@ main_help (FILE *f)
            "Manage casdisk stores: deduplicated, compressed virtual disks served over\n"
            "NBD by nbdkit's casdisk plugin.  Commands:\n");
   for (size_t i = 0; i < ARRAY_SIZE (commands); i++)
-    fprintf (f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf (f, "  %-16s %s\n", commands[i].name, commands[i].summary);
   fprintf (f, "Run 'casdisk COMMAND --help' for a command's options.  See casdisk(1).\n"
            "Exit status: 0 success, 1 failure or problems found, 2 usage error.\n");
+}
+
+/* A command without an online form, on a store a server holds. */
+static int
+in_use (const struct cmdline *c)
+{
+  fprintf (stderr, "%s %s: %s is in use: a server (nbdkit) is serving it.  Stop the server "
+           "first, or use a command that works on a served store:", prog, c->cmd, c->args[0]);
+  for (size_t i = 0; i < ARRAY_SIZE (commands); i++)
+    if (commands[i].online)
+      fprintf (stderr, " '%s'", commands[i].name);
+  fprintf (stderr, "\n");
+  return EXIT_FAILURE;
 }
 
 /* Parse the options of command CMD from ARGV (ARGV[0] is the last word of
@@ -801,6 +1029,8 @@ run_command (const struct command *cmd, int argc, char **argv)
     case OPT_COMPRESSION: c.compression = optarg; break;
     case OPT_DISK: c.disk = optarg; break;
     case OPT_RATE: c.rate = optarg; break;
+    case OPT_NOW: c.now = true; break;
+    case OPT_EXISTING: c.existing = true; break;
     case ':':
       return usage_error (cmd->name, "option '%s' needs a value", argv[optind - 1]);
     default:
@@ -811,6 +1041,22 @@ run_command (const struct command *cmd, int argc, char **argv)
   c.args = argv + optind;
   if (c.nargs != cmd->nargs)
     return usage_error (cmd->name, "expected %s", cmd->operands);
+  if (cmd->store) {
+    const int fd = cas_control_connect (c.args[0]);
+    if (fd >= 0) {
+      const int r = cmd->online ? cmd->online (&c, fd) : in_use (&c);
+      close (fd);
+      return r;
+    }
+    if (errno != ENOENT && errno != ECONNREFUSED && errno != ENOTDIR)
+      return EXIT_FAILURE;      /* cas_control_connect said why */
+  }
+  if (cmd->fn == NULL) {
+    fprintf (stderr, "%s %s: no server is serving %s (nothing answers on its %s)%s\n", prog,
+             cmd->name, c.args[0], CAS_CONTROL_SOCKET,
+             strcmp (cmd->name, "status") == 0 ? "; 'casdisk info' reads an idle store" : "");
+    return EXIT_FAILURE;
+  }
   return cmd->fn (&c);
 }
 

@@ -25,6 +25,7 @@ void
 progress_init (struct progress *p, const char *what, bool quiet)
 {
   p->what = what;
+  p->unit = "blocks";
   p->tty = isatty (STDERR_FILENO);
   p->quiet = quiet;
   p->drawn = false;
@@ -48,13 +49,14 @@ progress_update (struct progress *p, uint64_t done, uint64_t total)
     fprintf (stderr, "\r%s [", p->what);
     for (int i = 0; i < BAR_WIDTH; i++)
       fputc (i < fill ? '#' : '.', stderr);
-    fprintf (stderr, "] %3d%% %" PRIu64 "/%" PRIu64 " blocks", percent, done, total);
+    fprintf (stderr, "] %3d%% %" PRIu64 "/%" PRIu64 " %s", percent, done, total, p->unit);
     p->drawn = true;
   }
   else {
     if (percent == p->last_percent || now - p->last_ns < LINE_INTERVAL_NS)
       return;
-    fprintf (stderr, "%s: %" PRIu64 "/%" PRIu64 " blocks (%d%%)\n", p->what, done, total, percent);
+    fprintf (stderr, "%s: %" PRIu64 "/%" PRIu64 " %s (%d%%)\n", p->what, done, total, p->unit,
+             percent);
   }
   fflush (stderr);
   p->last_ns = now;

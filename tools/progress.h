@@ -11,6 +11,7 @@
 
 struct progress {
   const char *what;             /* "check", "scrub": the line's prefix */
+  const char *unit;             /* what is counted: "blocks" unless set after init */
   bool tty;                     /* stderr is a terminal: draw a bar */
   bool quiet;                   /* print nothing at all */
   bool drawn;                   /* a bar is on screen, its line unfinished */

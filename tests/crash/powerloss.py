@@ -98,7 +98,7 @@ def cut_points(log, rng, end_prob=0.5):
     before a sync of a journal (its last batch written, not synced: the
     flush window); otherwise just before or after another record that
     matters (a sync, a journal or checkpoint write, a create, a rename, an
-    unlink, a directory sync, a truncate), or anywhere.  A third of the
+    unlink, a directory sync, a truncate), or anywhere.  Half of the
     points that are not the end fall inside a step of the background work
     (the X records: erase, move, settle, cut, checkpoint), when the log has
     any.  The description ends with the background step the cut falls in."""
@@ -126,7 +126,7 @@ def pick_cut(recs, ctx, rng):
     for i in range(len(recs)):
         if recs[i][0] != "X" and ctx[i] != "-":
             by_step.setdefault(ctx[i], []).append(i)
-    if by_step and rng.random() < 1 / 3:
+    if by_step and rng.random() < 1 / 2:
         # Each step equally likely, however many records it has.
         k = rng.choice(by_step[rng.choice(sorted(by_step))])
         if rng.random() < 0.3:

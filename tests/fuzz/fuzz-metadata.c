@@ -1,8 +1,8 @@
 /* libFuzzer target: the metadata parsers.
  *
- * At start-up we build a small real store (two disks, a few hundred
- * blocks, some deduplicated, some compressed, a journal with records of
- * every type) and keep its files.  Each input is a selector byte and the
+ * At start-up we build a small real store (disks, a snapshot, a deleted
+ * disk, a few hundred blocks, some deduplicated, some compressed, a
+ * journal with records of every type) and keep its files.  Each input is a selector byte and the
  * new contents of one metadata file (selector % 3 -> 0: superblock,
  * 1: checkpoint, 2: the journal); we restore the store, put the input in
  * place, and run the offline check and a read-only open over it.  Both
@@ -90,18 +90,26 @@ build_template (void)
       abort ();
   }
   cas_disk_zero (a, 300000, 4096);
+  /* A snapshot and a tombstone (deleted disk) in the checkpoint. */
+  if (cas_snapshot_create (s, "a", "s0") == NULL || cas_disk_clone (s, "b", "t") == NULL ||
+      cas_disk_delete (s, "t") == -1)
+    abort ();
   cas_store_close (s);          /* checkpoint of generation 2, journal.3 follows */
   /* Now records in journal.3 without a checkpoint after them: kill the
    * store "uncleanly" by never closing a second open.
    */
   s = cas_store_open (dir, NULL);
-  a = cas_store_disk (s, 0);
+  a = cas_disk_find (s, "a");
   for (int i = 0; i < 16; i++) {
     memset (block, 'z' - i, sizeof block);
     cas_disk_write (a, block, sizeof block, i * 4096 * 3);
   }
   cas_disk_zero (a, 4096 * 100, 4096 * 20);
   cas_disk_add (s, "c", 4096);
+  /* DISK_CLONE and DISK_DEL records (a slot reused, a snapshot deleted). */
+  if (cas_disk_clone (s, "a", "d") == NULL || cas_snapshot_create (s, "b", "s1") == NULL ||
+      cas_disk_delete (s, "c") == -1 || cas_snapshot_delete (s, "a", "s0") == -1)
+    abort ();
   cas_store_flush (s);
   /* Copy the files as they are now, records after the checkpoint and all:
    * the state a crash would leave.  Then close the original.
@@ -233,6 +241,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     static uint8_t buf[1 << 20];
     for (size_t i = 0; i < cas_store_ndisks (s); i++) {
       struct cas_disk *d = cas_store_disk (s, i);
+      if (d == NULL)
+        continue;               /* a deleted disk's slot */
       for (uint64_t off = 0; off < cas_disk_size (d); off += sizeof buf) {
         const uint64_t n = cas_disk_size (d) - off < sizeof buf ? cas_disk_size (d) - off : sizeof buf;
         cas_disk_read (d, buf, n, off);
