@@ -369,6 +369,21 @@ reopen (const char *dir, uint64_t virt_mib, uint64_t written_mib)
   return cas_store_close (s);
 }
 
+/* The scratch directory, removed at exit whatever happened. */
+static char scratch[4096];
+
+static void
+remove_scratch (void)
+{
+  char cmd[4200];
+
+  if (scratch[0] == '\0')
+    return;
+  snprintf (cmd, sizeof cmd, "rm -rf '%s'", scratch);
+  if (system (cmd) != 0)
+    fprintf (stderr, "could not remove %s\n", scratch);
+}
+
 static void
 usage (void)
 {
@@ -410,6 +425,8 @@ main (int argc, char **argv)
     perror ("mkdtemp");
     return 1;
   }
+  snprintf (scratch, sizeof scratch, "%s", dir);
+  atexit (remove_scratch);      /* not run by the reopen child's _exit */
   if (strcmp (w, "reopen") == 0 && !size_given)
     region_mib = 102400;
   const uint64_t region = region_mib << 20;
@@ -490,10 +507,5 @@ main (int argc, char **argv)
   }
   if (s && cas_store_close (s) == -1)
     r = -1;
-  char cmd[4200];
-  dir[strlen (dir) - 2] = '\0';
-  snprintf (cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system (cmd) != 0)
-    fprintf (stderr, "could not remove %s\n", dir);
   return r == 0 ? 0 : 1;
 }
