@@ -22,9 +22,11 @@
  *             stops waiting for a compaction.
  *
  * cas_control_stop (cas_store_close, before the GC thread stops) cancels
- * every connection, shuts their sockets down so blocked reads and writes
- * return, joins all threads, removes the socket (if it is still ours) and
- * the metrics file.
+ * every connection and shuts down the reading side of their sockets, so
+ * blocked reads return; gives them STOP_GRACE_MS to answer "error
+ * ECANCELED"; then shuts the sockets down entirely, so blocked writes
+ * return too; joins all threads, removes the socket (if it is still ours)
+ * and the metrics file.
  *
  * The client, and what both ends share (addresses, errno names), are in
  * control_client.c.
@@ -39,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -54,6 +57,7 @@
 #define CTL_REQUEST_MS   10000  /* to send the request line after connecting */
 #define CTL_SEND_S       10     /* for each response line to be taken */
 #define PROGRESS_NS      200000000u     /* progress lines at most this often */
+#define STOP_GRACE_MS    1000   /* at stop, for requests to end and say so */
 
 struct cas_control;
 
@@ -64,6 +68,7 @@ struct conn {
   bool busy;                    /* ctl->lock: slot in use, thread not joined */
   bool finished;                /* atomic: the thread is done, join it */
   bool cancel;                  /* atomic: the client is gone or the server stops */
+  bool dead;                    /* atomic: a send failed: send nothing more */
   uint64_t last_progress_ns;    /* connection thread only */
 };
 
@@ -96,7 +101,7 @@ conn_send (struct conn *c, const char *tag, const char *fmt, ...)
   va_list ap;
   int n;
 
-  if (__atomic_load_n (&c->cancel, __ATOMIC_RELAXED))
+  if (__atomic_load_n (&c->dead, __ATOMIC_RELAXED))
     return -1;
   n = snprintf (line, sizeof line, "%s", tag);
   if (fmt && *fmt) {
@@ -112,6 +117,7 @@ conn_send (struct conn *c, const char *tag, const char *fmt, ...)
       *p = ' ';
   line[n++] = '\n';
   if (!cas_ctl_send_all (c->fd, line, n, 0)) {
+    __atomic_store_n (&c->dead, true, __ATOMIC_RELAXED);
     __atomic_store_n (&c->cancel, true, __ATOMIC_RELAXED);
     return -1;
   }
@@ -353,6 +359,11 @@ h_scrub (struct conn *c, const struct request *r)
     __atomic_add_fetch (&s->scrub_corrupted, res.corrupted, __ATOMIC_RELAXED);
   }
   __atomic_store_n (&s->scrub_running, false, __ATOMIC_RELEASE);
+  if (n < 0 && errno == ECANCELED && !__atomic_load_n (&c->dead, __ATOMIC_RELAXED)) {
+    char why[1024];
+    snprintf (why, sizeof why, "%s", cas_last_error ());
+    return fail (ECANCELED, "%s: the server is stopping", why);
+  }
   if (n < 0)
     return -1;
   if (conn_send (c, "data", "blocks %" PRIu64, res.blocks) == -1 ||
@@ -768,19 +779,43 @@ cas_control_stop (struct cas_store *s)
 
   if (ctl == NULL)
     return;
+  /* Cancel every request; a blocked read returns at once. */
   {
     SCOPED_LOCK (l, &ctl->lock);
     ctl->stop = true;
     for (int i = 0; i < CTL_MAX_CLIENTS; i++)
       if (ctl->conns[i].busy) {
         __atomic_store_n (&ctl->conns[i].cancel, true, __ATOMIC_RELAXED);
-        shutdown (ctl->conns[i].fd, SHUT_RDWR);
+        shutdown (ctl->conns[i].fd, SHUT_RD);
       }
   }
   if (write (ctl->wake[1], "", 1) == -1) {
     /* Full: the thread is awake anyway. */
   }
   pthread_join (ctl->thread, NULL);
+  /* Give the connections a moment to tell their clients why (a scrub
+   * stops within 200 ms), then cut off any still sending to a client that
+   * does not read.
+   */
+  for (int tries = 0; tries < STOP_GRACE_MS / 20; tries++) {
+    bool running = false;
+    {
+      SCOPED_LOCK (l, &ctl->lock);
+      for (int i = 0; i < CTL_MAX_CLIENTS; i++)
+        running |= ctl->conns[i].busy && !__atomic_load_n (&ctl->conns[i].finished,
+                                                           __ATOMIC_ACQUIRE);
+    }
+    if (!running)
+      break;
+    const struct timespec ts = { 0, 20000000 };
+    nanosleep (&ts, NULL);
+  }
+  {
+    SCOPED_LOCK (l, &ctl->lock);
+    for (int i = 0; i < CTL_MAX_CLIENTS; i++)
+      if (ctl->conns[i].busy)
+        shutdown (ctl->conns[i].fd, SHUT_RDWR);
+  }
   reap (ctl, true);
   /* Remove the socket if it is still the one we made. */
   if (lstat (ctl->sa.sun_path, &st) == 0 && st.st_dev == ctl->dev && st.st_ino == ctl->ino)

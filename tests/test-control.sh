@@ -16,6 +16,16 @@
 . "${top_builddir:-.}/tests/functions.sh"
 requires_python_nbd
 
+# nbdkit may report itself ready a moment before .after_fork starts the
+# control channel: wait for it (20 s at most).
+wait_control () {
+  for _ in $(seq 200); do
+    "$CASDISK" status "$st" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  fail "the control socket did not answer within 20 s"
+}
+
 st=$tmp/store
 "$CASDISK" create "$st" --size 256M --block-size 4K >/dev/null || fail "create"
 
@@ -28,6 +38,7 @@ grep -q "no server is serving" "$tmp/out" || { cat "$tmp/out"; fail "status: no 
 "$CASDISK" info "$st" >/dev/null || fail "info on an idle store with a stale socket"
 
 start_nbdkit store="$st" gc-delay=4 compact-after=100 metrics=true metrics-interval=1
+wait_control
 [ "$(stat -c %a "$st/control.sock")" = 600 ] || fail "socket mode is $(stat -c %a "$st/control.sock")"
 "$CASDISK" status "$st" >"$tmp/status.txt" || { cat "$tmp/status.txt"; fail "status"; }
 grep -q "^disk disk0" "$tmp/status.txt" || fail "status shows no disk"
@@ -127,11 +138,12 @@ deadline = time.monotonic() + 10
 while True:                      # the file is rewritten every second
     types, samples = parse(open(sys.argv[1]).read())
     got = samples[("casdisk_request_bytes_total", (("disk", "disk0"), ("op", "write")))]
-    if got >= want or time.monotonic() > deadline:
+    flushes = samples[("casdisk_requests_total", (("disk", "disk0"), ("op", "flush")))]
+    if (got >= want and flushes >= c["flush"][0]) or time.monotonic() > deadline:
         break
     time.sleep(0.5)
 assert got == want, "metrics: %d write bytes, the client sent %d" % (got, want)
-assert samples[("casdisk_requests_total", (("disk", "disk0"), ("op", "flush")))] >= c["flush"][0]
+assert flushes == c["flush"][0], "metrics: %d flushes, the client sent %d" % (flushes, c["flush"][0])
 for name in ("casdisk_uptime_seconds", "casdisk_stored_bytes", "casdisk_dedup_ratio",
              "casdisk_quarantined_blocks", "casdisk_gc_freed_blocks_total"):
     assert (name, ()) in samples, name + " missing"
@@ -196,6 +208,7 @@ print(off + length // 2)
 EOF2
 ) || fail "find a block"
 start_nbdkit store="$st" gc-delay=4 compact-after=100
+wait_control
 "$CASDISK" scrub "$st" --rate 4M >"$tmp/scrub0.out" 2>&1 || { cat "$tmp/scrub0.out"; fail "clean online scrub"; }
 $PYTHON "$top_srcdir/tests/helpers/damage.py" flip "$st/data" "$off"
 "$CASDISK" scrub "$st" --rate 4M >"$tmp/scrub.out" 2>"$tmp/scrub.err" &&
@@ -295,12 +308,55 @@ grep -q "is in use" "$tmp/out" || { cat "$tmp/out"; fail "check: no clear messag
 grep -q -- "--now" "$tmp/out" || { cat "$tmp/out"; fail "compact: no hint about --now"; }
 pass "offline-only commands say the store is in use"
 
+# ---- disk add on a served store: clients see the disk at once ----
+"$CASDISK" disk add "$st" vm2 8M >"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "online disk add"; }
+"$CASDISK" disk list "$st" --json | $PYTHON -c '
+import json, sys
+d = {x["name"]: x["size"] for x in json.load(sys.stdin)}
+assert d.get("vm2") == 8 << 20, d
+' || fail "disk list does not show the new disk"
+$PYTHON - "$(uri vm2)" <<'EOF2' || fail "the new disk is not served"
+import sys, nbd
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+assert h.get_size() == 8 << 20
+h.pwrite(b"new disk" * 512, 4096); h.flush()
+assert h.pread(4096, 4096) == b"new disk" * 512
+EOF2
+"$CASDISK" disk add "$st" vm2 8M >"$tmp/out" 2>&1 && fail "a second vm2 was added"
+grep -q "already exists" "$tmp/out" || { cat "$tmp/out"; fail "disk add: no clear message"; }
+pass "disk add on a served store: the disk is served at once"
+
+# ---- a long scrub: seen in status, one at a time, no obstacle to a stop ----
+"$CASDISK" scrub "$st" --rate 256K >"$tmp/slow.out" 2>&1 &
+slow=$!
+sleep 2
+"$CASDISK" status "$st" --json >"$tmp/s3.json" || fail "status during a scrub"
+$PYTHON -c '
+import json, sys
+s = json.load(open(sys.argv[1]))["store"]
+assert s["scrub_running"] == 1 and 0 < s["scrub_done_blocks"] < s["scrub_total_blocks"], s
+print("status during a scrub: %d of %d blocks" % (s["scrub_done_blocks"], s["scrub_total_blocks"]))
+' "$tmp/s3.json" || fail "status does not show the running scrub"
+"$CASDISK" scrub "$st" >"$tmp/out" 2>&1 && fail "a second scrub ran at once"
+grep -q "running already" "$tmp/out" || { cat "$tmp/out"; fail "second scrub: no clear message"; }
+t0=$(date +%s)
+stop_nbdkit
+t1=$(date +%s)
+[ $((t1 - t0)) -le 10 ] || fail "the stop took $((t1 - t0)) s with a scrub running"
+wait "$slow" && fail "the interrupted scrub reported success"
+grep -q "server is stopping\|cancelled\|closed the connection" "$tmp/slow.out" ||
+  { cat "$tmp/slow.out"; fail "the interrupted scrub: no clear message"; }
+echo "stopped in $((t1 - t0)) s with a scrub running: $(grep -m1 'casdisk:' "$tmp/slow.out")"
+start_nbdkit store="$st" gc-delay=4 compact-after=100
+wait_control
+pass "a long scrub shows in status, runs alone and does not hold up a stop"
+
 # A crash leaves the socket; the next start replaces it.
 kill9_nbdkit
 [ -S "$st/control.sock" ] || fail "no socket left by a crash"
 "$CASDISK" status "$st" >/dev/null 2>&1 && fail "status answered after a crash"
 start_nbdkit store="$st"
-"$CASDISK" status "$st" >/dev/null || fail "status after a restart"
+wait_control
 stop_nbdkit
 [ -e "$st/control.sock" ] && fail "socket left at exit"
 pass "a socket left by a crash is replaced at the next start"

@@ -21,6 +21,10 @@ expect_error "unknown parameter 'bogus'" store=$st bogus=1
 expect_error "cannot parse '12Q' as a size" store=$st size=12Q
 expect_error "out of range" store=$st size=0
 expect_error "not a power of two" store=$st size=1G block-size=3000
+expect_error "control: 'maybe' is not a boolean" store=$st size=1G control=maybe
+expect_error "is not a number of seconds (1 to 86400)" store=$st size=1G metrics=true metrics-interval=0
+expect_error "metrics-interval needs metrics=true" store=$st size=1G metrics-interval=5
+expect_error "drop control=false" store=$st size=1G metrics=true control=false
 expect_error "not 'off' or a zstd level" store=$st size=1G compression=99
 expect_error "give size=SIZE" store=$st
 expect_error "cannot parse 'lots' as a size" store=$st size=1G keep-erased=lots

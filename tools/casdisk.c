@@ -1052,8 +1052,8 @@ run_command (const struct command *cmd, int argc, char **argv)
       return EXIT_FAILURE;      /* cas_control_connect said why */
   }
   if (cmd->fn == NULL) {
-    fprintf (stderr, "%s %s: no server is serving %s (nothing answers on its %s)%s\n", prog,
-             cmd->name, c.args[0], CAS_CONTROL_SOCKET,
+    fprintf (stderr, "%s %s: no server is serving %s (nothing answers on its %s; or the "
+             "server runs with control=false)%s\n", prog, cmd->name, c.args[0], CAS_CONTROL_SOCKET,
              strcmp (cmd->name, "status") == 0 ? "; 'casdisk info' reads an idle store" : "");
     return EXIT_FAILURE;
   }

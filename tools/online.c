@@ -280,7 +280,8 @@ online_compact (const struct cmdline *c, int fd)
              "to ask it for a compaction now\n", prog, c->args[0]);
     return EXIT_FAILURE;
   }
-  progress_init (&p.r.prog, "compact (MiB)", c->json);
+  progress_init (&p.r.prog, "compact", c->json);
+  p.r.prog.unit = "MiB";
   active_progress = &p.r.prog;
   r = cas_control_call (fd, "compact", on_line, &p);
   progress_done (&p.r.prog);

@@ -495,6 +495,11 @@ background_checkpoint (void)
   }
   CHILD_CHECK (cas_store_flush (s) == 0);       /* ~6 KiB of records > 4 KiB */
   CHILD_CHECK (wait_gen_above (gen));
+  /* journal.G+1 exists before the checkpoint is renamed into place: wait
+   * for the checkpoint to finish (it holds ckpt_mutex throughout).
+   */
+  pthread_mutex_lock (&s->ckpt_mutex);
+  pthread_mutex_unlock (&s->ckpt_mutex);
   for (uint64_t v = 60; v < 64; v++) {
     fill_random (buf, BS, 1000 + v);
     CHILD_CHECK (cas_disk_write (d, buf, BS, v * BS) == 0);
