@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import resource
 import shlex
 import shutil
@@ -65,14 +66,21 @@ WORKLOADS = {
 MODES = {
     # reps, fio runtime (s), disk size, write region, read (prefill) region,
     # space chunk, seconds to wait for the recycler, time budget (s)
+    # memory_mib: unique data for casdisk's memory measurement (bench/engine);
+    # reopen_mib: data written before the simulated crash of the reopen
+    # measurement (a 100 GiB disk); clone_mib: size of the clone workload's
+    # file-system image (0 = skip).
     "smoke": dict(reps=1, runtime=1, disk=256 * MiB, wregion=128 * MiB,
                   rregion=32 * MiB, chunk=4 * MiB, gc_wait=3, budget=120,
+                  memory_mib=1024, reopen_mib=64, clone_mib=0,
                   workloads=["seq-write-1M-qd4", "rand-read-4K-qd16"]),
-    "quick": dict(reps=1, runtime=3, disk=1 * GiB, wregion=1 * GiB,
-                  rregion=256 * MiB, chunk=64 * MiB, gc_wait=10, budget=900,
+    "quick": dict(reps=1, runtime=2, disk=1 * GiB, wregion=1 * GiB,
+                  rregion=256 * MiB, chunk=32 * MiB, gc_wait=10, budget=900,
+                  memory_mib=2048, reopen_mib=512, clone_mib=400,
                   workloads=list(WORKLOADS)),
-    "full": dict(reps=3, runtime=8, disk=4 * GiB, wregion=4 * GiB,
+    "full": dict(reps=3, runtime=5, disk=4 * GiB, wregion=4 * GiB,
                  rregion=512 * MiB, chunk=64 * MiB, gc_wait=10, budget=2700,
+                 memory_mib=65536, reopen_mib=4096, clone_mib=600,
                  workloads=list(WORKLOADS)),
 }
 
@@ -232,6 +240,11 @@ class Bench:
         if os.path.exists(tool):
             self.tool = os.path.join(self.tmp, "casdisk")
             shutil.copy2(tool, self.tool)
+        engine = os.environ.get("CASDISK_ENGINE_BENCH") or os.path.join(TOP_BUILD, "bench", "engine")
+        self.engine = None
+        if os.path.exists(engine):
+            self.engine = os.path.join(self.tmp, "engine")
+            shutil.copy2(engine, self.engine)
         with open(plugin, "rb") as f:
             blob = f.read()
         self.plugin_sha = hashlib.sha256(blob).hexdigest()[:16]
@@ -491,6 +504,152 @@ class Bench:
         except ValueError:
             return {"error": "unparsable: " + r.stdout[:200]}
 
+    # ---- casdisk alone: memory, reopen after a crash (bench/engine) ----
+    def engine_run(self, args, pattern, timeout):
+        if not self.engine:
+            return {"error": "bench/engine not built (make bench/engine)"}
+        argv = [self.engine, "-t", self.tmp] + args
+        try:
+            r = sh(argv, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"error": "timed out after %d s" % timeout, "cmd": " ".join(argv)}
+        m = re.search(pattern, r.stdout)
+        if r.returncode or not m:
+            return {"error": (r.stderr or r.stdout).strip()[-300:], "cmd": " ".join(argv)}
+        d = {k: float(v) for k, v in m.groupdict().items()}
+        d["line"] = r.stdout.strip()
+        d["cmd"] = "bench/engine " + " ".join(args)
+        return d
+
+    def casdisk_alone(self):
+        res = {}
+        log("  casdisk memory: %d MiB of unique blocks" % self.m["memory_mib"])
+        res["memory"] = self.engine_run(
+            ["-s", str(self.m["memory_mib"]), "memory"],
+            r"memory: (?P<gib>[\d.]+) GiB unique in (?P<blocks>\d+) blocks.*: "
+            r"(?P<mib_per_gib>[\d.]+) MiB per GiB unique, (?P<bytes_per_block>[\d.]+) bytes per block; "
+            r"marginal (?P<marginal_mib_per_gib>-?[\d.]+) MiB per GiB, (?P<marginal_bytes>-?[\d.]+) bytes",
+            timeout=1200)
+        log("  casdisk reopen after a crash: %d MiB written to a 100 GiB disk" % self.m["reopen_mib"])
+        res["reopen"] = self.engine_run(
+            ["-n", str(self.m["reopen_mib"]), "reopen"],
+            r"journals (?P<journal_mib>[\d.]+) MiB.*took (?P<open_s>[\d.]+) s, "
+            r"(?P<s_per_100gib>[\d.]+) s per 100 GiB",
+            timeout=600)
+        return res
+
+    # ---- clone workload ----
+    def clone(self):
+        """A file-system image written into 4 disks, each with its own 8 MiB
+        of differences: stored bytes per disk for casdisk (one store, 4
+        disks), qcow2 as 4 independent images, qcow2 as a golden image with
+        4 overlays (qemu-img convert -B), and 4 raw files."""
+        size = self.m["clone_mib"] * MiB
+        tree = os.environ.get("BENCH_TREE", "/usr/share/doc")
+        d = os.path.join(self.tmp, "clone")
+        os.makedirs(d, exist_ok=True)
+        base = os.path.join(d, "base.raw")
+        t0 = time.monotonic()
+        r = sh(["mke2fs", "-q", "-F", "-t", "ext4", "-d", tree, base, "%dM" % self.m["clone_mib"]],
+               timeout=300)
+        if r.returncode:
+            return {"error": "mke2fs -d %s: %s" % (tree, r.stderr.strip()[-300:])}
+        rng = random.Random(42)
+        variants, diffs = [], []
+        for i in range(4):
+            v = os.path.join(d, "v%d.raw" % i)
+            sh(["cp", "--sparse=always", base, v], timeout=120, check=True)
+            diff = rng.randbytes(8 * MiB)
+            dpath = os.path.join(d, "diff%d.bin" % i)
+            with open(dpath, "wb") as f:
+                f.write(diff)
+            with open(v, "r+b") as f:
+                f.seek((64 + 48 * i) * MiB)
+                f.write(diff)
+            variants.append(v)
+            diffs.append((dpath, (64 + 48 * i) * MiB))
+        res = {"tree": tree, "image_bytes": size, "image_allocated": space_of(base)[0],
+               "difference_bytes_per_disk": 8 * MiB, "disks": 4, "backends": {}}
+        log("  clone: image of %s, %d MiB (%.1f s)" % (tree, size // MiB, time.monotonic() - t0))
+        # casdisk: one store, disk0..disk3, written through NBD with nbdcopy.
+        cd = os.path.join(d, "casdisk")
+        srv = self.server("casdisk", cd, size)
+        srv.stop()
+        if not self.tool:
+            return {"error": "the casdisk tool is needed to add disks"}
+        for i in range(1, 4):
+            sh([self.tool, "disk", "add", os.path.join(cd, "store"), "disk%d" % i, str(size)],
+               timeout=60, check=True)
+        srv = self.server("casdisk", cd, size)
+        try:
+            t0 = time.monotonic()
+            for i, v in enumerate(variants):
+                uri = "nbd+unix:///disk%d?socket=%s" % (i, srv.sock)
+                sh(["nbdcopy", v, uri], timeout=600, check=True)
+            wt = time.monotonic() - t0
+        finally:
+            srv.stop()
+        res["backends"]["casdisk copies"] = {"allocated": space_of(os.path.join(cd, "store"))[0],
+                                      "write_s": round(wt, 2),
+                                      "info": self.cas_info(cd)}
+        # casdisk, a golden disk and four clones (casdisk disk clone), each
+        # clone given its 8 MiB: what the qcow2 overlays below do.
+        gd = os.path.join(d, "casdisk-clones")
+        srv = self.server("casdisk", gd, size)
+        try:
+            sh(["nbdcopy", base, srv.uri], timeout=600, check=True)
+        finally:
+            srv.stop()
+        st = os.path.join(gd, "store")
+        t0 = time.monotonic()
+        for i in range(4):
+            sh([self.tool, "disk", "clone", st, "disk0", "vm%d" % i], timeout=120, check=True)
+        clone_s = time.monotonic() - t0
+        import nbd  # python3-libnbd
+        srv = self.server("casdisk", gd, size)
+        try:
+            for i, (dpath, off) in enumerate(diffs):
+                h = nbd.NBD()
+                h.set_export_name("vm%d" % i)
+                h.connect_unix(srv.sock)
+                with open(dpath, "rb") as f:
+                    data = f.read()
+                for k in range(0, len(data), MiB):
+                    h.pwrite(data[k:k + MiB], off + k)
+                h.flush()
+                h.shutdown()
+        finally:
+            srv.stop()
+        res["backends"]["casdisk golden + clones"] = {"allocated": space_of(st)[0],
+                                                      "clone_s": round(clone_s, 2)}
+        # qcow2, independent images.
+        alloc = 0
+        for i, v in enumerate(variants):
+            out = os.path.join(d, "c%d.qcow2" % i)
+            sh(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", v, out], timeout=600, check=True)
+            alloc += space_of(out)[0]
+        res["backends"]["qcow2 copies"] = {"allocated": alloc}
+        # qcow2, a golden image and four overlays holding what differs
+        # (each overlay gets its 8 MiB written with qemu-io).
+        gold = os.path.join(d, "gold.qcow2")
+        sh(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", base, gold], timeout=600, check=True)
+        alloc = space_of(gold)[0]
+        for i, (dpath, off) in enumerate(diffs):
+            out = os.path.join(d, "o%d.qcow2" % i)
+            sh(["qemu-img", "create", "-q", "-f", "qcow2", "-b", gold, "-F", "qcow2", out],
+               timeout=60, check=True)
+            sh(["qemu-io", "-f", "qcow2", "-c", "write -s %s %d %d" % (dpath, off, 8 * MiB), out],
+               timeout=120, check=True)
+            alloc += space_of(out)[0]
+        res["backends"]["qcow2 golden + overlays"] = {"allocated": alloc}
+        res["backends"]["file"] = {"allocated": sum(space_of(v)[0] for v in variants)}
+        for b, x in res["backends"].items():
+            x["per_disk"] = x["allocated"] / 4     # the golden disk or image is shared
+            log("  clone %-24s %d bytes per disk" % (b, x["per_disk"]))
+        if not self.args.keep:
+            shutil.rmtree(d, ignore_errors=True)
+        return res
+
     # ---- main ----
     def run(self):
         self.meta = machine_info()
@@ -527,6 +686,13 @@ class Bench:
             if self.meta["incomplete"]:
                 break
         self.space_res = None if self.args.no_space else self.space()
+        self.alone_res = self.casdisk_alone()
+        self.clone_res = None
+        if self.m["clone_mib"] and not self.args.no_space:
+            try:
+                self.clone_res = self.clone()
+            except (RuntimeError, subprocess.SubprocessError, OSError) as e:
+                self.clone_res = {"error": str(e)}
         busy1, ours1, wall1 = sys_cpu_busy(), our_cpu(), time.monotonic()
         wall = wall1 - wall0
         other = max(0.0, (busy1 - busy0) - (ours1 - ours0))
@@ -569,8 +735,14 @@ class Bench:
                     "p99": c["p99_us"] / p["p99_us"] if p["p99_us"] else None}
         self.medians, self.ratios = med, ratios
         self.targets = evaluate_targets(ratios, self.space_res)
+        mem = (self.alone_res or {}).get("memory", {})
+        if "marginal_mib_per_gib" in mem:
+            v = mem["marginal_mib_per_gib"]
+            self.targets.append({"target": "memory: casdisk MiB resident per further GiB unique <= 1.0",
+                                 "value": round(v, 3), "met": v <= 1.0})
         return {"meta": self.meta, "medians": med, "ratios": ratios,
                 "space": self.space_res, "targets": self.targets,
+                "casdisk_alone": self.alone_res, "clone": self.clone_res,
                 "runs": self.runs, "fio_summary_lines": self.fio_lines}
 
 
@@ -746,6 +918,57 @@ def markdown(res):
                              inf.get("stored_bytes"), inf.get("dead_bytes"),
                              inf.get("physical_allocated"), inf.get("physical_apparent")))
         o.append("")
+    alone = res.get("casdisk_alone") or {}
+    if alone:
+        o.append("## casdisk alone: memory and reopen after a crash\n")
+        o.append("Measured with `bench/engine` (the engine without nbdkit; see docs/performance.md).\n")
+        mem = alone.get("memory", {})
+        if "error" in mem:
+            o.append("- memory: not measured (%s)" % mem["error"])
+        else:
+            o.append("- **resident memory per GiB of unique data: %.2f MiB** (%.1f bytes per 64 KiB "
+                     "block, i.e. %.2f GiB per TiB) for each further GiB (growth over the last three "
+                     "quarters); %.2f MiB per GiB (%.1f bytes per block) counting everything the "
+                     "process holds, fixed costs included. After writing %.1f GiB of unique blocks "
+                     "(%d blocks), each a block-number stamp and zeroes so the data file stays small. "
+                     "Target: <= 1 MiB per GiB. `%s`" % (
+                         mem["marginal_mib_per_gib"], mem["marginal_bytes"], mem["marginal_mib_per_gib"],
+                         mem["mib_per_gib"], mem["bytes_per_block"],
+                         mem["gib"], mem["blocks"], mem["cmd"]))
+        ro = alone.get("reopen", {})
+        if "error" in ro:
+            o.append("- reopen after a crash: not measured (%s)" % ro["error"])
+        else:
+            o.append("- **reopen after a crash: %.3f s per 100 GiB of virtual size** (a 100 GiB disk; "
+                     "%s MiB written across it and flushed, 64 MiB more written and not flushed, then "
+                     "the writer exited without closing the store; opening replays %.1f MiB of "
+                     "journal, rebuilds free space, punches the unreferenced space and writes a "
+                     "checkpoint). `%s`" % (ro["s_per_100gib"], res["meta"]["params"]["reopen_mib"],
+                                            ro["journal_mib"], ro["cmd"]))
+        o.append("")
+    cl = res.get("clone")
+    if cl:
+        o.append("## Clone workload\n")
+        if "error" in cl:
+            o.append("Not measured: %s\n" % cl["error"])
+        else:
+            o.append("An ext4 image of %d MiB made with `mke2fs -d %s` (%.1f MiB allocated), "
+                     "written into %d disks, each with its own 8 MiB of random data written over "
+                     "it (at a different offset per disk). casdisk: one store, one disk per copy, "
+                     "written with nbdcopy; or the image written once into a golden disk, four "
+                     "clones of it (`casdisk disk clone`) and each clone's 8 MiB written into it; qcow2: `qemu-img convert` of each copy, or a golden "
+                     "image plus one overlay per copy holding what differs (`qemu-img create -b`, "
+                     "then the 8 MiB written with `qemu-io`); "
+                     "file: sparse raw copies.\n" % (
+                         cl["image_bytes"] // MiB, cl["tree"], cl["image_allocated"] / MiB, cl["disks"]))
+            o.append("| backend | allocated, all disks | stored per disk | casdisk ÷ this |")
+            o.append("|---|---:|---:|---:|")
+            c = cl["backends"]["casdisk golden + clones"]["allocated"]
+            for b, x in cl["backends"].items():
+                o.append("| %s | %d (%.1f MiB) | %.1f MiB | %s |" % (
+                    b, x["allocated"], x["allocated"] / MiB, x["per_disk"] / MiB,
+                    "%.2f" % (c / x["allocated"]) if x["allocated"] else "-"))
+            o.append("")
     o.append("## Targets (issue 5)\n")
     o.append("| target | measured | met |")
     o.append("|---|---:|---|")

@@ -26,7 +26,7 @@ struct cas_disk;
 #define CAS_MIN_BLOCK_SIZE     4096u
 #define CAS_MAX_BLOCK_SIZE     65536u
 #define CAS_DEFAULT_BLOCK_SIZE 65536u
-#define CAS_DEFAULT_LEVEL      3       /* zstd level; 0 = compression off */
+#define CAS_DEFAULT_LEVEL      1       /* zstd level; 0 = compression off */
 #define CAS_MAX_LEVEL          19
 #define CAS_DEFAULT_GC_DELAY   30      /* seconds */
 #define CAS_DEFAULT_COMPACT_AFTER 20   /* percent of the data file free */

@@ -169,7 +169,7 @@ cas_store_check_progress (const char *dir, cas_report_fn report, cas_progress_fn
   v.s = s;
   v.total = s->index.count;
   v.used = malloc ((s->index.count + 1) * sizeof *v.used);
-  v.stored = malloc (s->block_size);
+  v.stored = malloc (cas_stored_max (s->block_size));
   v.plain = malloc (s->block_size);
   if (!v.used || !v.stored || !v.plain) {
     cas_error ("check: %m");

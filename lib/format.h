@@ -22,7 +22,7 @@
 #include <assert.h>
 #include <stdint.h>
 
-#define CAS_FORMAT_VERSION 1
+#define CAS_FORMAT_VERSION 2        /* 2: sectored raw blocks (CAS_BLK_SECTORED) */
 #define CAS_GRANULE        512u       /* allocation unit in the data file */
 #define CAS_MAP_PAGE       4096u      /* map entries per map page */
 
@@ -76,7 +76,36 @@
 /* Block flags. */
 #define CAS_BLK_COMPRESSED  1u   /* stored as one zstd frame */
 #define CAS_BLK_QUARANTINED 2u   /* failed verification: never used for dedup */
-#define CAS_BLK_FLAGS       3u
+#define CAS_BLK_SECTORED    4u   /* raw, followed by one CRC-32C per piece */
+#define CAS_BLK_FLAGS       7u
+
+/* Sectored raw blocks (block size > CAS_PIECE): the block's bytes, then a
+ * table of block_size / CAS_PIECE little-endian CRC-32C values, one per
+ * piece, each seeded with cas_piece_seed().  A read of part of the block
+ * reads and checks only the pieces it covers and their table entries.
+ */
+#define CAS_PIECE           4096u
+static inline uint32_t
+cas_sectored_len (uint32_t block_size)
+{
+  return block_size + 4 * (block_size / CAS_PIECE);
+}
+/* The largest stored length of a block of BLOCK_SIZE bytes. */
+static inline uint32_t
+cas_stored_max (uint32_t block_size)
+{
+  return cas_sectored_len (block_size);
+}
+/* Seed of piece I's CRC: the first 4 bytes of the block's SHA-256 (little
+ * endian) xor I, so a table that belongs to other content or to another
+ * piece does not match.
+ */
+static inline uint32_t
+cas_piece_seed (const uint8_t hash[32], uint32_t i)
+{
+  return ((uint32_t) hash[0] | (uint32_t) hash[1] << 8 | (uint32_t) hash[2] << 16 |
+          (uint32_t) hash[3] << 24) ^ i;
+}
 
 /* ---- journal ----
  * header (64 bytes), then records, each 8-byte aligned:

@@ -3,11 +3,82 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <stdlib.h>
 
 #include "index.h"
 #include "log.h"
+#include "util.h"
+
+/* ---- block allocation ----
+ *
+ * A malloc'd block costs 112 bytes (96 and the allocator's header and
+ * rounding); from a slab it costs 96.  Slabs hold SLAB_BLOCKS blocks and
+ * are never returned: freed blocks go on a free list (linked through
+ * node.next) and the next new block reuses them.  Builds with
+ * AddressSanitizer use calloc and free, so that a use after free is still
+ * caught.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define USE_SLABS 0
+#else
+#define USE_SLABS 1
+#endif
+#define SLAB_BLOCKS 4096
+
+static pthread_mutex_t slab_lock = PTHREAD_MUTEX_INITIALIZER;  /* guards the three below */
+static struct cas_block *free_blocks;   /* freed blocks, linked through node.next */
+static struct cas_block *slab_next;     /* the unused rest of the current slab */
+static size_t slab_left;
+
+struct cas_block *
+cas_block_new (void)
+{
+  struct cas_block *b;
+
+  if (!USE_SLABS) {
+    b = calloc (1, sizeof *b);
+    if (b == NULL)
+      cas_error ("block: %m");
+    return b;
+  }
+  {
+    SCOPED_LOCK (l, &slab_lock);
+    if (free_blocks) {
+      b = free_blocks;
+      free_blocks = (struct cas_block *) b->node.next;
+    }
+    else {
+      if (slab_left == 0) {
+        slab_next = malloc (SLAB_BLOCKS * sizeof *slab_next);
+        if (slab_next == NULL) {
+          cas_error ("block slab: %m");
+          return NULL;
+        }
+        slab_left = SLAB_BLOCKS;
+      }
+      b = slab_next++;
+      slab_left--;
+    }
+  }
+  memset (b, 0, sizeof *b);
+  return b;
+}
+
+void
+cas_block_free (struct cas_block *b)
+{
+  if (b == NULL)
+    return;
+  if (!USE_SLABS) {
+    free (b);
+    return;
+  }
+  SCOPED_LOCK (l, &slab_lock);
+  b->node.next = (struct cds_lfht_node *) free_blocks;
+  free_blocks = b;
+}
 
 static unsigned long
 pow2_at_least (uint64_t n)
@@ -18,11 +89,21 @@ pow2_at_least (uint64_t n)
   return v;
 }
 
+/* Buckets per block.  A bucket is a 16-byte node of rculfhash; at a load
+ * factor of 1 they cost 16 to 32 bytes per block, a sixth of the memory
+ * budget.  A look-up walks the nodes of its bucket comparing each one's
+ * reverse hash (a cache miss per node), so a load factor kept between 2
+ * and 8 costs a few cache misses per look-up, little next to hashing the
+ * block (one look-up per block written; docs/performance.md).
+ */
+#define LOAD_AFTER_RESIZE 2     /* blocks per bucket right after a resize */
+#define LOAD_MAX          8     /* resize when the table gets fuller than this */
+
 int
 cas_index_init (struct cas_index *idx, uint64_t expected)
 {
   idx->count = 0;
-  idx->buckets = pow2_at_least (expected);
+  idx->buckets = pow2_at_least (expected / LOAD_AFTER_RESIZE);
   /* No CDS_LFHT_AUTO_RESIZE: that starts a worker thread at creation, and
    * nbdkit forks after we open the store.  We resize from our own
    * background thread instead.
@@ -101,7 +182,7 @@ cas_index_add_unique (struct cas_index *idx, struct cas_block *b)
 static void
 free_block_rcu (struct rcu_head *head)
 {
-  free (caa_container_of (head, struct cas_block, rcu));
+  cas_block_free (caa_container_of (head, struct cas_block, rcu));
 }
 
 void
@@ -119,8 +200,8 @@ cas_index_resize (struct cas_index *idx)
 {
   const uint64_t n = __atomic_load_n (&idx->count, __ATOMIC_RELAXED);
 
-  if (n > idx->buckets && idx->buckets < (1UL << 30)) {
-    idx->buckets = pow2_at_least (2 * n);
+  if (n > LOAD_MAX * idx->buckets && idx->buckets < (1UL << 30)) {
+    idx->buckets = pow2_at_least (n / LOAD_AFTER_RESIZE);
     cds_lfht_resize (idx->ht, idx->buckets);
   }
 }

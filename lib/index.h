@@ -20,6 +20,7 @@
 #ifndef CAS_INDEX_H
 #define CAS_INDEX_H
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -31,9 +32,16 @@
 
 #define CAS_REF_KILLED 0x80000000u
 
+/* One per block in the pool: 96 bytes (memory per block is what bounds a
+ * store's size, docs/performance.md).  Fields that are never needed at
+ * the same time share space: the RCU head is used only once the block is
+ * killed and unlinked, when nothing reads dead_since or dead_seq any more
+ * (the GC reads them only while refcount is 0, and a killed block's
+ * refcount is CAS_REF_KILLED for good); loaded_refs only while loading,
+ * before dead_since is first set.
+ */
 struct cas_block {
   struct cds_lfht_node node;    /* in the index */
-  struct rcu_head rcu;          /* for the deferred free */
   struct cas_hash hash;         /* SHA-256 of the uncompressed content */
   uint64_t id;                  /* persistent identity, as journal and checkpoint name it */
   uint64_t offset;              /* atomic: bytes into the data file, granule aligned;
@@ -42,16 +50,31 @@ struct cas_block {
   uint32_t flags;               /* atomic: CAS_BLK_*; QUARANTINED is set once */
   uint32_t crc;                 /* CRC-32C of the stored bytes */
   uint32_t refcount;            /* atomic: map references (+ CAS_REF_KILLED) */
-  uint64_t dead_since;          /* atomic: cas_now() when refcount last hit 0 */
-  uint64_t dead_seq;            /* atomic: journal seq of the put that made it 0 */
-  uint32_t loaded_refs;         /* while loading: refcount as the metadata says */
+  union {
+    struct rcu_head rcu;        /* killed and unlinked: the deferred free */
+    struct {
+      union {
+        uint64_t dead_since;    /* atomic: cas_now() when refcount last hit 0 */
+        uint32_t loaded_refs;   /* while loading: refcount as the metadata says */
+      };
+      uint64_t dead_seq;        /* atomic: journal seq of the put that made it 0 */
+    };
+  };
 };
+static_assert (sizeof (struct cas_block) == 96, "struct cas_block grew");
 
 struct cas_index {
   struct cds_lfht *ht;
   uint64_t count;               /* atomic: blocks linked in the table */
   unsigned long buckets;        /* current bucket count (resize target) */
 };
+
+/* A zeroed block, or NULL (ENOMEM, logged).  Blocks come from slabs (no
+ * allocator header per block); free them only with cas_block_free (or
+ * the deferred free of cas_index_del).  Any thread.
+ */
+struct cas_block *cas_block_new (void);
+void cas_block_free (struct cas_block *b);
 
 /* EXPECTED sizes the table; no thread is started (cas_index_resize later). */
 int cas_index_init (struct cas_index *idx, uint64_t expected) __attribute__((nonnull));
@@ -71,7 +94,7 @@ struct cas_block *cas_index_add_unique (struct cas_index *idx, struct cas_block 
 /* rcu_read_lock held.  Unlink a killed block; free it with call_rcu. */
 void cas_index_del (struct cas_index *idx, struct cas_block *b) __attribute__((nonnull));
 /* rcu_read_lock NOT held; registered thread.  Grow the table if the load
- * factor is above 1 (runs in the background thread).
+ * factor is above 8, to 2 (runs in the background thread).
  */
 void cas_index_resize (struct cas_index *idx) __attribute__((nonnull));
 

@@ -43,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "io.h"
@@ -242,6 +243,48 @@ cas_pread_full (int fd, void *buf, size_t len, uint64_t off, const char *what)
     p += r;
     len -= r;
     off += r;
+  }
+  return 0;
+}
+
+int
+cas_preadv_full (int fd, const struct iovec *iov_in, int iovcnt, uint64_t off, const char *what)
+{
+  struct iovec iov[8];
+  int i = 0;
+
+  if (iovcnt > 8) {
+    errno = EINVAL;
+    cas_error ("read %s: too many buffers (%d)", what, iovcnt);
+    return -1;
+  }
+  memcpy (iov, iov_in, iovcnt * sizeof *iov);
+  if (fault (FAULT_READ, fd)) {
+    cas_error ("read %s at offset %" PRIu64 ": %m (injected)", what, off);
+    return -1;
+  }
+  while (i < iovcnt) {
+    ssize_t r = preadv (fd, iov + i, iovcnt - i, off);
+    if (r < 0) {
+      if (errno == EINTR)
+        continue;
+      cas_error ("read %s at offset %" PRIu64 ": %m", what, off);
+      return -1;
+    }
+    if (r == 0) {
+      errno = EIO;
+      cas_error ("read %s at offset %" PRIu64 ": file is truncated", what, off);
+      return -1;
+    }
+    off += r;
+    while (i < iovcnt && (size_t) r >= iov[i].iov_len) {
+      r -= iov[i].iov_len;
+      i++;
+    }
+    if (i < iovcnt) {
+      iov[i].iov_base = (char *) iov[i].iov_base + r;
+      iov[i].iov_len -= r;
+    }
   }
   return 0;
 }

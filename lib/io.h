@@ -14,6 +14,10 @@
  */
 int cas_pread_full (int fd, void *buf, size_t len, uint64_t off, const char *what)
   __attribute__((nonnull));
+/* The same into several buffers, from one file range starting at OFF. */
+struct iovec;
+int cas_preadv_full (int fd, const struct iovec *iov, int iovcnt, uint64_t off, const char *what)
+  __attribute__((nonnull));
 int cas_pwrite_full (int fd, const void *buf, size_t len, uint64_t off, const char *what)
   __attribute__((nonnull));
 int cas_fdatasync (int fd, const char *what) __attribute__((nonnull));

@@ -204,7 +204,7 @@ uint64_t
 cas_recycle_pass (struct cas_store *s, uint64_t budget, bool force)
 {
   struct candidates c = { 0 };
-  CLEANUP_FREE uint8_t *buf = malloc (s->block_size);
+  CLEANUP_FREE uint8_t *buf = malloc (cas_stored_max (s->block_size));
   uint64_t moved = 0, copied = 0;
   size_t ncopied = 0;
 

@@ -185,7 +185,7 @@ cas_scrub_run (struct cas_store *s, uint64_t rate, cas_progress_fn progress,
                const bool *cancel)
 {
   struct targets t = { 0 };
-  CLEANUP_FREE uint8_t *stored = malloc (s->block_size);
+  CLEANUP_FREE uint8_t *stored = malloc (cas_stored_max (s->block_size));
   CLEANUP_FREE uint8_t *plain = malloc (s->block_size);
   const uint64_t t0 = cas_now_ns ();
   uint64_t problems = 0;

@@ -285,7 +285,7 @@ ld_remove (struct cas_load *ld, uint64_t id)
 void
 cas_free_block (struct cas_block *b)
 {
-  free (b);
+  cas_block_free (b);
 }
 
 bool
@@ -414,15 +414,16 @@ cas_load_block_new (struct cas_store *s, struct cas_load *ld, uint64_t id, uint6
 
   if (id == 0 || ld_get (ld, id) != NULL)
     return cas_problem (s, "block id %" PRIu64 " is zero or defined twice", id);
-  if (stored_len == 0 || stored_len > s->block_size || offset % CAS_GRANULE ||
-      (flags & ~CAS_BLK_FLAGS) ||
-      (!(flags & CAS_BLK_COMPRESSED) && stored_len != s->block_size))
+  const bool compressed = flags & CAS_BLK_COMPRESSED, sectored = flags & CAS_BLK_SECTORED;
+  if (stored_len == 0 || offset % CAS_GRANULE || (flags & ~CAS_BLK_FLAGS) ||
+      (compressed && (sectored || stored_len > s->block_size)) ||
+      (sectored && (s->block_size <= CAS_PIECE ||
+                    stored_len != cas_sectored_len (s->block_size))) ||
+      (!compressed && !sectored && stored_len != s->block_size))
     return cas_problem (s, "block id %" PRIu64 " has a bad location or length", id);
-  b = calloc (1, sizeof *b);
-  if (b == NULL) {
-    cas_error ("loading blocks: %m");
+  b = cas_block_new ();
+  if (b == NULL)
     return -1;
-  }
   b->id = id;
   b->offset = offset;
   memcpy (b->hash.b, hash, 32);
@@ -438,7 +439,7 @@ cas_load_block_new (struct cas_store *s, struct cas_load *ld, uint64_t id, uint6
   got = cas_index_add_unique (&s->index, b);
   rcu_read_unlock ();
   if (got != b) {
-    free (b);
+    cas_block_free (b);
     return cas_problem (s, "blocks %" PRIu64 " and %" PRIu64 " have the same hash",
                         got->id, id);
   }
@@ -465,7 +466,7 @@ cas_load_block_del (struct cas_store *s, struct cas_load *ld, uint64_t id)
   cds_lfht_del (s->index.ht, &b->node);
   s->index.count--;
   rcu_read_unlock ();
-  free (b);                     /* nobody else can see it while loading */
+  cas_block_free (b);           /* nobody else can see it while loading */
   return 0;
 }
 
@@ -886,7 +887,7 @@ cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
   }
   if (cas_read_file (path, (void **) &ckpt, &ckpt_len) == -1 ||
       cas_index_init (&s->index, ckpt_len / CKPT_BLOCK_SIZE) == -1 ||
-      cas_alloc_init (&s->alloc, s->block_size) == -1)
+      cas_alloc_init (&s->alloc, cas_stored_max (s->block_size)) == -1)
     goto err;
   s->alloc.keep_erased = s->opts.keep_erased;
   if (cas_ckpt_load (s, &ld, ckpt, ckpt_len, &gen, &seq) == -1)

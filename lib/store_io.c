@@ -24,6 +24,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include "compress.h"
 #include "counters.h"
@@ -77,6 +78,22 @@ cas_read_stored (struct cas_store *s, struct cas_block *b, void *out)
   CLEANUP_FREE uint8_t *tmp = NULL;
   const uint8_t *stored = out;
 
+  if (b->flags & CAS_BLK_SECTORED) {
+    /* The block's bytes go straight to OUT, the piece table aside; the
+     * block's CRC covers both.
+     */
+    uint8_t table[4 * (CAS_MAX_BLOCK_SIZE / CAS_PIECE)];
+    const uint32_t bs = s->block_size, tlen = b->stored_len - bs;
+    const struct iovec iov[2] = { { out, bs }, { table, tlen } };
+    const uint64_t offset = cas_block_offset (b);
+
+    assert (tlen <= sizeof table);
+    if (cas_preadv_full (s->data_fd, iov, 2, offset, "data file") == -1)
+      return -1;
+    if (cas_crc32c (cas_crc32c (0, out, bs), table, tlen) != b->crc)
+      return corrupted (s, b, offset, "checksum mismatch, the stored data is corrupted");
+    return 0;
+  }
   if (b->flags & CAS_BLK_COMPRESSED) {
     tmp = malloc (b->stored_len);
     if (tmp == NULL) {
@@ -93,6 +110,48 @@ cas_read_stored (struct cas_store *s, struct cas_block *b, void *out)
   if (b->flags & CAS_BLK_COMPRESSED &&
       cas_decompress (out, s->block_size, stored, b->stored_len) == -1)
     return corrupted (s, b, offset, "cannot decompress");
+  return 0;
+}
+
+/* Read N bytes at BOFF of the sectored block B into OUT, reading and
+ * checking only the pieces they touch.  *TMP is a buffer of block_size
+ * bytes, allocated here when first needed (reads of whole pieces go
+ * straight to OUT).  rcu_read_lock held.
+ */
+static int
+read_pieces (struct cas_store *s, struct cas_block *b, uint8_t *out, uint32_t boff,
+             uint32_t n, uint8_t **tmp)
+{
+  const uint32_t bs = s->block_size;
+  const uint32_t first = boff / CAS_PIECE, np = (boff + n - 1) / CAS_PIECE - first + 1;
+  const uint64_t offset = cas_block_offset (b);
+  const bool direct = boff % CAS_PIECE == 0 && n % CAS_PIECE == 0;
+  uint8_t table[4 * (CAS_MAX_BLOCK_SIZE / CAS_PIECE)];
+
+  assert (n > 0 && boff + n <= bs && np <= bs / CAS_PIECE);
+  if (!direct && *tmp == NULL && (*tmp = malloc (bs)) == NULL) {
+    cas_error ("read: %m");
+    return -1;
+  }
+  uint8_t *const data = direct ? out : *tmp;
+  if (first + np == bs / CAS_PIECE) {
+    /* The last piece is covered: the table follows it, one read. */
+    const struct iovec iov[2] = { { data, np * CAS_PIECE }, { table, 4 * (bs / CAS_PIECE) } };
+    if (cas_preadv_full (s->data_fd, iov, 2, offset + first * CAS_PIECE, "data file") == -1)
+      return -1;
+    memmove (table, table + 4 * first, 4 * np);
+  }
+  else if (cas_pread_full (s->data_fd, data, np * CAS_PIECE, offset + first * CAS_PIECE,
+                           "data file") == -1 ||
+           cas_pread_full (s->data_fd, table, 4 * np, offset + bs + 4 * first,
+                           "data file") == -1)
+    return -1;
+  for (uint32_t i = 0; i < np; i++)
+    if (cas_crc32c (cas_piece_seed (b->hash.b, first + i), data + i * CAS_PIECE, CAS_PIECE) !=
+        get_le32 (table + 4 * i))
+      return corrupted (s, b, offset, "checksum mismatch in a piece, the stored data is corrupted");
+  if (!direct)
+    memcpy (out, data + boff % CAS_PIECE, n);
   return 0;
 }
 
@@ -118,6 +177,8 @@ read_range (struct cas_disk *d, void *buf, uint32_t count, uint64_t offset)
       memset (p, 0, n);
     else if (n == bs)
       r = cas_read_stored (s, b, p);
+    else if (b->flags & CAS_BLK_SECTORED)
+      r = read_pieces (s, b, p, boff, n, &tmp);
     else {
       if (tmp == NULL && (tmp = malloc (bs)) == NULL) {
         cas_error ("read: %m");
@@ -134,6 +195,15 @@ read_range (struct cas_disk *d, void *buf, uint32_t count, uint64_t offset)
     count -= n;
   }
   return 0;
+}
+
+/* The largest compressed size worth keeping for a block of BS bytes:
+ * granules covering at most 7/8 of it.
+ */
+static uint32_t
+compressed_max (uint32_t bs)
+{
+  return (bs - bs / 8) / CAS_GRANULE * CAS_GRANULE;
 }
 
 /* Find DATA (block_size bytes, not all zero) in the index or store it.
@@ -166,20 +236,41 @@ store_block (struct cas_store *s, const void *data)
     }
     rcu_read_unlock ();
 
-    /* New content.  Compress it if that saves at least one granule. */
+    /* New content.  Compress it if that saves at least an eighth of the
+     * block: a compressed block costs a decompression of the whole block
+     * on every read of any part of it, which a saving of a granule or two
+     * does not repay (docs/performance.md).
+     */
     if (s->level > 0) {
-      if (cbuf == NULL && (cbuf = malloc (bs)) == NULL) {
+      const uint32_t cap = compressed_max (bs);
+      if (cbuf == NULL && (cbuf = malloc (cas_stored_max (bs))) == NULL) {
         cas_error ("write: %m");
         return NULL;
       }
-      const long c = cas_compress (cbuf, bs - CAS_GRANULE, data, bs, s->level);
+      const long c = cas_compress (cbuf, cap, data, bs, s->level);
       if (c < 0)
         return NULL;
-      if (c > 0 && round_up (c, CAS_GRANULE) < bs) {
+      if (c > 0 && round_up (c, CAS_GRANULE) <= cap) {
         stored = cbuf;
         stored_len = c;
         flags = CAS_BLK_COMPRESSED;
       }
+    }
+    if (flags == 0 && bs > CAS_PIECE) {
+      /* Raw: the bytes and a CRC per piece, so that small reads check
+       * only what they read.
+       */
+      if (cbuf == NULL && (cbuf = malloc (cas_stored_max (bs))) == NULL) {
+        cas_error ("write: %m");
+        return NULL;
+      }
+      memcpy (cbuf, data, bs);
+      for (uint32_t i = 0; i < bs / CAS_PIECE; i++)
+        put_le32 (cbuf + bs + 4 * i,
+                  cas_crc32c (cas_piece_seed (h.b, i), cbuf + i * CAS_PIECE, CAS_PIECE));
+      stored = cbuf;
+      stored_len = cas_sectored_len (bs);
+      flags = CAS_BLK_SECTORED;
     }
     if (cas_alloc_get (&s->alloc, stored_len, &off) == -1)
       return NULL;
@@ -191,10 +282,9 @@ store_block (struct cas_store *s, const void *data)
       errno = saved;
       return NULL;
     }
-    b = calloc (1, sizeof *b);
+    b = cas_block_new ();
     if (b == NULL) {
       cas_alloc_free (&s->alloc, off, stored_len);
-      cas_error ("write: %m");
       return NULL;
     }
     b->hash = h;
@@ -229,7 +319,7 @@ store_block (struct cas_store *s, const void *data)
      * the space is reusable at once.  Look it up again.
      */
     cas_alloc_free (&s->alloc, off, stored_len);
-    free (b);
+    cas_block_free (b);
   }
 }
 

@@ -261,7 +261,7 @@ casdisk_config_complete (void)
   "size=SIZE          Size of the disk to create if the store or disk is new.\n" \
   "disk=NAME          The disk served for the default export name.\n" \
   "block-size=SIZE    Block size of a new store (4K..64K, default 64K).\n" \
-  "compression=N|off  zstd level of a new store (default 3).\n" \
+  "compression=N|off  zstd level of a new store (default 1).\n" \
   "gc-delay=SECONDS   Delay before unreferenced blocks are freed (default 30).\n" \
   "compact-after=PCT  Compact once this % of the data file is free (default 20).\n" \
   "recycle-rate=SIZE  Bytes per second the recycler may move (default 64M).\n" \

@@ -851,7 +851,7 @@ static const struct command {
     "  --size SIZE          size of the first disk (default 10G)\n"
     "  --block-size SIZE    dedup block size, a power of two from 4K to 64K (default 64K);\n"
     "                       fixed for the life of the store\n"
-    "  --compression N|off  zstd level 1 to 19, or off (default 3)\n"
+    "  --compression N|off  zstd level 1 to 19, or off (default 1)\n"
     "  --disk NAME          name of the first disk (default disk0)\n",
     (const struct option[]) { O_SIZE, O_BLOCK_SIZE, O_COMPRESSION, O_DISK, O_HELP, O_END } },
   { "disk add", 3, "DIR NAME SIZE", cmd_disk_add, online_disk_add, true,

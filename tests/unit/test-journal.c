@@ -646,9 +646,9 @@ Test (journal, wrong_uuid_generation_or_seq)
   expect_open_euclean ("a journal starting at the wrong record");
   damage_header (JRN_FIRST_SEQ, 0x02, true);
 
-  damage_header (JRN_VERSION, 0x02, true);              /* version 3 */
+  damage_header (JRN_VERSION, 0x08, true);              /* version 10 */
   expect_open_euclean ("a newer journal version");
-  damage_header (JRN_VERSION, 0x02, true);
+  damage_header (JRN_VERSION, 0x08, true);
 
   damage_header (0, 0x20, false);                       /* magic */
   expect_open_euclean ("a bad journal magic");
