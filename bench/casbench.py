@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""casdisk benchmark driver (issue 5).  Run it through bench/run.sh.
+"""casdisk benchmark driver.  Run it through bench/run.sh.
 
 Three NBD servers side by side, interleaved, on the same file system:
   casdisk  nbdkit + the casdisk plugin, fresh store per run
@@ -84,7 +84,7 @@ MODES = {
                  workloads=list(WORKLOADS)),
 }
 
-TARGETS_DOC = "issue 5"
+TARGETS_DOC = "bench/README.md"
 
 
 def log(*a):
@@ -969,7 +969,7 @@ def markdown(res):
                     b, x["allocated"], x["allocated"] / MiB, x["per_disk"] / MiB,
                     "%.2f" % (c / x["allocated"]) if x["allocated"] else "-"))
             o.append("")
-    o.append("## Targets (issue 5)\n")
+    o.append("## Targets (bench/README.md)\n")
     o.append("| target | measured | met |")
     o.append("|---|---:|---|")
     for t in res["targets"]:

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Guest throughput while the recycler runs, against the same with the
-recycler off (issue 4's target: at least 80%).
+recycler off (the target: at least 80%).
 
   bench/recycler.py [--reps N] [--fill-mib N] [--runtime S] [--smoke]
 

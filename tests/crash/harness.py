@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Crash and power-loss harness for casdisk (issue 3).
+"""Crash and power-loss harness for casdisk.
 
 Each iteration runs the randomized workload of driver.py against a
 captive nbdkit serving two disks of one store, crashes it, recovers, and
