@@ -56,7 +56,7 @@ def one_run(a, work, mode, workload):
         if os.path.exists(f):
             os.unlink(f)
     keys = ["store=" + store, "size=%dM" % (a.fill_mib + 512), "gc-delay=0",
-            "compact-after=%d" % (10 if mode == "with" else 100)]
+            "compact-after=%d" % (10 if mode == "with" else 100)] + a.keys
     log = open(os.path.join(work, "nbdkit.log"), "ab")
     p = subprocess.Popen([a.nbdkit, "-f", "-U", sock, "-P", pidfile, a.plugin] + keys, stdout=log, stderr=log)
     try:
@@ -108,6 +108,8 @@ def main():
     ap.add_argument("--runtime", type=int, default=8)
     ap.add_argument("--smoke", action="store_true", help="one short run of each (checks the script)")
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--key", dest="keys", action="append", default=[],
+                    help="an extra plugin key for every run, e.g. recycle-tranquility=0")
     a = ap.parse_args()
     if a.smoke:
         a.reps, a.fill_mib, a.runtime = 1, 128, 2

@@ -30,6 +30,7 @@ struct cas_disk;
 #define CAS_MAX_LEVEL          19
 #define CAS_DEFAULT_GC_DELAY   30      /* seconds */
 #define CAS_DEFAULT_COMPACT_AFTER 20   /* percent of the data file free */
+#define CAS_DEFAULT_TRANQUILITY 2      /* the recycler works at most a third of the time */
 #define CAS_DEFAULT_RECYCLE_RATE (UINT64_C(64) << 20)  /* bytes per second */
 #define CAS_DISK_NAME_MAX      64      /* bytes, excluding the NUL */
 #define CAS_MAX_DISKS          1024
@@ -52,6 +53,7 @@ struct cas_open_opts {
   uint64_t checkpoint_bytes;    /* checkpoint once the journal is this big; 0 = default */
   unsigned compact_after;       /* compact when free space exceeds this % of the data file */
   uint64_t recycle_rate;        /* bytes per second the recycler may move; 0 = default */
+  unsigned recycle_tranquility; /* after a pass that took T, the recycler rests this * T */
   uint64_t keep_erased;         /* erase freed space until this many bytes are erased or
                                    free; CAS_KEEP_ERASED_ALL (default): erase all of it */
   bool secure_erase;            /* erase by writing zeroes (then deallocating) */

@@ -211,8 +211,19 @@ cas_gc_round (struct cas_store *s, bool force_compact)
   /* Compact (the recycler skips dead blocks: they are about to go). */
   cas_gc_release (s);
   cas_alloc_coalesce (&s->alloc);
-  if (cas_recycle_pass (s, s->opts.recycle_rate, force_compact) > 0)
-    release (s, "reference");   /* BLOCK_MOVE durable; the old places */
+  /* Tranquility (as in Garage's tranquilizer): after a pass that took T,
+   * rest tranquility * T.  When guest I/O slows the recycler down, it
+   * backs off in proportion; on an idle disk it still moves recycle_rate
+   * bytes a pass.
+   */
+  const uint64_t t0 = cas_now_ns ();
+  if (force_compact || t0 >= s->recycle_rest_until) {
+    if (cas_recycle_pass (s, s->opts.recycle_rate, force_compact) > 0) {
+      release (s, "reference"); /* BLOCK_MOVE durable; the old places */
+      const uint64_t t1 = cas_now_ns ();
+      s->recycle_rest_until = t1 + (t1 - t0) * s->opts.recycle_tranquility;
+    }
+  }
   cas_alloc_coalesce (&s->alloc);
   cas_io_context ("cut");
   cas_alloc_with_end (&s->alloc, cut_tail, s);

@@ -56,6 +56,7 @@ cas_open_opts_default (struct cas_open_opts *o)
   o->gc_delay = CAS_DEFAULT_GC_DELAY;
   o->compact_after = CAS_DEFAULT_COMPACT_AFTER;
   o->recycle_rate = CAS_DEFAULT_RECYCLE_RATE;
+  o->recycle_tranquility = CAS_DEFAULT_TRANQUILITY;
   o->keep_erased = CAS_KEEP_ERASED_ALL;
 }
 

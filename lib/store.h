@@ -135,6 +135,8 @@ struct cas_store {
 
   /* Background thread (gc.c). */
   pthread_t bg_thread;
+  uint64_t recycle_rest_until;      /* cas_now_ns(): no background moves before
+                                       (recycle_lock) */
   bool bg_started;
   pthread_mutex_t bg_lock;          /* guards bg_stop, with bg_cond */
   pthread_cond_t bg_cond;

@@ -190,6 +190,16 @@ casdisk_config (const char *key, const char *value)
     }
     open_opts.metrics_interval = v;
   }
+  else if (strcmp (key, "recycle-tranquility") == 0) {
+    char *end;
+    errno = 0;
+    const unsigned long v = strtoul (value, &end, 10);
+    if (errno || end == value || *end || v > 100) {
+      nbdkit_error ("recycle-tranquility: '%s' is not a number from 0 to 100", value);
+      return -1;
+    }
+    open_opts.recycle_tranquility = v;
+  }
   else if (strcmp (key, "gc-delay") == 0) {
     char *end;
     errno = 0;
@@ -265,6 +275,7 @@ casdisk_config_complete (void)
   "gc-delay=SECONDS   Delay before unreferenced blocks are freed (default 30).\n" \
   "compact-after=PCT  Compact once this % of the data file is free (default 20).\n" \
   "recycle-rate=SIZE  Bytes per second the recycler may move (default 64M).\n" \
+  "recycle-tranquility=N  The recycler rests N times as long as it worked (default 2).\n" \
   "keep-erased=SIZE|all  Erase freed space until SIZE is erased (default all).\n" \
   "secure-erase=BOOL  Erase freed space by writing zeroes (default false).\n" \
   "checkpoint-after=SIZE  Checkpoint once the journal reaches SIZE (default 64M).\n" \

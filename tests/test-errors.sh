@@ -31,6 +31,7 @@ expect_error "cannot parse 'lots' as a size" store=$st size=1G keep-erased=lots
 expect_error "secure-erase: 'maybe' is not a boolean" store=$st size=1G secure-erase=maybe
 expect_error "runtime-asserts: '2x' is not a boolean" store=$st size=1G runtime-asserts=2x
 expect_error "below the minimum of 64K" store=$st size=1G checkpoint-after=4K
+expect_error "recycle-tranquility: '101' is not a number from 0 to 100" store=$st size=1G recycle-tranquility=101
 mkdir -p "$tmp/junk" && echo hello >"$tmp/junk/notes.txt"
 expect_error "not empty and not a casdisk store" store=$tmp/junk size=1G
 expect_error "not a casdisk store yet" store=$tmp/junk
