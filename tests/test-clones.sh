@@ -13,15 +13,6 @@ mib=$((1 << 20))
 st=$tmp/store
 "$CASDISK" create "$st" --size 32M --block-size 4K --disk vm >/dev/null || fail "create"
 
-info () {  # info KEY [DISK]: a number from casdisk info --json
-  "$CASDISK" info "$st" --json | $PYTHON -c '
-import json, sys
-j = json.load(sys.stdin)
-if len(sys.argv) > 2:
-    print([d for d in j["disks"] if d["name"] == sys.argv[2]][0][sys.argv[1]])
-else:
-    print(j["store"][sys.argv[1]])' "$@"
-}
 
 # 8 MiB of random data in vm, through nbdkit.
 head -c 8M /dev/urandom >"$tmp/a"

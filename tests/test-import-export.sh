@@ -27,15 +27,6 @@ data_bytes=$(( 5 * mib + 257 * 4096 + 4096 ))
 pass "$(tail -1 "$tmp/out")"
 "$CASDISK" disk list "$st" | grep -q "^vm .*64.0 MiB" || fail "import did not create a 64 MiB disk"
 
-info () {  # info KEY [DISK]: a number from casdisk info --json
-  "$CASDISK" info "$st" --json | $PYTHON -c '
-import json, sys
-j = json.load(sys.stdin)
-if len(sys.argv) > 2:
-    print([d for d in j["disks"] if d["name"] == sys.argv[2]][0][sys.argv[1]])
-else:
-    print(j["store"][sys.argv[1]])' "$@"
-}
 logical=$(info logical_bytes vm)
 [ "$logical" -eq "$data_bytes" ] ||
   fail "disk vm maps $logical bytes, expected $data_bytes (holes and zeroes must not be stored)"
