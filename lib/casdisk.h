@@ -58,6 +58,9 @@ struct cas_open_opts {
                                    free; CAS_KEEP_ERASED_ALL (default): erase all of it */
   bool secure_erase;            /* erase by writing zeroes (then deallocating) */
   bool runtime_asserts;         /* verify the space map after every recycler step */
+  bool direct_io;               /* the data path reads and writes blocks with O_DIRECT
+                                   and libaio (lib/dio.c); refused where the file
+                                   system cannot */
   /* The control channel (control.c), started by cas_store_start(): */
   bool control;                 /* serve DIR/control.sock (casdisk status, ...) */
   const char *metrics_file;     /* write Prometheus metrics there; NULL = no file */

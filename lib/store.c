@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "dio.h"
 #include "format.h"
 #include "io.h"
 #include "log.h"
@@ -762,6 +763,7 @@ free_store (struct cas_store *s)
   cas_alloc_destroy (&s->alloc);
   if (s->jfd >= 0)
     close (s->jfd);
+  cas_dio_close (s->dio);
   if (s->data_fd >= 0)
     close (s->data_fd);
   if (s->sb_fd >= 0)
@@ -816,6 +818,8 @@ open_files (struct cas_store *s)
       cas_error ("open %s: %m", path);
     return -1;
   }
+  if (s->opts.direct_io && cas_dio_open (path, s->readonly, &s->dio) == -1)
+    return -1;
   return 0;
 }
 

@@ -25,6 +25,8 @@
 #include "index.h"
 #include "map.h"
 
+struct cas_dio;                     /* dio.h */
+
 #define CAS_NSTRIPES 1024           /* per-block write locks, hashed */
 #define CAS_JBUF_LIMIT (8u << 20)   /* flush when this many journal bytes wait */
 #define CAS_DEFAULT_CKPT_BYTES (64u << 20)
@@ -79,6 +81,8 @@ struct cas_store {
   struct cas_checker *checker;      /* non-NULL when opened by cas_store_check */
   int sb_fd;                        /* superblock; holds the flock */
   int data_fd;                      /* the block pack */
+  struct cas_dio *dio;              /* direct-io=true: the data path's O_DIRECT
+                                       descriptor (store_dio.c); else NULL */
   uint8_t uuid[16];
   uint32_t block_size;
   int level;
@@ -259,6 +263,25 @@ int cas_ckpt_write_empty (const char *dir, const uint8_t uuid[16], const char *d
 /* ---- store_io.c ---- */
 /* rcu_read_lock held.  Read and verify block B into OUT (block_size bytes). */
 int cas_read_stored (struct cas_store *s, struct cas_block *b, void *out);
+
+/* B's stored bytes at OFFSET are wrong: quarantine B, count it, log WHAT
+ * and where; returns -1 with errno = EIO.
+ */
+int cas_stored_corrupted (struct cas_store *s, struct cas_block *b, uint64_t offset,
+                          const char *what);
+
+/* ---- store_dio.c ---- */
+/* Direct-I/O mode only (s->dio).  rcu_read_lock held.  cas_read_stored. */
+int cas_dio_read_stored (struct cas_store *s, struct cas_block *b, void *out);
+/* Direct-I/O mode only.  Read [OFFSET, +COUNT) of D (range checked) into
+ * BUF, submitting the transfers of up to 32 blocks at once.  No lock held.
+ */
+int cas_dio_read_range (struct cas_disk *d, uint8_t *buf, uint32_t count, uint64_t offset);
+/* Write a new stored block (LEN bytes at OFF, space the caller owns):
+ * pwrite, or in direct-I/O mode an aligned write padded with zeroes to
+ * the end of its last granule.
+ */
+int cas_data_write (struct cas_store *s, const void *stored, uint32_t len, uint64_t off);
 
 /* ---- gc.c ---- */
 int cas_gc_start (struct cas_store *s);

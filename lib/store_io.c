@@ -61,8 +61,9 @@ check_deleted (const struct cas_disk *d, const char *op)
 }
 
 /* B's stored bytes are wrong: take it out of dedup, count it, say where. */
-static int
-corrupted (struct cas_store *s, struct cas_block *b, uint64_t offset, const char *what)
+int
+cas_stored_corrupted (struct cas_store *s, struct cas_block *b, uint64_t offset,
+                      const char *what)
 {
   if (cas_block_quarantine (b))
     __atomic_add_fetch (&s->quarantined, 1, __ATOMIC_RELAXED);
@@ -78,6 +79,8 @@ cas_read_stored (struct cas_store *s, struct cas_block *b, void *out)
   CLEANUP_FREE uint8_t *tmp = NULL;
   const uint8_t *stored = out;
 
+  if (s->dio)
+    return cas_dio_read_stored (s, b, out);
   if (b->flags & CAS_BLK_SECTORED) {
     /* The block's bytes go straight to OUT, the piece table aside; the
      * block's CRC covers both.
@@ -91,7 +94,7 @@ cas_read_stored (struct cas_store *s, struct cas_block *b, void *out)
     if (cas_preadv_full (s->data_fd, iov, 2, offset, "data file") == -1)
       return -1;
     if (cas_crc32c (cas_crc32c (0, out, bs), table, tlen) != b->crc)
-      return corrupted (s, b, offset, "checksum mismatch, the stored data is corrupted");
+      return cas_stored_corrupted (s, b, offset, "checksum mismatch, the stored data is corrupted");
     return 0;
   }
   if (b->flags & CAS_BLK_COMPRESSED) {
@@ -106,10 +109,10 @@ cas_read_stored (struct cas_store *s, struct cas_block *b, void *out)
   if (cas_pread_full (s->data_fd, (void *) stored, b->stored_len, offset, "data file") == -1)
     return -1;
   if (cas_crc32c (0, stored, b->stored_len) != b->crc)
-    return corrupted (s, b, offset, "checksum mismatch, the stored data is corrupted");
+    return cas_stored_corrupted (s, b, offset, "checksum mismatch, the stored data is corrupted");
   if (b->flags & CAS_BLK_COMPRESSED &&
       cas_decompress (out, s->block_size, stored, b->stored_len) == -1)
-    return corrupted (s, b, offset, "cannot decompress");
+    return cas_stored_corrupted (s, b, offset, "cannot decompress");
   return 0;
 }
 
@@ -149,7 +152,7 @@ read_pieces (struct cas_store *s, struct cas_block *b, uint8_t *out, uint32_t bo
   for (uint32_t i = 0; i < np; i++)
     if (cas_crc32c (cas_piece_seed (b->hash.b, first + i), data + i * CAS_PIECE, CAS_PIECE) !=
         get_le32 (table + 4 * i))
-      return corrupted (s, b, offset, "checksum mismatch in a piece, the stored data is corrupted");
+      return cas_stored_corrupted (s, b, offset, "checksum mismatch in a piece, the stored data is corrupted");
   if (!direct)
     memcpy (out, data + boff % CAS_PIECE, n);
   return 0;
@@ -165,6 +168,8 @@ read_range (struct cas_disk *d, void *buf, uint32_t count, uint64_t offset)
 
   if (check_range (d, count, offset, "read") == -1 || check_deleted (d, "read") == -1)
     return -1;
+  if (s->dio)
+    return cas_dio_read_range (d, buf, count, offset);
   while (count > 0) {
     const uint64_t v = offset / bs;
     const uint32_t boff = offset % bs;
@@ -274,7 +279,7 @@ store_block (struct cas_store *s, const void *data)
     }
     if (cas_alloc_get (&s->alloc, stored_len, &off) == -1)
       return NULL;
-    if (cas_pwrite_full (s->data_fd, stored, stored_len, off, "data file") == -1) {
+    if (cas_data_write (s, stored, stored_len, off) == -1) {
       /* Part of it may have been written (ENOSPC half-way): give it back. */
       const int saved = errno;
       cas_punch_hole (s->data_fd, off, round_up (stored_len, CAS_GRANULE), "data file");

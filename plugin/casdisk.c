@@ -224,6 +224,10 @@ casdisk_config (const char *key, const char *value)
     if (parse_bool_key (key, value, &open_opts.runtime_asserts) == -1)
       return -1;
   }
+  else if (strcmp (key, "direct-io") == 0) {
+    if (parse_bool_key (key, value, &open_opts.direct_io) == -1)
+      return -1;
+  }
   else if (strcmp (key, "checkpoint-after") == 0) {
     if (parse_size_key (key, value, &open_opts.checkpoint_bytes) == -1)
       return -1;
@@ -279,6 +283,7 @@ casdisk_config_complete (void)
   "keep-erased=SIZE|all  Erase freed space until SIZE is erased (default all).\n" \
   "secure-erase=BOOL  Erase freed space by writing zeroes (default false).\n" \
   "checkpoint-after=SIZE  Checkpoint once the journal reaches SIZE (default 64M).\n" \
+  "direct-io=BOOL     Read and write blocks with O_DIRECT and libaio (default false).\n" \
   "runtime-asserts=BOOL  Verify the space map after every recycler step.\n" \
   "control=BOOL       Serve DIR/control.sock for casdisk status etc. (default true).\n" \
   "metrics=BOOL       Write Prometheus metrics to DIR/metrics.prom (default false).\n" \
