@@ -97,11 +97,11 @@ cas_dio_open (const char *path, bool readonly, struct cas_dio **out)
     if (align == DIO_UNKNOWN_ALIGN && mem_align == 0)
       cas_error ("direct-io: the file system of %s does not report its direct I/O alignment "
                  "(statx STATX_DIOALIGN), taken as %u bytes, more than the data file's "
-                 "%u-byte granule; use direct-io=false there", path, align, CAS_GRANULE);
+                 "%u-byte granule; direct I/O cannot be used there", path, align, CAS_GRANULE);
     else
       cas_error ("direct-io: the file system of %s wants direct I/O aligned to %u bytes "
-                 "(buffers to %u), more than the data file's %u-byte granule; use "
-                 "direct-io=false there", path, align, mem_align, CAS_GRANULE);
+                 "(buffers to %u), more than the data file's %u-byte granule allows; "
+                 "direct I/O cannot be used there", path, align, mem_align, CAS_GRANULE);
     return -1;
   }
   dio = calloc (1, sizeof *dio);
@@ -113,8 +113,7 @@ cas_dio_open (const char *path, bool readonly, struct cas_dio **out)
   dio->fd = open (path, (readonly ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);
   if (dio->fd == -1) {
     if (errno == EINVAL)
-      cas_error ("direct-io: the file system of %s refuses O_DIRECT; use direct-io=false there",
-                 path);
+      cas_error ("direct-io: the file system of %s refuses O_DIRECT", path);
     else
       cas_error ("direct-io: open %s: %m", path);
     free (dio);
@@ -126,7 +125,7 @@ cas_dio_open (const char *path, bool readonly, struct cas_dio **out)
     if (probe == NULL || pread (dio->fd, probe, CAS_GRANULE, 0) == -1) {
       const int saved = errno;
       if (probe)
-        cas_error ("direct-io: a direct read of %s failed: %m; use direct-io=false there", path);
+        cas_error ("direct-io: a direct read of %s failed: %m", path);
       close (dio->fd);
       free (dio);
       errno = saved;

@@ -137,6 +137,14 @@ env $(nbdkit_env) $NBDKIT -r -U - "$PLUGIN" store="$st" direct-io=true \
   { cat "$tmp/ro.log"; fail "a read-only server with direct-io=true"; }
 pass "read-only with direct-io"
 
+# casdisk import --direct-io writes a store the same way.
+"$CASDISK" import "$st" imported "$tmp/in.img" --direct-io >"$tmp/import.out" 2>&1 ||
+  { cat "$tmp/import.out"; fail "casdisk import --direct-io"; }
+"$CASDISK" export "$st" imported "$tmp/exported.img" >/dev/null || fail "casdisk export"
+cmp "$tmp/in.img" "$tmp/exported.img" || fail "import --direct-io, export: the image differs"
+check_store "$st"
+pass "casdisk import --direct-io round trip"
+
 # tmpfs does not report a direct I/O alignment: refused with the numbers.
 if [ -d /dev/shm ] && [ "$(stat -f -c %T /dev/shm)" = tmpfs ]; then
   shm=$(mktemp -d /dev/shm/casdisk-test.XXXXXX)
