@@ -34,6 +34,9 @@ MiB = 1 << 20
 GiB = 1 << 30
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BACKENDS = ["casdisk", "qcow2", "file"]
+# --casdisk-direct adds this one after "casdisk": the same plugin with
+# direct-io=true (the data file read and written with O_DIRECT and libaio).
+DIRECT = "casdisk-direct"
 
 # name -> (fio options, needs a prefill, description)
 WORKLOADS = {
@@ -259,10 +262,12 @@ class Bench:
         os.makedirs(d, exist_ok=True)
         sock = os.path.join(d, "sock")
         pidfile = os.path.join(d, "pid")
-        if backend == "casdisk":
+        if backend in ("casdisk", DIRECT):
             argv = ["nbdkit", "-f", "-U", sock, "-P", pidfile,
                     self.plugin, "store=" + os.path.join(d, "store"),
                     "size=%d" % size]
+            if backend == DIRECT:
+                argv.append("direct-io=true")
             if self.args.block_size:
                 argv.append("block-size=" + self.args.block_size)
             if gc_delay is not None:
@@ -288,7 +293,7 @@ class Bench:
         return Server(backend, argv, sock, pidfile).start(os.path.join(d, "server.log"))
 
     def storage_path(self, backend, d):
-        return {"casdisk": os.path.join(d, "store"),
+        return {"casdisk": os.path.join(d, "store"), DIRECT: os.path.join(d, "store"),
                 "qcow2": os.path.join(d, "disk.qcow2"),
                 "file": os.path.join(d, "disk.raw")}[backend]
 
@@ -454,7 +459,7 @@ class Bench:
             alloc, app = space_of(self.storage_path(b, dirs[b]))
             res["backends"][b] = {"after_write": {"allocated": alloc, "apparent": app,
                                                   "write_s": wt}}
-            if b == "casdisk":
+            if b in ("casdisk", DIRECT):
                 res["backends"][b]["after_write"]["info"] = self.cas_info(dirs[b])
             log("  space %-7s after write: allocated %d apparent %d" % (b, alloc, app))
         # Phase 2: trim half, flush, wait (recycler), stop.
@@ -475,14 +480,14 @@ class Bench:
                         raise RuntimeError("space: %s read back wrong data in %s" % (b, name))
                 h.shutdown()
                 del h
-                if b == "casdisk":
+                if b in ("casdisk", DIRECT):
                     time.sleep(self.m["gc_wait"])
             finally:
                 srv.stop()
             alloc, app = space_of(self.storage_path(b, dirs[b]))
             res["backends"][b]["after_trim"] = {"allocated": alloc, "apparent": app,
                                                 "trimmed_bytes": trimmed}
-            if b == "casdisk":
+            if b in ("casdisk", DIRECT):
                 res["backends"][b]["after_trim"]["info"] = self.cas_info(dirs[b])
             log("  space %-7s after trim:  allocated %d apparent %d" % (b, alloc, app))
         if not self.args.keep:
@@ -733,6 +738,19 @@ class Bench:
                 ratios[wl][peer] = {
                     "throughput": c["mib_s"] / p["mib_s"] if p["mib_s"] else None,
                     "p99": c["p99_us"] / p["p99_us"] if p["p99_us"] else None}
+        # casdisk with direct-io against the others, when it ran.
+        direct = {}
+        for wl, bm in med.items():
+            c = bm.get(DIRECT)
+            if not c:
+                continue
+            direct[wl] = {}
+            for peer in ("casdisk", "qcow2", "file"):
+                p = bm.get(peer)
+                if p:
+                    direct[wl][peer] = {
+                        "throughput": c["mib_s"] / p["mib_s"] if p["mib_s"] else None,
+                        "p99": c["p99_us"] / p["p99_us"] if p["p99_us"] else None}
         self.medians, self.ratios = med, ratios
         self.targets = evaluate_targets(ratios, self.space_res)
         mem = (self.alone_res or {}).get("memory", {})
@@ -740,7 +758,7 @@ class Bench:
             v = mem["marginal_mib_per_gib"]
             self.targets.append({"target": "memory: casdisk MiB resident per further GiB unique <= 1.0",
                                  "value": round(v, 3), "met": v <= 1.0})
-        return {"meta": self.meta, "medians": med, "ratios": ratios,
+        return {"meta": self.meta, "medians": med, "ratios": ratios, "direct_ratios": direct,
                 "space": self.space_res, "targets": self.targets,
                 "casdisk_alone": self.alone_res, "clone": self.clone_res,
                 "runs": self.runs, "fio_summary_lines": self.fio_lines}
@@ -883,6 +901,18 @@ def markdown(res):
         o.append("| %s | %s | %s | %s | %s |" % (wl, g("qcow2", "throughput"), g("file", "throughput"),
                                                  g("qcow2", "p99"), g("file", "p99")))
     o.append("")
+    if res.get("direct_ratios"):
+        o.append("## casdisk with direct-io=true relative to the others\n")
+        o.append("casdisk-direct is the same plugin with `direct-io=true`. Throughput ratio = "
+                 "casdisk-direct MiB/s ÷ peer MiB/s; p99 ratio = casdisk-direct p99 ÷ peer p99.\n")
+        o.append("| workload | thr vs casdisk | thr vs qcow2 | thr vs file | p99 vs casdisk | p99 vs qcow2 |")
+        o.append("|---|---:|---:|---:|---:|---:|")
+        for wl, r in res["direct_ratios"].items():
+            g = lambda peer, k: f1(r.get(peer, {}).get(k), "%.2f")
+            o.append("| %s | %s | %s | %s | %s | %s |" % (
+                wl, g("casdisk", "throughput"), g("qcow2", "throughput"), g("file", "throughput"),
+                g("casdisk", "p99"), g("qcow2", "p99")))
+        o.append("")
     sp = res["space"]
     if sp:
         o.append("## Space\n")
@@ -1001,7 +1031,11 @@ def main():
     ap.add_argument("--tmpdir", help="parent of the scratch directory (default /var/tmp)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
     ap.add_argument("--note", help="free text added to the results")
+    ap.add_argument("--casdisk-direct", action="store_true",
+                    help="add a fourth backend, casdisk with direct-io=true")
     args = ap.parse_args()
+    if args.casdisk_direct:
+        BACKENDS.insert(1, DIRECT)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     for t in ("nbdkit", "qemu-nbd", "qemu-img", "fio"):
         if not shutil.which(t):
