@@ -61,6 +61,8 @@ struct cas_open_opts {
   bool direct_io;               /* the data path reads and writes blocks with O_DIRECT
                                    and libaio (lib/dio.c); refused where the file
                                    system cannot */
+  uint64_t cache_bytes;         /* with direct_io: keep up to this many bytes of recently
+                                   written and read blocks in memory (0 = none) */
   /* The control channel (control.c), started by cas_store_start(): */
   bool control;                 /* serve DIR/control.sock (casdisk status, ...) */
   const char *metrics_file;     /* write Prometheus metrics there; NULL = no file */

@@ -26,6 +26,7 @@
 #include "map.h"
 
 struct cas_dio;                     /* dio.h */
+struct cas_bcache;                  /* bcache.h */
 
 #define CAS_NSTRIPES 1024           /* per-block write locks, hashed */
 #define CAS_JBUF_LIMIT (8u << 20)   /* flush when this many journal bytes wait */
@@ -83,6 +84,8 @@ struct cas_store {
   int data_fd;                      /* the block pack */
   struct cas_dio *dio;              /* direct-io=true: the data path's O_DIRECT
                                        descriptor (store_dio.c); else NULL */
+  struct cas_bcache *bcache;        /* direct-io with cache=SIZE: recent blocks'
+                                       contents (bcache.h, its own locks); else NULL */
   uint8_t uuid[16];
   uint32_t block_size;
   int level;
@@ -277,6 +280,10 @@ int cas_dio_read_stored (struct cas_store *s, struct cas_block *b, void *out);
  * BUF, submitting the transfers of up to 32 blocks at once.  No lock held.
  */
 int cas_dio_read_range (struct cas_disk *d, uint8_t *buf, uint32_t count, uint64_t offset);
+/* Block B (may be NULL) now holds CONTENT (block_size bytes): keep it in
+ * the block cache if there is one.
+ */
+void cas_dio_remember (struct cas_store *s, const struct cas_block *b, const void *content);
 /* Write a new stored block (LEN bytes at OFF, space the caller owns):
  * pwrite, or in direct-I/O mode an aligned write padded with zeroes to
  * the end of its last granule.

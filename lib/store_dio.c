@@ -12,6 +12,11 @@
  * then checks each block: the same checks as store_io.c, on the bounce
  * buffer.
  *
+ * With cache=SIZE (s->bcache), blocks just written and blocks read whole
+ * (and verified) are kept in casdisk's own cache (bcache.c), and reads
+ * look there first.  A read of a few pieces of a block is not cached: it
+ * does not have the whole block.
+ *
  * Only the data path of guests uses the O_DIRECT descriptor.  The rare
  * paths (recycler copies, scrub, check, erase and hole punching, the
  * data file's fdatasync and truncation) keep the buffered one: design.md
@@ -25,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bcache.h"
 #include "compress.h"
 #include "crc32c.h"
 #include "dio.h"
@@ -112,11 +118,15 @@ finish (struct cas_store *s, struct part *p)
                                  "checksum mismatch, the stored data is corrupted");
   if (!(__atomic_load_n (&b->flags, __ATOMIC_ACQUIRE) & CAS_BLK_COMPRESSED)) {
     memcpy (p->out, p->bounce + p->boff, p->n);
+    if (s->bcache)
+      cas_bcache_put (s->bcache, b->id, p->bounce);
     return 0;
   }
   if (p->n == bs) {
     if (cas_decompress (p->out, bs, p->bounce, b->stored_len) == -1)
       return cas_stored_corrupted (s, b, p->offset, "cannot decompress");
+    if (s->bcache)
+      cas_bcache_put (s->bcache, b->id, p->out);
     return 0;
   }
   CLEANUP_FREE uint8_t *tmp = malloc (bs);
@@ -127,6 +137,8 @@ finish (struct cas_store *s, struct part *p)
   if (cas_decompress (tmp, bs, p->bounce, b->stored_len) == -1)
     return cas_stored_corrupted (s, b, p->offset, "cannot decompress");
   memcpy (p->out, tmp + p->boff, p->n);
+  if (s->bcache)
+    cas_bcache_put (s->bcache, b->id, tmp);
   return 0;
 }
 
@@ -139,6 +151,8 @@ cas_dio_read_stored (struct cas_store *s, struct cas_block *b, void *out)
   CLEANUP_FREE uint8_t *bounce = cas_dio_alloc (slot_size (s->block_size));
 
   assert (s->dio);
+  if (s->bcache && cas_bcache_get (s->bcache, b->id, out, 0, s->block_size))
+    return 0;
   if (bounce == NULL)
     return -1;
   plan (s, &p, bounce, ops, &nops);
@@ -177,6 +191,8 @@ cas_dio_read_range (struct cas_disk *d, uint8_t *buf, uint32_t count, uint64_t o
 
       if (b == NULL)
         memset (buf, 0, n);
+      else if (s->bcache && cas_bcache_get (s->bcache, b->id, buf, boff, n))
+        ;                       /* a hit */
       else {
         struct part *p = &parts[nparts];
         *p = (struct part) { .b = b, .offset = cas_block_offset (b), .out = buf,
@@ -197,6 +213,13 @@ cas_dio_read_range (struct cas_disk *d, uint8_t *buf, uint32_t count, uint64_t o
       return -1;
   }
   return 0;
+}
+
+void
+cas_dio_remember (struct cas_store *s, const struct cas_block *b, const void *content)
+{
+  if (s->bcache && b)
+    cas_bcache_put (s->bcache, b->id, content);
 }
 
 int

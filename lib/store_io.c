@@ -387,6 +387,7 @@ write_block (struct cas_disk *d, uint64_t v, const uint8_t *src, uint32_t boff, 
     /* Whole block: hash and compress without holding the stripe. */
     if (!cas_is_zero (src, bs) && (nb = store_block (s, src)) == NULL)
       return -1;
+    cas_dio_remember (s, nb, src);
     SCOPED_LOCK (l, stripe_of (s, d, v));
     if (set_entry (d, v, nb) == -1) {
       unref (s, nb);
@@ -418,6 +419,7 @@ write_block (struct cas_disk *d, uint64_t v, const uint8_t *src, uint32_t boff, 
     memset (buf + boff, 0, n);
   if (!cas_is_zero (buf, bs) && (nb = store_block (s, buf)) == NULL)
     return -1;
+  cas_dio_remember (s, nb, buf);
   if (set_entry (d, v, nb) == -1) {
     unref (s, nb);
     return -1;

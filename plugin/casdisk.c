@@ -224,6 +224,10 @@ casdisk_config (const char *key, const char *value)
     if (parse_bool_key (key, value, &open_opts.runtime_asserts) == -1)
       return -1;
   }
+  else if (strcmp (key, "cache") == 0) {
+    if (parse_size_key (key, value, &open_opts.cache_bytes) == -1)
+      return -1;
+  }
   else if (strcmp (key, "direct-io") == 0) {
     if (parse_bool_key (key, value, &open_opts.direct_io) == -1)
       return -1;
@@ -250,6 +254,11 @@ casdisk_config_complete (void)
   if (store_dir == NULL) {
     nbdkit_error ("store=DIR is required: the directory of the casdisk store "
                   "(created if it does not exist)");
+    return -1;
+  }
+  if (open_opts.cache_bytes && !open_opts.direct_io) {
+    nbdkit_error ("cache=SIZE needs direct-io=true (without it the host's page cache "
+                  "caches the data file)");
     return -1;
   }
   if (metrics && metrics_file == NULL &&
@@ -284,6 +293,7 @@ casdisk_config_complete (void)
   "secure-erase=BOOL  Erase freed space by writing zeroes (default false).\n" \
   "checkpoint-after=SIZE  Checkpoint once the journal reaches SIZE (default 64M).\n" \
   "direct-io=BOOL     Read and write blocks with O_DIRECT and libaio (default false).\n" \
+  "cache=SIZE         With direct-io: cache this much of recent blocks (default 0).\n" \
   "runtime-asserts=BOOL  Verify the space map after every recycler step.\n" \
   "control=BOOL       Serve DIR/control.sock for casdisk status etc. (default true).\n" \
   "metrics=BOOL       Write Prometheus metrics to DIR/metrics.prom (default false).\n" \

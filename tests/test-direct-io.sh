@@ -6,7 +6,7 @@
 # writes at odd offsets checked by reads); trimmed space comes back
 # through the recycler (which copies with the buffered descriptor) while
 # the kept data still reads back; the store survives a restart and checks
-# clean.  A file system that cannot do it (tmpfs) is refused with the
+# clean.  The same with cache=SIZE.  A file system that cannot do it (tmpfs) is refused with the
 # numbers.
 . "${top_builddir:-.}/tests/functions.sh"
 requires qemu-img cmp
@@ -24,7 +24,9 @@ grep -q . "$tmp/probe.log" && { cat "$tmp/probe.log"; fail "direct-io=true did n
 rm -rf "$tmp/probe"
 
 st=$tmp/store
-start_nbdkit store=$st size=256M direct-io=true gc-delay=1 compact-after=10
+# With a block cache smaller than the data (so blocks are evicted and read
+# again from the file); the second server below runs without one.
+start_nbdkit store=$st size=256M direct-io=true cache=2M gc-delay=1 compact-after=10
 
 # The data file is open with O_DIRECT (octal 040000 in fdinfo's flags).
 direct=
@@ -144,6 +146,11 @@ pass "read-only with direct-io"
 cmp "$tmp/in.img" "$tmp/exported.img" || fail "import --direct-io, export: the image differs"
 check_store "$st"
 pass "casdisk import --direct-io round trip"
+
+# cache=SIZE without direct-io is refused.
+env $(nbdkit_env) $NBDKIT -U - "$PLUGIN" store="$st" cache=8M --run true >"$tmp/c.log" 2>&1 &&
+  fail "cache=8M without direct-io=true was accepted"
+grep -q "cache=SIZE needs direct-io=true" "$tmp/c.log" || { cat "$tmp/c.log"; fail "cache message"; }
 
 # tmpfs does not report a direct I/O alignment: refused with the numbers.
 if [ -d /dev/shm ] && [ "$(stat -f -c %T /dev/shm)" = tmpfs ]; then
