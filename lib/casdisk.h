@@ -58,6 +58,8 @@ struct cas_open_opts {
                                    free; CAS_KEEP_ERASED_ALL (default): erase all of it */
   bool secure_erase;            /* erase by writing zeroes (then deallocating) */
   bool runtime_asserts;         /* verify the space map after every recycler step */
+  unsigned key_bits;            /* testing: index by only this many bits of the key
+                                   (1..63; 0 = all 64), so that contents collide */
   /* The control channel (control.c), started by cas_store_start(): */
   bool control;                 /* serve DIR/control.sock (casdisk status, ...) */
   const char *metrics_file;     /* write Prometheus metrics there; NULL = no file */
