@@ -898,7 +898,7 @@ Test (store, dedup_same_data_two_offsets)
  * bytes: with the key cut to 2 bits, 300 different contents share 4 keys,
  * and still each is stored once and read back as itself.
  */
-Test (store, dedup_by_content_when_keys_collide, .timeout = 60)
+Test (store, dedup_by_content_when_keys_collide)
 {
   const uint32_t bs = 4096, n = 300;
   uint8_t *buf = malloc (bs);
