@@ -63,6 +63,8 @@ struct cas_open_opts {
                                    system cannot */
   uint64_t cache_bytes;         /* with direct_io: keep up to this many bytes of recently
                                    written and read blocks in memory (0 = none) */
+  unsigned key_bits;            /* testing: index by only this many bits of the key
+                                   (1..63; 0 = all 64), so that contents collide */
   /* The control channel (control.c), started by cas_store_start(): */
   bool control;                 /* serve DIR/control.sock (casdisk status, ...) */
   const char *metrics_file;     /* write Prometheus metrics there; NULL = no file */

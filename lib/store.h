@@ -7,8 +7,8 @@
  * Lock order (take them in this order, never the reverse):
  *
  *   recycle_lock -> ckpt_mutex -> ckpt_lock -> disks_lock -> stripes[] (ascending) ->
- *   flush_lock -> jlock -> (alloc.lock, map.grow_lock, index.c's slab_lock,
- *   dio.c's context locks, bcache.c's shard locks: leaves)
+ *   flush_lock -> jlock -> (alloc.lock, map.grow_lock, index.c's slab_lock and
+ *   dead_lock, dio.c's context locks, bcache.c's shard locks: leaves)
  *
  * RCU read-side sections may be entered with any of them held, and hold
  * none: readers of maps and of the index never block writers.

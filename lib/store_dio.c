@@ -71,16 +71,16 @@ plan (struct cas_store *s, struct part *p, uint8_t *bounce, struct cas_dio_op *o
       unsigned *nops)
 {
   const uint32_t bs = s->block_size;
-  const uint32_t flags = __atomic_load_n (&p->b->flags, __ATOMIC_ACQUIRE);
+  const uint32_t flags = cas_block_flags (p->b), len = cas_block_len (p->b);
 
   p->bounce = bounce;
   p->pieces = (flags & CAS_BLK_SECTORED) && p->n < bs;
   if (!p->pieces) {
-    ops[(*nops)++] = (struct cas_dio_op) { bounce, p->offset, p->b->stored_len };
+    ops[(*nops)++] = (struct cas_dio_op) { bounce, p->offset, len };
     return;
   }
   /* Whole pieces, then the table (granule aligned: it follows bs bytes). */
-  const uint32_t tlen = p->b->stored_len - bs;
+  const uint32_t tlen = len - bs;
   p->first = p->boff / CAS_PIECE;
   p->np = (p->boff + p->n - 1) / CAS_PIECE - p->first + 1;
   p->table = bounce + p->np * CAS_PIECE;
@@ -103,27 +103,28 @@ finish (struct cas_store *s, struct part *p)
 {
   const uint32_t bs = s->block_size;
   struct cas_block *b = p->b;
+  const uint32_t len = cas_block_len (b);
 
   if (p->pieces) {
     for (uint32_t i = 0; i < p->np; i++)
-      if (cas_crc32c (cas_piece_seed (b->hash.b, p->first + i), p->bounce + i * CAS_PIECE,
+      if (cas_crc32c (cas_piece_seed (b->key, p->first + i), p->bounce + i * CAS_PIECE,
                       CAS_PIECE) != get_le32 (p->table + 4 * (p->first + i)))
         return cas_stored_corrupted (s, b, p->offset, "checksum mismatch in a piece, "
                                      "the stored data is corrupted");
     memcpy (p->out, p->bounce + p->boff % CAS_PIECE, p->n);
     return 0;
   }
-  if (cas_crc32c (0, p->bounce, b->stored_len) != b->crc)
+  if (cas_crc32c (0, p->bounce, len) != b->crc)
     return cas_stored_corrupted (s, b, p->offset,
                                  "checksum mismatch, the stored data is corrupted");
-  if (!(__atomic_load_n (&b->flags, __ATOMIC_ACQUIRE) & CAS_BLK_COMPRESSED)) {
+  if (!(cas_block_flags (b) & CAS_BLK_COMPRESSED)) {
     memcpy (p->out, p->bounce + p->boff, p->n);
     if (s->bcache)
       cas_bcache_put (s->bcache, b->id, p->bounce);
     return 0;
   }
   if (p->n == bs) {
-    if (cas_decompress (p->out, bs, p->bounce, b->stored_len) == -1)
+    if (cas_decompress (p->out, bs, p->bounce, len) == -1)
       return cas_stored_corrupted (s, b, p->offset, "cannot decompress");
     if (s->bcache)
       cas_bcache_put (s->bcache, b->id, p->out);
@@ -134,7 +135,7 @@ finish (struct cas_store *s, struct part *p)
     cas_error ("read: %m");
     return -1;
   }
-  if (cas_decompress (tmp, bs, p->bounce, b->stored_len) == -1)
+  if (cas_decompress (tmp, bs, p->bounce, len) == -1)
     return cas_stored_corrupted (s, b, p->offset, "cannot decompress");
   memcpy (p->out, tmp + p->boff, p->n);
   if (s->bcache)

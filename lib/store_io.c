@@ -69,7 +69,7 @@ cas_stored_corrupted (struct cas_store *s, struct cas_block *b, uint64_t offset,
     __atomic_add_fetch (&s->quarantined, 1, __ATOMIC_RELAXED);
   errno = EIO;
   cas_error ("block id %" PRIu64 " at data file offset %" PRIu64 " (%" PRIu32
-             " bytes): %s; the block is quarantined", b->id, offset, b->stored_len, what);
+             " bytes): %s; the block is quarantined", b->id, offset, cas_block_len (b), what);
   return -1;
 }
 
@@ -78,15 +78,16 @@ cas_read_stored (struct cas_store *s, struct cas_block *b, void *out)
 {
   CLEANUP_FREE uint8_t *tmp = NULL;
   const uint8_t *stored = out;
+  const uint32_t flags = cas_block_flags (b), len = cas_block_len (b);
 
   if (s->dio)
     return cas_dio_read_stored (s, b, out);
-  if (b->flags & CAS_BLK_SECTORED) {
+  if (flags & CAS_BLK_SECTORED) {
     /* The block's bytes go straight to OUT, the piece table aside; the
      * block's CRC covers both.
      */
     uint8_t table[4 * (CAS_MAX_BLOCK_SIZE / CAS_PIECE)];
-    const uint32_t bs = s->block_size, tlen = b->stored_len - bs;
+    const uint32_t bs = s->block_size, tlen = len - bs;
     const struct iovec iov[2] = { { out, bs }, { table, tlen } };
     const uint64_t offset = cas_block_offset (b);
 
@@ -97,8 +98,8 @@ cas_read_stored (struct cas_store *s, struct cas_block *b, void *out)
       return cas_stored_corrupted (s, b, offset, "checksum mismatch, the stored data is corrupted");
     return 0;
   }
-  if (b->flags & CAS_BLK_COMPRESSED) {
-    tmp = malloc (b->stored_len);
+  if (flags & CAS_BLK_COMPRESSED) {
+    tmp = malloc (len);
     if (tmp == NULL) {
       cas_error ("read: %m");
       return -1;
@@ -106,12 +107,12 @@ cas_read_stored (struct cas_store *s, struct cas_block *b, void *out)
     stored = tmp;
   }
   const uint64_t offset = cas_block_offset (b);
-  if (cas_pread_full (s->data_fd, (void *) stored, b->stored_len, offset, "data file") == -1)
+  if (cas_pread_full (s->data_fd, (void *) stored, len, offset, "data file") == -1)
     return -1;
-  if (cas_crc32c (0, stored, b->stored_len) != b->crc)
+  if (cas_crc32c (0, stored, len) != b->crc)
     return cas_stored_corrupted (s, b, offset, "checksum mismatch, the stored data is corrupted");
-  if (b->flags & CAS_BLK_COMPRESSED &&
-      cas_decompress (out, s->block_size, stored, b->stored_len) == -1)
+  if (flags & CAS_BLK_COMPRESSED &&
+      cas_decompress (out, s->block_size, stored, len) == -1)
     return cas_stored_corrupted (s, b, offset, "cannot decompress");
   return 0;
 }
@@ -150,7 +151,7 @@ read_pieces (struct cas_store *s, struct cas_block *b, uint8_t *out, uint32_t bo
                            "data file") == -1)
     return -1;
   for (uint32_t i = 0; i < np; i++)
-    if (cas_crc32c (cas_piece_seed (b->hash.b, first + i), data + i * CAS_PIECE, CAS_PIECE) !=
+    if (cas_crc32c (cas_piece_seed (b->key, first + i), data + i * CAS_PIECE, CAS_PIECE) !=
         get_le32 (table + 4 * i))
       return cas_stored_corrupted (s, b, offset, "checksum mismatch in a piece, the stored data is corrupted");
   if (!direct)
@@ -182,7 +183,7 @@ read_range (struct cas_disk *d, void *buf, uint32_t count, uint64_t offset)
       memset (p, 0, n);
     else if (n == bs)
       r = cas_read_stored (s, b, p);
-    else if (b->flags & CAS_BLK_SECTORED)
+    else if (cas_block_flags (b) & CAS_BLK_SECTORED)
       r = read_pieces (s, b, p, boff, n, &tmp);
     else {
       if (tmp == NULL && (tmp = malloc (bs)) == NULL) {
@@ -211,6 +212,62 @@ compressed_max (uint32_t bs)
   return (bs - bs / 8) / CAS_GRANULE * CAS_GRANULE;
 }
 
+/* Deciding that a block found by its key holds the content being written:
+ * the key is only 8 bytes of the SHA-256 (index.h), so the stored bytes
+ * are compared with the new ones.  rcu_read_lock held (the block's space
+ * is not reused before a grace period after it is killed).
+ */
+struct same_ctx {
+  struct cas_store *s;
+  const uint8_t *data;          /* block_size bytes being written */
+  uint8_t *stored, *plain;      /* buffers, allocated on the first candidate */
+};
+
+static bool
+same_content (void *opaque, struct cas_block *b)
+{
+  struct same_ctx *c = opaque;
+  struct cas_store *s = c->s;
+  const uint32_t bs = s->block_size, flags = cas_block_flags (b), len = cas_block_len (b);
+  const bool compressed = flags & CAS_BLK_COMPRESSED;
+
+  if (c->stored == NULL && (c->stored = malloc (cas_stored_max (bs))) == NULL)
+    return false;               /* not deduplicated: a new copy is stored */
+  if (compressed && c->plain == NULL && (c->plain = malloc (bs)) == NULL)
+    return false;
+  /* Sectored and raw blocks start with their block_size bytes. */
+  if (cas_pread_full (s->data_fd, c->stored, compressed ? len : bs, cas_block_offset (b),
+                      "data file") == -1)
+    return false;
+  if (!compressed)
+    return memcmp (c->stored, c->data, bs) == 0;
+  return cas_decompress (c->plain, bs, c->stored, len) == 0 &&
+    memcmp (c->plain, c->data, bs) == 0;
+}
+
+/* A live block holding DATA (key KEY) with a reference taken, or NULL. */
+static struct cas_block *
+find_block (struct cas_store *s, uint64_t key, struct same_ctx *c)
+{
+  for (;;) {
+    bool revived;
+
+    rcu_read_lock ();
+    struct cas_block *b = cas_index_lookup (&s->index, key, same_content, c);
+    if (b == NULL) {
+      rcu_read_unlock ();
+      return NULL;
+    }
+    if (cas_block_get (b, &revived)) {
+      rcu_read_unlock ();
+      if (revived)
+        __atomic_sub_fetch (&s->ndead, 1, __ATOMIC_RELAXED);
+      return b;
+    }
+    rcu_read_unlock ();         /* killed just now: look again */
+  }
+}
+
 /* Find DATA (block_size bytes, not all zero) in the index or store it.
  * Returns the block with a reference held for the caller.  ckpt_lock held
  * for reading.
@@ -221,111 +278,120 @@ store_block (struct cas_store *s, const void *data)
   const uint32_t bs = s->block_size;
   struct cas_hash h;
   CLEANUP_FREE uint8_t *cbuf = NULL;
+  struct same_ctx same = { .s = s, .data = data };
+  struct cas_block *b = NULL, *got;
 
   if (cas_hash_block (data, bs, &h) == -1)
     return NULL;
-  for (;;) {
-    struct cas_block *b, *got;
-    bool revived;
-    const void *stored = data;
-    uint32_t stored_len = bs, flags = 0;
-    uint64_t off;
+  const uint64_t key = cas_hash_key (&h);
+  if ((got = find_block (s, key, &same)) != NULL)
+    goto out;
 
+  /* New content.  Compress it if that saves at least an eighth of the
+   * block: a compressed block costs a decompression of the whole block
+   * on every read of any part of it, which a saving of a granule or two
+   * does not repay (docs/performance.md).
+   */
+  const void *stored = data;
+  uint32_t stored_len = bs, flags = 0;
+  uint64_t off;
+  if (s->level > 0) {
+    const uint32_t cap = compressed_max (bs);
+    if ((cbuf = malloc (cas_stored_max (bs))) == NULL) {
+      cas_error ("write: %m");
+      goto out;
+    }
+    const long c = cas_compress (cbuf, cap, data, bs, s->level);
+    if (c < 0)
+      goto out;
+    if (c > 0 && round_up (c, CAS_GRANULE) <= cap) {
+      stored = cbuf;
+      stored_len = c;
+      flags = CAS_BLK_COMPRESSED;
+    }
+  }
+  if (flags == 0 && bs > CAS_PIECE) {
+    /* Raw: the bytes and a CRC per piece, so that small reads check
+     * only what they read.
+     */
+    if (cbuf == NULL && (cbuf = malloc (cas_stored_max (bs))) == NULL) {
+      cas_error ("write: %m");
+      goto out;
+    }
+    memcpy (cbuf, data, bs);
+    for (uint32_t i = 0; i < bs / CAS_PIECE; i++)
+      put_le32 (cbuf + bs + 4 * i,
+                cas_crc32c (cas_piece_seed (key, i), cbuf + i * CAS_PIECE, CAS_PIECE));
+    stored = cbuf;
+    stored_len = cas_sectored_len (bs);
+    flags = CAS_BLK_SECTORED;
+  }
+  if (cas_alloc_get (&s->alloc, stored_len, &off) == -1)
+    goto out;
+  if (off + stored_len > CAS_DATA_MAX) {
+    cas_alloc_free (&s->alloc, off, stored_len);
+    errno = EFBIG;
+    cas_error ("write: the data file would grow past %" PRIu64 " bytes", CAS_DATA_MAX);
+    goto out;
+  }
+  if (cas_data_write (s, stored, stored_len, off) == -1) {
+    /* Part of it may have been written (ENOSPC half-way): give it back. */
+    const int saved = errno;
+    cas_punch_hole (s->data_fd, off, round_up (stored_len, CAS_GRANULE), "data file");
+    cas_alloc_free (&s->alloc, off, stored_len);
+    errno = saved;
+    goto out;
+  }
+  b = cas_block_new ();
+  if (b == NULL) {
+    cas_alloc_free (&s->alloc, off, stored_len);
+    goto out;
+  }
+  cas_block_init (b, key, off, stored_len, flags, cas_crc32c (0, stored, stored_len));
+  b->refcount = 1;
+
+  /* Publish: look up again and insert, with its journal record, under
+   * jlock, so that no other writer can store the same content meanwhile
+   * nor journal a reference to it before its BLOCK_NEW.
+   */
+  {
+    SCOPED_LOCK (jl, &s->jlock);
     rcu_read_lock ();
-    b = cas_index_lookup (&s->index, &h);
-    if (b && cas_block_get (b, &revived)) {
-      rcu_read_unlock ();
-      if (revived)
-        __atomic_sub_fetch (&s->ndead, 1, __ATOMIC_RELAXED);
-      return b;
+    got = cas_index_lookup (&s->index, key, same_content, &same);
+    bool revived = false;
+    if (got && !cas_block_get (got, &revived))
+      got = NULL;               /* killed: ours replaces it */
+    if (got == NULL) {
+      b->id = s->next_id++;
+      cas_index_add (&s->index, b);
     }
     rcu_read_unlock ();
-
-    /* New content.  Compress it if that saves at least an eighth of the
-     * block: a compressed block costs a decompression of the whole block
-     * on every read of any part of it, which a saving of a granule or two
-     * does not repay (docs/performance.md).
-     */
-    if (s->level > 0) {
-      const uint32_t cap = compressed_max (bs);
-      if (cbuf == NULL && (cbuf = malloc (cas_stored_max (bs))) == NULL) {
-        cas_error ("write: %m");
-        return NULL;
-      }
-      const long c = cas_compress (cbuf, cap, data, bs, s->level);
-      if (c < 0)
-        return NULL;
-      if (c > 0 && round_up (c, CAS_GRANULE) <= cap) {
-        stored = cbuf;
-        stored_len = c;
-        flags = CAS_BLK_COMPRESSED;
-      }
+    if (got == NULL) {
+      uint8_t rec[JREC_BLOCK_NEW_LEN] = { 0 };
+      put_le64 (rec, b->id);
+      put_le64 (rec + 8, off);
+      memcpy (rec + 16, h.b, CAS_KEY_LEN);
+      put_le32 (rec + 48, stored_len);
+      put_le32 (rec + 52, flags);
+      put_le32 (rec + 56, b->crc);
+      cas_journal_append (s, JREC_BLOCK_NEW, rec, sizeof rec);
+      got = b;
+      b = NULL;
     }
-    if (flags == 0 && bs > CAS_PIECE) {
-      /* Raw: the bytes and a CRC per piece, so that small reads check
-       * only what they read.
-       */
-      if (cbuf == NULL && (cbuf = malloc (cas_stored_max (bs))) == NULL) {
-        cas_error ("write: %m");
-        return NULL;
-      }
-      memcpy (cbuf, data, bs);
-      for (uint32_t i = 0; i < bs / CAS_PIECE; i++)
-        put_le32 (cbuf + bs + 4 * i,
-                  cas_crc32c (cas_piece_seed (h.b, i), cbuf + i * CAS_PIECE, CAS_PIECE));
-      stored = cbuf;
-      stored_len = cas_sectored_len (bs);
-      flags = CAS_BLK_SECTORED;
-    }
-    if (cas_alloc_get (&s->alloc, stored_len, &off) == -1)
-      return NULL;
-    if (cas_data_write (s, stored, stored_len, off) == -1) {
-      /* Part of it may have been written (ENOSPC half-way): give it back. */
-      const int saved = errno;
-      cas_punch_hole (s->data_fd, off, round_up (stored_len, CAS_GRANULE), "data file");
-      cas_alloc_free (&s->alloc, off, stored_len);
-      errno = saved;
-      return NULL;
-    }
-    b = cas_block_new ();
-    if (b == NULL) {
-      cas_alloc_free (&s->alloc, off, stored_len);
-      return NULL;
-    }
-    b->hash = h;
-    b->offset = off;
-    b->stored_len = stored_len;
-    b->flags = flags;
-    b->crc = cas_crc32c (0, stored, stored_len);
-    b->refcount = 1;
-
-    /* Publish: insertion and its journal record under jlock, so no other
-     * writer can journal a reference to it before its BLOCK_NEW.
-     */
-    {
-      SCOPED_LOCK (jl, &s->jlock);
-      b->id = s->next_id++;
-      rcu_read_lock ();
-      got = cas_index_add_unique (&s->index, b);
-      rcu_read_unlock ();
-      if (got == b) {
-        uint8_t rec[JREC_BLOCK_NEW_LEN] = { 0 };
-        put_le64 (rec, b->id);
-        put_le64 (rec + 8, b->offset);
-        memcpy (rec + 16, b->hash.b, 32);
-        put_le32 (rec + 48, b->stored_len);
-        put_le32 (rec + 52, b->flags);
-        put_le32 (rec + 56, b->crc);
-        cas_journal_append (s, JREC_BLOCK_NEW, rec, sizeof rec);
-        return b;
-      }
-    }
-    /* Another writer stored the same content first: never referenced, so
-     * the space is reusable at once.  Look it up again.
+    else if (revived)
+      __atomic_sub_fetch (&s->ndead, 1, __ATOMIC_RELAXED);
+  }
+  if (b) {
+    /* Another writer stored the same content first: ours was never
+     * referenced, so its space is reusable at once.
      */
     cas_alloc_free (&s->alloc, off, stored_len);
     cas_block_free (b);
   }
+ out:
+  free (same.stored);
+  free (same.plain);
+  return got;
 }
 
 /* Point block V of D at NB (NULL = zeroes), which carries a reference for
@@ -336,7 +402,6 @@ set_entry (struct cas_disk *d, uint64_t v, struct cas_block *nb)
 {
   struct cas_store *s = d->s;
   struct cas_block *old;
-  uint64_t seq;
 
   if (check_deleted (d, "write") == -1)   /* deletion holds every stripe */
     return -1;
@@ -344,7 +409,7 @@ set_entry (struct cas_disk *d, uint64_t v, struct cas_block *nb)
     return -1;
   if (old == nb) {              /* same content: the map already had a reference */
     if (nb)
-      cas_block_put (nb, 0, cas_now ());
+      cas_block_put (&s->index, nb, cas_now ());
     return 0;
   }
   {
@@ -353,9 +418,9 @@ set_entry (struct cas_disk *d, uint64_t v, struct cas_block *nb)
     put_le64 (rec + 8, v);
     put_le64 (rec + 16, nb ? nb->id : 0);
     SCOPED_LOCK (jl, &s->jlock);
-    seq = cas_journal_append (s, JREC_MAP_SET, rec, sizeof rec);
+    cas_journal_append (s, JREC_MAP_SET, rec, sizeof rec);
   }
-  if (old && cas_block_put (old, seq, cas_now ()))
+  if (old && cas_block_put (&s->index, old, cas_now ()))
     __atomic_add_fetch (&s->ndead, 1, __ATOMIC_RELAXED);
   return 0;
 }
@@ -364,12 +429,7 @@ set_entry (struct cas_disk *d, uint64_t v, struct cas_block *nb)
 static void
 unref (struct cas_store *s, struct cas_block *b)
 {
-  uint64_t seq;
-  {
-    SCOPED_LOCK (jl, &s->jlock);
-    seq = s->next_seq - 1;      /* its BLOCK_NEW, if any, is at or before */
-  }
-  if (b && cas_block_put (b, seq, cas_now ()))
+  if (b && cas_block_put (&s->index, b, cas_now ()))
     __atomic_add_fetch (&s->ndead, 1, __ATOMIC_RELAXED);
 }
 
@@ -507,7 +567,7 @@ zero_blocks (struct cas_disk *d, uint64_t v0, uint64_t n)
   else {
     /* One record for the whole range, under every stripe (ascending). */
     uint8_t rec[JREC_MAP_ZERO_LEN] = { 0 };
-    uint64_t seq, dead = 0;
+    uint64_t dead = 0;
 
     for (int i = 0; i < CAS_NSTRIPES; i++)
       pthread_mutex_lock (&s->stripes[i]);
@@ -522,7 +582,7 @@ zero_blocks (struct cas_disk *d, uint64_t v0, uint64_t n)
     put_le64 (rec + 16, n);
     {
       SCOPED_LOCK (jl, &s->jlock);
-      seq = cas_journal_append (s, JREC_MAP_ZERO, rec, sizeof rec);
+      cas_journal_append (s, JREC_MAP_ZERO, rec, sizeof rec);
     }
     for (uint64_t v = v0; v < v0 + n; v++) {
       struct cas_block *old;
@@ -531,7 +591,7 @@ zero_blocks (struct cas_disk *d, uint64_t v0, uint64_t n)
         continue;
       }
       cas_map_set (&d->map, v, NULL, &old);
-      if (old && cas_block_put (old, seq, now))
+      if (old && cas_block_put (&s->index, old, now))
         dead++;
     }
     __atomic_add_fetch (&s->ndead, dead, __ATOMIC_RELAXED);

@@ -84,7 +84,7 @@ add_block (void *opaque, struct cas_block *b)
   const uint32_t refs = cas_block_refs (b);
   const uint32_t counted = cas_bag_count (&sp->refs, b);
 
-  add (sp, cas_block_offset (b), round_up (b->stored_len, CAS_GRANULE), IN_USE, b->id);
+  add (sp, cas_block_offset (b), round_up (cas_block_len (b), CAS_GRANULE), IN_USE, b->id);
   sp->refs_found += counted;
   if (refs & CAS_REF_KILLED) {
     sp->problems++;

@@ -48,7 +48,8 @@ NBDKIT_DLL_PUBLIC int casdisk_debug_engine;
 
 /* The open store (from .get_ready to .cleanup). */
 static struct cas_store *store;
-static struct cas_disk *default_disk;
+static struct cas_disk *default_disk;   /* at startup; may be deleted online later */
+static char default_name[CAS_DISK_NAME_MAX + 1];  /* what the empty export name serves */
 
 static void
 log_to_nbdkit (bool error, const char *msg)
@@ -363,6 +364,7 @@ casdisk_get_ready (void)
                   cas_disk_name (default_disk), cas_disk_size (default_disk), size);
     return -1;
   }
+  snprintf (default_name, sizeof default_name, "%s", cas_disk_name (default_disk));
   return 0;
 }
 
@@ -398,7 +400,7 @@ casdisk_list_exports (int readonly, int is_tls, struct nbdkit_exports *exports)
 static const char *
 casdisk_default_export (int readonly, int is_tls)
 {
-  return cas_disk_name (default_disk);
+  return default_name;
 }
 
 static void *
@@ -407,10 +409,16 @@ casdisk_open (int readonly)
   const char *name = nbdkit_export_name ();
   struct cas_disk *d;
 
-  if (name == NULL || *name == '\0')
-    return default_disk;
-  d = cas_disk_find (store, name);
-  if (d == NULL)
+  /* The default disk is looked up by name at every connection: it may
+   * have been deleted (and another disk given its name) online.  nbdkit
+   * has usually replaced the empty name with default_export's already.
+   */
+  const bool dflt = name == NULL || *name == '\0' || strcmp (name, default_name) == 0;
+  d = cas_disk_find (store, dflt ? default_name : name);
+  if (d == NULL && dflt)
+    nbdkit_error ("the default disk '%s' was deleted; name a disk as the export "
+                  "(nbdinfo --list shows the disks)", default_name);
+  else if (d == NULL)
     nbdkit_error ("no disk named '%s' in this store (nbdinfo --list shows the disks)", name);
   return d;
 }
