@@ -285,9 +285,16 @@ int cas_dio_read_range (struct cas_disk *d, uint8_t *buf, uint32_t count, uint64
  * the block cache if there is one.
  */
 void cas_dio_remember (struct cas_store *s, const struct cas_block *b, const void *content);
-/* Write a new stored block (LEN bytes at OFF, space the caller owns):
- * pwrite, or in direct-I/O mode an aligned write padded with zeroes to
- * the end of its last granule.
+/* Read LEN bytes at OFF (granule aligned) of the data file: pread, or in
+ * direct-I/O mode an aligned read through a bounce buffer.
+ */
+int cas_data_read (struct cas_store *s, void *buf, uint32_t len, uint64_t off);
+/* Write LEN bytes at OFF (granule aligned; space the caller owns, up to
+ * the end of LEN's last granule): pwrite, or in direct-I/O mode an aligned
+ * write padded with zeroes to the end of its last granule.  Every write of
+ * data to the data file goes through here: in direct-I/O mode a buffered
+ * write would leave dirty pages that an O_DIRECT write in flight to a
+ * neighbouring granule of the same page cannot drop (design.md).
  */
 int cas_data_write (struct cas_store *s, const void *stored, uint32_t len, uint64_t off);
 

@@ -17,10 +17,12 @@
  * look there first.  A read of a few pieces of a block is not cached: it
  * does not have the whole block.
  *
- * Only the data path of guests uses the O_DIRECT descriptor.  The rare
- * paths (recycler copies, scrub, check, erase and hole punching, the
- * data file's fdatasync and truncation) keep the buffered one: design.md
- * ("Direct I/O") says why the two views of the file stay coherent.
+ * Every write of data goes through here (cas_data_write: new blocks, the
+ * recycler's copies, secure erase's zeroes), so that in direct-I/O mode
+ * nothing dirties the page cache of the data file.  Reads by scrub, check
+ * and the dedup comparison, hole punching, fdatasync and truncation keep
+ * the buffered descriptor: design.md ("Direct I/O") says why that is
+ * coherent and why a buffered write would not be.
  */
 #include <config.h>
 
@@ -221,6 +223,22 @@ cas_dio_remember (struct cas_store *s, const struct cas_block *b, const void *co
 {
   if (s->bcache && b)
     cas_bcache_put (s->bcache, b->id, content);
+}
+
+int
+cas_data_read (struct cas_store *s, void *buf, uint32_t len, uint64_t off)
+{
+  if (s->dio == NULL)
+    return cas_pread_full (s->data_fd, buf, len, off, "data file");
+
+  CLEANUP_FREE uint8_t *b = cas_dio_alloc (round_up (len, CAS_GRANULE));
+  if (b == NULL)
+    return -1;
+  const struct cas_dio_op op = { b, off, len };
+  if (cas_dio_read (s->dio, &op, 1, "data file") == -1)
+    return -1;
+  memcpy (buf, b, len);
+  return 0;
 }
 
 int
