@@ -4,10 +4,11 @@
 # the data file; an image goes in and out byte for byte (qemu-img); small
 # unaligned writes and reads agree with a model (random-io.py, and 4 KiB
 # writes at odd offsets checked by reads); trimmed space comes back
-# through the recycler (which copies with the buffered descriptor) while
-# the kept data still reads back; the store survives a restart and checks
-# clean.  The same with cache=SIZE.  A file system that cannot do it (tmpfs) is refused with the
-# numbers.
+# through the recycler (its copies, and secure-erase's zeroes, written
+# with O_DIRECT too) while the kept data still reads back; the store
+# survives a restart and checks clean; the first server runs with a small
+# block cache (cache=SIZE).  A file system that cannot do direct I/O
+# (tmpfs) is refused with the numbers.
 . "${top_builddir:-.}/tests/functions.sh"
 requires qemu-img cmp
 requires_python_nbd
@@ -94,7 +95,7 @@ pass "random I/O against a model: $(tail -1 "$tmp/rio.out")"
 stop_nbdkit
 
 # Trim most of 192 MiB of unique data: the recycler compacts the file.
-start_nbdkit store=$st direct-io=true gc-delay=1 compact-after=10
+start_nbdkit store=$st direct-io=true gc-delay=1 compact-after=10 secure-erase=true
 $PYTHON - "$(uri)" "$st" <<'EOF' || fail "shrink"
 import os, sys, time, nbd
 uri, st = sys.argv[1:]
