@@ -220,7 +220,7 @@ clone_disk (struct cas_store *s, const char *src_name, const char *dst_name, uin
   pthread_rwlock_unlock (&s->ckpt_lock);
   if (d == NULL)
     return NULL;
-  cas_runtime_assert (s, what);
+  cas_runtime_assert_fg (s, what);
   if (cas_journal_sync (s) == -1)
     return NULL;                /* exists; durable after the next good flush */
   return d;
@@ -312,7 +312,7 @@ delete_disk (struct cas_store *s, const char *name, bool snapshot)
   pthread_mutex_unlock (&s->disks_lock);
   pthread_rwlock_unlock (&s->ckpt_lock);
   if (r == 0) {
-    cas_runtime_assert (s, what);
+    cas_runtime_assert_fg (s, what);
     r = cas_journal_sync (s);
   }
   return r;

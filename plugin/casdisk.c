@@ -171,6 +171,10 @@ casdisk_config (const char *key, const char *value)
     if (parse_bool_key (key, value, &open_opts.control) == -1)
       return -1;
   }
+  else if (strcmp (key, "readonly") == 0) {
+    if (parse_bool_key (key, value, &open_opts.readonly) == -1)
+      return -1;
+  }
   else if (strcmp (key, "metrics") == 0) {
     if (parse_bool_key (key, value, &metrics) == -1)
       return -1;
@@ -296,6 +300,8 @@ casdisk_config_complete (void)
   "direct-io=BOOL     Read and write blocks with O_DIRECT and libaio (default false).\n" \
   "cache=SIZE         With direct-io: cache this much of recent blocks (default 0).\n" \
   "runtime-asserts=BOOL  Verify the space map after every recycler step.\n" \
+  "readonly=BOOL      Open the store read-only: shared lock, no writes, no background\n" \
+  "                   work (use with nbdkit -r; default false).\n" \
   "control=BOOL       Serve DIR/control.sock for casdisk status etc. (default true).\n" \
   "metrics=BOOL       Write Prometheus metrics to DIR/metrics.prom (default false).\n" \
   "metrics-file=PATH  Write them to PATH instead.\n" \
@@ -308,6 +314,10 @@ create_if_missing (const char *name)
   struct stat st;
 
   if (!cas_store_exists (store_dir)) {
+    if (open_opts.readonly) {
+      nbdkit_error ("%s is not a casdisk store, and readonly=true cannot create one", store_dir);
+      return -1;
+    }
     if (stat (store_dir, &st) == 0 && !S_ISDIR (st.st_mode)) {
       nbdkit_error ("store: %s exists and is not a directory", store_dir);
       return -1;
@@ -350,8 +360,10 @@ casdisk_get_ready (void)
       default_disk = d;
   }
   if (default_disk == NULL) {
-    if (size == 0) {
-      nbdkit_error ("%s has no disk '%s': give size=SIZE to create it", store_dir, name);
+    if (size == 0 || open_opts.readonly) {
+      nbdkit_error ("%s has no disk '%s'%s", store_dir, name,
+                    open_opts.readonly ? " (readonly=true cannot create it)"
+                    : ": give size=SIZE to create it");
       return -1;
     }
     default_disk = cas_disk_add (store, name, size);
@@ -438,8 +450,11 @@ casdisk_block_size (void *handle, uint32_t *minimum, uint32_t *preferred, uint32
   return 0;
 }
 
-/* Snapshots are read-only: nbdkit then refuses writes itself. */
-static int casdisk_can_write (void *handle) { return !cas_disk_is_snapshot (handle); }
+/* Snapshots and read-only stores: nbdkit then refuses writes itself. */
+static int casdisk_can_write (void *handle)
+{
+  return !open_opts.readonly && !cas_disk_is_snapshot (handle);
+}
 static int casdisk_can_flush (void *handle) { return 1; }
 static int casdisk_can_trim (void *handle) { return 1; }
 static int casdisk_can_zero (void *handle) { return 1; }
