@@ -135,7 +135,7 @@ stop_nbdkit
 check_store "$st"
 
 # Read-only: the same data through an O_RDONLY | O_DIRECT descriptor.
-env $(nbdkit_env) $NBDKIT -r -U - "$PLUGIN" store="$st" direct-io=true \
+env $(nbdkit_env) $NBDKIT -r -U - "$PLUGIN" store="$st" readonly=true direct-io=true \
   --run "nbdsh -u \"\$uri\" -c 'assert h.pread(4096, 0) != bytes(4096)'" >"$tmp/ro.log" 2>&1 ||
   { cat "$tmp/ro.log"; fail "a read-only server with direct-io=true"; }
 pass "read-only with direct-io"
