@@ -679,7 +679,8 @@ class Bench:
             "mode": self.mode, "command": os.environ.get("CASBENCH_CMD") or
             " ".join(shlex.quote(a) for a in sys.argv),
             "started": datetime.datetime.now().isoformat(timespec="seconds"),
-            "tmpdir": self.tmp, "plugin": self.plugin_src, "plugin_sha256_16": self.plugin_sha,
+            "tmpdir": self.tmp, "plugin": public_path(self.plugin_src),
+            "plugin_sha256_16": self.plugin_sha,
             "git": git_info(), "params": {k: v for k, v in self.m.items()},
             "block_size": self.args.block_size or "default (64K)",
             "direct_cache": self.args.casdisk_direct_cache,
@@ -825,6 +826,15 @@ def evaluate_targets(ratios, space):
         t("after trim+recycler: qcow2 apparent / casdisk apparent >= 4",
           q["after_trim"]["apparent"], c["after_trim"]["apparent"], 4.0)
     return T
+
+
+def public_path(p):
+    """P as the report may show it: relative to the build or source tree
+    (the project's own layout), never the machine's directories."""
+    for top, name in ((TOP_BUILD, "build"), (TOP_SRC, "source")):
+        if p.startswith(top + os.sep):
+            return "%s tree: %s" % (name, os.path.relpath(p, top))
+    return os.path.basename(p)
 
 
 def git_info():
