@@ -34,6 +34,7 @@
 #include "log.h"
 #include "store.h"
 #include "util.h"
+#include "workpool.h"
 
 #define ZERO_RANGE_BIG 64       /* blocks: above this, zero under all stripes */
 
@@ -206,24 +207,95 @@ compressed_max (uint32_t bs)
   return (bs - bs / 8) / CAS_GRANULE * CAS_GRANULE;
 }
 
+/* How a block's content is stored in the data file. */
+struct encoded {
+  const void *bytes;            /* the content itself, or the caller's buffer */
+  uint32_t len;                 /* stored length */
+  uint32_t flags;               /* CAS_BLK_COMPRESSED, CAS_BLK_SECTORED or 0 */
+  uint32_t crc;                 /* CRC-32C of the stored bytes */
+};
+
+/* Encode DATA (block_size bytes, SHA-256 H) for the data file into BUF
+ * (cas_stored_max (block_size) bytes).  No lock, any thread.
+ */
+static int
+encode_block (const struct cas_store *s, const void *data, const struct cas_hash *h,
+              uint8_t *buf, struct encoded *e)
+{
+  const uint32_t bs = s->block_size;
+
+  e->bytes = data;
+  e->len = bs;
+  e->flags = 0;
+  /* Compress it if that saves at least an eighth of the block: a
+   * compressed block costs a decompression of the whole block on every
+   * read of any part of it, which a saving of a granule or two does not
+   * repay (docs/performance.md).
+   */
+  if (s->level > 0) {
+    const uint32_t cap = compressed_max (bs);
+    const long c = cas_compress (buf, cap, data, bs, s->level);
+    if (c < 0)
+      return -1;
+    if (c > 0 && round_up (c, CAS_GRANULE) <= cap) {
+      e->bytes = buf;
+      e->len = c;
+      e->flags = CAS_BLK_COMPRESSED;
+    }
+  }
+  if (e->flags == 0 && bs > CAS_PIECE) {
+    /* Raw: the bytes and a CRC per piece, so that small reads check only
+     * what they read.
+     */
+    memcpy (buf, data, bs);
+    for (uint32_t i = 0; i < bs / CAS_PIECE; i++)
+      put_le32 (buf + bs + 4 * i,
+                cas_crc32c (cas_piece_seed (h->b, i), buf + i * CAS_PIECE, CAS_PIECE));
+    e->bytes = buf;
+    e->len = cas_sectored_len (bs);
+    e->flags = CAS_BLK_SECTORED;
+  }
+  e->crc = cas_crc32c (0, e->bytes, e->len);
+  return 0;
+}
+
+/* A whole block of a multi-block write, prepared by prepare_one. */
+struct prepared {
+  const uint8_t *data;          /* its content, in the request's buffer */
+  bool zero;                    /* all zero: nothing to store */
+  bool known;                   /* was in the index: not encoded */
+  int err;                      /* errno of a failure (logged there), or 0 */
+  struct cas_hash h;            /* unless zero */
+  struct encoded e;             /* unless zero or known */
+};
+
 /* Find DATA (block_size bytes, not all zero) in the index or store it.
- * Returns the block with a reference held for the caller.  ckpt_lock held
- * for reading.
+ * PRE, if not NULL, is DATA's preparation (its hash and, unless it was
+ * known, its encoding).  Returns the block with a reference held for the
+ * caller.  ckpt_lock held for reading.
  */
 static struct cas_block *
-store_block (struct cas_store *s, const void *data)
+store_block (struct cas_store *s, const void *data, const struct prepared *pre)
 {
   const uint32_t bs = s->block_size;
   struct cas_hash h;
+  struct encoded e;
+  bool encoded = false;
   CLEANUP_FREE uint8_t *cbuf = NULL;
 
-  if (cas_hash_block (data, bs, &h) == -1)
+  if (pre) {
+    assert (!pre->zero && pre->err == 0);
+    h = pre->h;
+    if (!pre->known) {
+      e = pre->e;
+      encoded = true;
+    }
+  }
+  else if (cas_hash_block (data, bs, &h) == -1)
     return NULL;
   for (;;) {
     struct cas_block *b, *got;
     bool revived;
-    const void *stored = data;
-    uint32_t stored_len = bs, flags = 0;
     uint64_t off;
 
     rcu_read_lock ();
@@ -236,42 +308,18 @@ store_block (struct cas_store *s, const void *data)
     }
     rcu_read_unlock ();
 
-    /* New content.  Compress it if that saves at least an eighth of the
-     * block: a compressed block costs a decompression of the whole block
-     * on every read of any part of it, which a saving of a granule or two
-     * does not repay (docs/performance.md).
-     */
-    if (s->level > 0) {
-      const uint32_t cap = compressed_max (bs);
-      if (cbuf == NULL && (cbuf = malloc (cas_stored_max (bs))) == NULL) {
+    /* New content. */
+    if (!encoded) {
+      if ((cbuf = malloc (cas_stored_max (bs))) == NULL) {
         cas_error ("write: %m");
         return NULL;
       }
-      const long c = cas_compress (cbuf, cap, data, bs, s->level);
-      if (c < 0)
+      if (encode_block (s, data, &h, cbuf, &e) == -1)
         return NULL;
-      if (c > 0 && round_up (c, CAS_GRANULE) <= cap) {
-        stored = cbuf;
-        stored_len = c;
-        flags = CAS_BLK_COMPRESSED;
-      }
+      encoded = true;
     }
-    if (flags == 0 && bs > CAS_PIECE) {
-      /* Raw: the bytes and a CRC per piece, so that small reads check
-       * only what they read.
-       */
-      if (cbuf == NULL && (cbuf = malloc (cas_stored_max (bs))) == NULL) {
-        cas_error ("write: %m");
-        return NULL;
-      }
-      memcpy (cbuf, data, bs);
-      for (uint32_t i = 0; i < bs / CAS_PIECE; i++)
-        put_le32 (cbuf + bs + 4 * i,
-                  cas_crc32c (cas_piece_seed (h.b, i), cbuf + i * CAS_PIECE, CAS_PIECE));
-      stored = cbuf;
-      stored_len = cas_sectored_len (bs);
-      flags = CAS_BLK_SECTORED;
-    }
+    const void *const stored = e.bytes;
+    const uint32_t stored_len = e.len, flags = e.flags;
     if (cas_alloc_get (&s->alloc, stored_len, &off) == -1)
       return NULL;
     if (cas_pwrite_full (s->data_fd, stored, stored_len, off, "data file") == -1) {
@@ -291,7 +339,7 @@ store_block (struct cas_store *s, const void *data)
     b->offset = off;
     b->stored_len = stored_len;
     b->flags = flags;
-    b->crc = cas_crc32c (0, stored, stored_len);
+    b->crc = e.crc;
     b->refcount = 1;
 
     /* Publish: insertion and its journal record under jlock, so no other
@@ -368,6 +416,27 @@ unref (struct cas_store *s, struct cas_block *b)
     __atomic_add_fetch (&s->ndead, 1, __ATOMIC_RELAXED);
 }
 
+/* Write the whole block V from SRC, prepared as PRE (NULL: not yet).
+ * ckpt_lock held for reading.
+ */
+static int
+write_whole (struct cas_disk *d, uint64_t v, const uint8_t *src, const struct prepared *pre)
+{
+  struct cas_store *s = d->s;
+  struct cas_block *nb = NULL;
+  const bool zero = pre ? pre->zero : cas_is_zero (src, s->block_size);
+
+  /* Hash and compress without holding the stripe. */
+  if (!zero && (nb = store_block (s, src, pre)) == NULL)
+    return -1;
+  SCOPED_LOCK (l, stripe_of (s, d, v));
+  if (set_entry (d, v, nb) == -1) {
+    unref (s, nb);
+    return -1;
+  }
+  return 0;
+}
+
 /* Write N bytes of SRC (NULL = zeroes) at BOFF within block V.  ckpt_lock
  * held for reading.
  */
@@ -378,17 +447,8 @@ write_block (struct cas_disk *d, uint64_t v, const uint8_t *src, uint32_t boff, 
   const uint32_t bs = s->block_size;
   struct cas_block *nb = NULL;
 
-  if (boff == 0 && n == bs && src) {
-    /* Whole block: hash and compress without holding the stripe. */
-    if (!cas_is_zero (src, bs) && (nb = store_block (s, src)) == NULL)
-      return -1;
-    SCOPED_LOCK (l, stripe_of (s, d, v));
-    if (set_entry (d, v, nb) == -1) {
-      unref (s, nb);
-      return -1;
-    }
-    return 0;
-  }
+  if (boff == 0 && n == bs && src)
+    return write_whole (d, v, src, NULL);
 
   /* Part of a block: read, merge, store under the stripe lock. */
   SCOPED_LOCK (l, stripe_of (s, d, v));
@@ -411,7 +471,7 @@ write_block (struct cas_disk *d, uint64_t v, const uint8_t *src, uint32_t boff, 
     memcpy (buf + boff, src, n);
   else
     memset (buf + boff, 0, n);
-  if (!cas_is_zero (buf, bs) && (nb = store_block (s, buf)) == NULL)
+  if (!cas_is_zero (buf, bs) && (nb = store_block (s, buf, NULL)) == NULL)
     return -1;
   if (set_entry (d, v, nb) == -1) {
     unref (s, nb);
@@ -429,6 +489,83 @@ maybe_flush (struct cas_store *s)
   return 0;
 }
 
+/* ---- Several whole blocks of one request, prepared in parallel ----
+ *
+ * The CPU work of a whole block (the all-zero test, SHA-256, and, for
+ * content the index does not know yet, compression and the CRCs) depends
+ * on nothing but its bytes, so the whole blocks of a request are prepared
+ * in parallel by the store's worker pool (workpool.h) and the writing
+ * thread, up to PREP_BYTES at a time.  Then the writing thread stores and
+ * maps them one by one, in order, exactly as it does a single block:
+ * index look-up, allocation, pwrite, BLOCK_NEW under jlock, MAP_SET under
+ * the stripe.  Preparing takes no lock: the items read only the request's
+ * buffer and, for the "known" hint, the index inside an RCU read-side
+ * section.  A block found known may be gone by the time it is stored (the
+ * GC killed it); store_block then encodes it itself.
+ */
+#define PREP_BYTES (1u << 20)   /* whole blocks prepared per round */
+
+struct prep_round {
+  struct cas_store *s;
+  struct prepared *items;
+  uint8_t *bufs;                /* cas_stored_max (block_size) bytes per item */
+};
+
+/* Prepare item I of the round (a cas_work_fn: no lock held, any thread). */
+static void
+prepare_one (void *opaque, size_t i)
+{
+  const struct prep_round *r = opaque;
+  struct cas_store *s = r->s;
+  struct prepared *p = &r->items[i];
+  const uint32_t bs = s->block_size;
+
+  p->zero = cas_is_zero (p->data, bs);
+  if (p->zero)
+    return;
+  if (cas_hash_block (p->data, bs, &p->h) == -1) {
+    p->err = errno;
+    return;
+  }
+  /* Content the index already has is not stored again: skip its encoding. */
+  rcu_read_lock ();
+  p->known = cas_index_lookup (&s->index, &p->h) != NULL;
+  rcu_read_unlock ();
+  if (!p->known &&
+      encode_block (s, p->data, &p->h, r->bufs + i * (size_t) cas_stored_max (bs), &p->e) == -1)
+    p->err = errno;
+}
+
+/* Write N (>= 2) whole blocks from SRC at block V0.  ckpt_lock held for
+ * reading.
+ */
+static int
+write_whole_blocks (struct cas_disk *d, uint64_t v0, const uint8_t *src, uint32_t n)
+{
+  struct cas_store *s = d->s;
+  const uint32_t bs = s->block_size;
+  CLEANUP_FREE struct prepared *items = calloc (n, sizeof *items);
+  CLEANUP_FREE uint8_t *bufs = malloc ((size_t) n * cas_stored_max (bs));
+  struct prep_round round = { .s = s, .items = items, .bufs = bufs };
+
+  if (items == NULL || bufs == NULL) {
+    cas_error ("write: %m");
+    return -1;
+  }
+  for (uint32_t i = 0; i < n; i++)
+    items[i].data = src + (size_t) i * bs;
+  cas_workpool_run (s->pool, prepare_one, &round, n);
+  for (uint32_t i = 0; i < n; i++) {
+    if (items[i].err) {
+      errno = items[i].err;     /* logged where it failed */
+      return -1;
+    }
+    if (write_whole (d, v0 + i, items[i].data, &items[i]) == -1)
+      return -1;
+  }
+  return 0;
+}
+
 /* Apply SRC (NULL = zeroes) to [offset, offset+count) block by block. */
 static int
 write_range (struct cas_disk *d, const uint8_t *src, uint32_t count, uint64_t offset)
@@ -441,9 +578,15 @@ write_range (struct cas_disk *d, const uint8_t *src, uint32_t count, uint64_t of
   while (count > 0 && r == 0) {
     const uint64_t v = offset / bs;
     const uint32_t boff = offset % bs;
-    const uint32_t n = count < bs - boff ? count : bs - boff;
+    uint32_t n = count < bs - boff ? count : bs - boff;
 
-    r = write_block (d, v, src, boff, n);
+    if (s->pool && src && boff == 0 && count / bs >= 2) {
+      const uint32_t nblocks = count / bs < PREP_BYTES / bs ? count / bs : PREP_BYTES / bs;
+      n = nblocks * bs;
+      r = write_whole_blocks (d, v, src, nblocks);
+    }
+    else
+      r = write_block (d, v, src, boff, n);
     if (src)
       src += n;
     offset += n;
