@@ -47,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -94,6 +95,33 @@ now_s (void)
 
   clock_gettime (CLOCK_MONOTONIC, &ts);
   return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* CPU seconds (user + system) of this process, all threads. */
+static double
+cpu_s (void)
+{
+  struct rusage ru;
+
+  getrusage (RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+    (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* Busy CPU seconds of the whole machine (all cores), from /proc/stat. */
+static double
+machine_busy_s (void)
+{
+  FILE *f = fopen ("/proc/stat", "r");
+  unsigned long long v[8] = { 0 };
+
+  if (f == NULL)
+    return 0;
+  if (fscanf (f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu",
+              &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) != 8)
+    v[0] = v[1] = v[2] = v[5] = v[6] = v[7] = 0;
+  fclose (f);
+  return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double) sysconf (_SC_CLK_TCK);
 }
 
 static long
@@ -504,12 +532,17 @@ main (int argc, char **argv)
       return 1;
     if (cas_store_flush (s) == -1)
       return 1;
-    const double t0 = now_s ();
+    const double t0 = now_s (), cpu0 = cpu_s (), m0 = machine_busy_s ();
     r = measured (&j);
-    const double t = now_s () - t0;
+    const double t = now_s () - t0, cpu = cpu_s () - cpu0, m = machine_busy_s () - m0;
+    /* Our CPU per operation, and how many cores the rest of the machine
+     * kept busy meanwhile (the helpers can only use idle ones).
+     */
     if (r == 0)
-      printf ("%s: %" PRIu64 " ops of %" PRIu32 " bytes in %.3f s: %.1f us/op, %.1f MiB/s\n",
-              w, nops, j.len, t, t / nops * 1e6, nops * (double) j.len / t / 1048576.0);
+      printf ("%s: %" PRIu64 " ops of %" PRIu32 " bytes in %.3f s: %.1f us/op, %.1f MiB/s, "
+              "cpu %.1f us/op, others busy %.2f cores\n",
+              w, nops, j.len, t, t / nops * 1e6, nops * (double) j.len / t / 1048576.0,
+              cpu / nops * 1e6, m > cpu ? (m - cpu) / t : 0.0);
     free (offs);
     free (j.bufs);
   }
