@@ -41,7 +41,8 @@ void cas_workpool_free (struct cas_workpool *p);
 /* Call FN (OPAQUE, i) exactly once for each i in [0, N), in this thread
  * and in the helpers, and return when every call has returned (their
  * effects are then visible to the caller).  P may be NULL: every item
- * runs here, in order.  Any thread, any locks held (the pool's own lock
+ * runs here, in order; so do they when as many other threads are inside
+ * cas_workpool_run as P has helpers (each helper has a caller to help).  Any thread, any locks held (the pool's own lock
  * is a leaf, never held while an item runs).
  */
 void cas_workpool_run (struct cas_workpool *p, cas_work_fn fn, void *opaque, size_t n)

@@ -299,6 +299,67 @@ Test (workpool, stop_with_work_queued)
   free (r);
 }
 
+/* Item 0 is slow, the others quick: the caller keeps item 0, the
+ * helper finishes the rest and is then idle while the caller is still
+ * inside cas_workpool_run.
+ */
+static void
+slow_first (void *opaque, size_t i)
+{
+  struct record *r = opaque;
+
+  if (i == 0) {
+    __atomic_add_fetch (&r->started, 1, __ATOMIC_RELAXED);   /* counted here, not in item */
+    usleep (300 * 1000);
+    __atomic_sub_fetch (&r->started, 1, __ATOMIC_RELAXED);
+  }
+  item (r, i);
+}
+
+static void *
+run_slow_first (void *arg)
+{
+  struct stopper_arg *a = arg;
+
+  cas_workpool_run (a->p, slow_first, a->r, a->r->n);
+  return NULL;
+}
+
+Test (workpool, a_second_caller_runs_alone_when_every_helper_has_one)
+{
+  struct cas_workpool *p = cas_workpool_start (1);
+  struct stopper_arg a = { .p = p, .r = record_new (3, 0) };
+  struct record *r = record_new (50, 1000);
+  pthread_t t;
+  bool self_worked;
+
+  cr_assert_not_null (p, "%s", errors);
+  cr_assert_eq (pthread_create (&t, NULL, run_slow_first, &a), 0);
+  for (int i = 0; i < 2000 && __atomic_load_n (&a.r->started, __ATOMIC_RELAXED) < 3; i++)
+    usleep (1000);
+  cr_assert_eq (a.r->started, 3, "the first batch did not start");
+  /* The helper is idle now, and the first caller still inside run. */
+  cas_workpool_run (p, item, r, r->n);
+  const bool first_still_running = __atomic_load_n (&a.r->runs[0], __ATOMIC_RELAXED) == 0;
+  check_all_once (r);
+  cr_assert_eq (threads_used (r, pthread_self (), &self_worked), 1,
+                "the helper took items of a second caller");
+  cr_assert (self_worked);
+  pthread_join (t, NULL);
+  check_all_once (a.r);
+  cr_assert (first_still_running, "the first batch ended too early: the test proves nothing");
+
+  /* Alone again: the helper helps. */
+  struct record *r2 = record_new (50, 1000);
+  cas_workpool_run (p, item, r2, r2->n);
+  check_all_once (r2);
+  cr_assert_eq (threads_used (r2, pthread_self (), &self_worked), 2);
+  cas_workpool_free (p);
+  free (a.r);
+  free (r);
+  free (r2);
+}
+
 /* ---- multi-block writes with and without helpers ---- */
 
 static void
