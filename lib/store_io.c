@@ -12,7 +12,10 @@
  *      it: compress, allocate, pwrite, then insert + journal BLOCK_NEW;
  *   3. under v's stripe lock: swap the map entry, journal MAP_SET, drop the
  *      reference of the old block (which may then wait for the GC).
- * All-zero content stores nothing: the map entry becomes NULL.
+ * All-zero content stores nothing: the map entry becomes NULL.  A write of
+ * several whole blocks has the CPU work of step 2 (hash, compress) done
+ * for all of them first, in parallel, by the worker pool; then each block
+ * goes through steps 2 and 3 in order (see "Several whole blocks" below).
  *
  * Every step that changes metadata holds ckpt_lock for reading, so a
  * checkpoint never sees half of a write.
