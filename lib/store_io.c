@@ -216,26 +216,20 @@ struct encoded {
   uint32_t len;                 /* stored length */
   uint32_t flags;               /* CAS_BLK_COMPRESSED, CAS_BLK_SECTORED or 0 */
   uint32_t crc;                 /* CRC-32C of the stored bytes */
-  uint8_t *fill;                /* not NULL: copy the content here (the start of
-                                   BYTES, before its piece table) before writing */
 };
 
 /* Encode DATA (block_size bytes, SHA-256 H) for the data file into BUF
- * (cas_stored_max (block_size) bytes).  With DEFER_COPY, a raw block's
- * bytes are not copied into BUF (e->fill says where they go): the thread
- * that writes the block copies them, from a buffer in its own cache.
- * No lock, any thread.
+ * (cas_stored_max (block_size) bytes).  No lock, any thread.
  */
 static int
 encode_block (const struct cas_store *s, const void *data, const struct cas_hash *h,
-              uint8_t *buf, bool defer_copy, struct encoded *e)
+              uint8_t *buf, struct encoded *e)
 {
   const uint32_t bs = s->block_size;
 
   e->bytes = data;
   e->len = bs;
   e->flags = 0;
-  e->fill = NULL;
   /* Compress it if that saves at least an eighth of the block: a
    * compressed block costs a decompression of the whole block on every
    * read of any part of it, which a saving of a granule or two does not
@@ -256,19 +250,13 @@ encode_block (const struct cas_store *s, const void *data, const struct cas_hash
     /* Raw: the bytes and a CRC per piece, so that small reads check only
      * what they read.
      */
-    const uint8_t *const d = data;
+    memcpy (buf, data, bs);
     for (uint32_t i = 0; i < bs / CAS_PIECE; i++)
       put_le32 (buf + bs + 4 * i,
-                cas_crc32c (cas_piece_seed (h->b, i), d + i * CAS_PIECE, CAS_PIECE));
-    if (defer_copy)
-      e->fill = buf;
-    else
-      memcpy (buf, data, bs);
+                cas_crc32c (cas_piece_seed (h->b, i), buf + i * CAS_PIECE, CAS_PIECE));
     e->bytes = buf;
     e->len = cas_sectored_len (bs);
     e->flags = CAS_BLK_SECTORED;
-    e->crc = cas_crc32c (cas_crc32c (0, data, bs), buf + bs, e->len - bs);
-    return 0;
   }
   e->crc = cas_crc32c (0, e->bytes, e->len);
   return 0;
@@ -329,13 +317,9 @@ store_block (struct cas_store *s, const void *data, const struct prepared *pre)
         cas_error ("write: %m");
         return NULL;
       }
-      if (encode_block (s, data, &h, cbuf, false, &e) == -1)
+      if (encode_block (s, data, &h, cbuf, &e) == -1)
         return NULL;
       encoded = true;
-    }
-    if (e.fill) {
-      memcpy (e.fill, data, bs);
-      e.fill = NULL;
     }
     const void *const stored = e.bytes;
     const uint32_t stored_len = e.len, flags = e.flags;
@@ -551,8 +535,7 @@ prepare_one (void *opaque, size_t i)
   p->known = cas_index_lookup (&s->index, &p->h) != NULL;
   rcu_read_unlock ();
   if (!p->known &&
-      encode_block (s, p->data, &p->h, r->bufs + i * (size_t) cas_stored_max (bs), true,
-                    &p->e) == -1)
+      encode_block (s, p->data, &p->h, r->bufs + i * (size_t) cas_stored_max (bs), &p->e) == -1)
     p->err = errno;
 }
 
