@@ -62,6 +62,8 @@ struct cas_open_opts {
                                    of one write, its own thread included; 0 or 1 = that
                                    thread alone; CAS_WORKERS_AUTO (default): online CPUs.
                                    The helpers start in cas_store_start() */
+  unsigned key_bits;            /* testing: index by only this many bits of the key
+                                   (1..63; 0 = all 64), so that contents collide */
   /* The control channel (control.c), started by cas_store_start(): */
   bool control;                 /* serve DIR/control.sock (casdisk status, ...) */
   const char *metrics_file;     /* write Prometheus metrics there; NULL = no file */

@@ -46,31 +46,33 @@ verify_block (void *opaque, struct cas_block *b)
   struct verify *v = opaque;
   struct cas_store *s = v->s;
   struct cas_hash h;
-  char hex[65];
+  char hex[2 * CAS_KEY_LEN + 1];
+  const uint64_t off = cas_block_offset (b);
+  const uint32_t len = cas_block_len (b);
 
-  v->used[v->n++] = (struct cas_extent) { .off = b->offset, .len = b->stored_len, .tag = b->id };
+  v->used[v->n++] = (struct cas_extent) { .off = off, .len = len, .tag = b->id };
   v->res->blocks_checked++;
   if (v->progress)
     v->progress (v->opaque, v->res->blocks_checked, v->total);
-  cas_hash_hex (&b->hash, hex);
+  cas_key_hex (b->key, hex);
   if (cas_block_quarantined (b)) {
     cas_problem (s, "block id %" PRIu64 " (%.16s) is quarantined: it failed verification "
                  "earlier; disks that reference it read errors there", b->id, hex);
     return 0;
   }
-  if (pread (s->data_fd, v->stored, b->stored_len, b->offset) != (ssize_t) b->stored_len) {
+  if (pread (s->data_fd, v->stored, len, off) != (ssize_t) len) {
     cas_problem (s, "block id %" PRIu64 " (%.16s): cannot read %" PRIu32 " bytes at data offset %"
-                 PRIu64, b->id, hex, b->stored_len, b->offset);
+                 PRIu64, b->id, hex, len, off);
     return 0;
   }
-  v->res->bytes_verified += b->stored_len;
-  if (cas_crc32c (0, v->stored, b->stored_len) != b->crc) {
+  v->res->bytes_verified += len;
+  if (cas_crc32c (0, v->stored, len) != b->crc) {
     cas_problem (s, "block id %" PRIu64 " (%.16s) at data offset %" PRIu64
-                 ": checksum mismatch (stored data is corrupted)", b->id, hex, b->offset);
+                 ": checksum mismatch (stored data is corrupted)", b->id, hex, off);
     return 0;
   }
-  if (b->flags & CAS_BLK_COMPRESSED) {
-    if (cas_decompress (v->plain, s->block_size, v->stored, b->stored_len) == -1) {
+  if (cas_block_flags (b) & CAS_BLK_COMPRESSED) {
+    if (cas_decompress (v->plain, s->block_size, v->stored, len) == -1) {
       cas_problem (s, "block id %" PRIu64 " (%.16s): does not decompress", b->id, hex);
       return 0;
     }
@@ -78,7 +80,7 @@ verify_block (void *opaque, struct cas_block *b)
   else
     memcpy (v->plain, v->stored, s->block_size);
   if (cas_hash_block (v->plain, s->block_size, &h) == 0 &&
-      memcmp (&h, &b->hash, sizeof h) != 0)
+      cas_hash_key (&h) != b->key)
     cas_problem (s, "block id %" PRIu64 " (%.16s): content does not match its hash",
                  b->id, hex);
   return 0;

@@ -66,10 +66,11 @@ ser_block (void *opaque, struct cas_block *b)
   r = w->p + w->len;
   memset (r, 0, CKPT_BLOCK_SIZE);
   put_le64 (r, b->id);
-  put_le64 (r + 8, b->offset);
-  memcpy (r + 16, b->hash.b, 32);
-  put_le32 (r + 48, b->stored_len);
-  put_le32 (r + 52, __atomic_load_n (&b->flags, __ATOMIC_ACQUIRE));
+  const uint64_t where = cas_block_where (b);   /* one load: offset, length, flags agree */
+  put_le64 (r + 8, (where >> CAS_WHERE_OFF_SHIFT) * CAS_GRANULE);
+  put_le64 (r + 16, b->key);    /* the hash field: the key, then zeroes (format.md) */
+  put_le32 (r + 48, (where >> CAS_WHERE_LEN_SHIFT) & CAS_WHERE_LEN_MAX);
+  put_le32 (r + 52, where & CAS_BLK_FLAGS);
   put_le32 (r + 56, cas_block_refs (b) & ~CAS_REF_KILLED);
   put_le32 (r + 60, b->crc);
   w->len += CKPT_BLOCK_SIZE;

@@ -120,11 +120,11 @@ copy_map (struct cas_disk *dst, const struct cas_disk *src, bool loading)
 }
 
 /* Release every entry of D's map; returns how many blocks became dead.
- * Writers of D are excluded by the caller.  SEQ: the record that drops the
- * references (0 when loading: loaded_refs are adjusted instead).
+ * Writers of D are excluded by the caller, and the record that drops the
+ * references is journaled (when LOADING, loaded_refs are adjusted instead).
  */
 static uint64_t
-release_map (struct cas_disk *d, uint64_t seq, bool loading)
+release_map (struct cas_disk *d, bool loading)
 {
   struct cas_map *m = &d->map;
   const uint64_t now = cas_now ();
@@ -140,7 +140,7 @@ release_map (struct cas_disk *d, uint64_t seq, bool loading)
         continue;
       if (loading)
         b->loaded_refs--;
-      else if (cas_block_put (b, seq, now))
+      else if (cas_block_put (&d->s->index, b, now))
         dead++;
     }
   }
@@ -220,7 +220,7 @@ clone_disk (struct cas_store *s, const char *src_name, const char *dst_name, uin
   pthread_rwlock_unlock (&s->ckpt_lock);
   if (d == NULL)
     return NULL;
-  cas_runtime_assert (s, what);
+  cas_runtime_assert_fg (s, what);
   if (cas_journal_sync (s) == -1)
     return NULL;                /* exists; durable after the next good flush */
   return d;
@@ -276,7 +276,7 @@ delete_disk (struct cas_store *s, const char *name, bool snapshot)
   const char *what = snapshot ? "delete snapshot" : "delete disk";
   struct cas_disk *d;
   uint8_t rec[JREC_DISK_DEL_LEN] = { 0 };
-  uint64_t seq, dead;
+  uint64_t dead;
   int r = -1;
 
   if (check_writable (s, what, name) == -1)
@@ -300,9 +300,9 @@ delete_disk (struct cas_store *s, const char *name, bool snapshot)
   put_le32 (rec, d->id);
   {
     SCOPED_LOCK (jl, &s->jlock);
-    seq = cas_journal_append (s, JREC_DISK_DEL, rec, sizeof rec);
+    cas_journal_append (s, JREC_DISK_DEL, rec, sizeof rec);
   }
-  dead = release_map (d, seq, false);
+  dead = release_map (d, false);
   __atomic_add_fetch (&s->ndead, dead, __ATOMIC_RELAXED);
   unlock_stripes (s);
   cas_debug ("%s: '%s': %" PRIu64 " blocks now unreferenced", what, name, dead);
@@ -312,7 +312,7 @@ delete_disk (struct cas_store *s, const char *name, bool snapshot)
   pthread_mutex_unlock (&s->disks_lock);
   pthread_rwlock_unlock (&s->ckpt_lock);
   if (r == 0) {
-    cas_runtime_assert (s, what);
+    cas_runtime_assert_fg (s, what);
     r = cas_journal_sync (s);
   }
   return r;
@@ -360,7 +360,7 @@ cas_load_disk_del (struct cas_store *s, uint32_t id)
   if (id >= s->ndisks || cas_disk_deleted (s->disks[id]))
     return cas_problem (s, "journal: deletes unknown disk %" PRIu32, id);
   d = s->disks[id];
-  release_map (d, 0, true);
+  release_map (d, true);
   d->flags |= CAS_DISK_DELETED;
   return 0;
 }

@@ -1,4 +1,4 @@
-/* The on-disk format, version 1.  docs/format.md is the prose version of
+/* The on-disk format, version 3.  docs/format.md is the prose version of
  * this file; keep the two in step.  All integers are little-endian; every
  * structure carries a CRC-32C.
  *
@@ -22,7 +22,8 @@
 #include <assert.h>
 #include <stdint.h>
 
-#define CAS_FORMAT_VERSION 2        /* 2: sectored raw blocks (CAS_BLK_SECTORED) */
+#define CAS_FORMAT_VERSION 3        /* 2: sectored raw blocks (CAS_BLK_SECTORED);
+                                       3: hash fields hold the 8-byte key (then zeroes) */
 #define CAS_GRANULE        512u       /* allocation unit in the data file */
 #define CAS_MAP_PAGE       4096u      /* map entries per map page */
 
@@ -101,10 +102,9 @@ cas_stored_max (uint32_t block_size)
  * piece does not match.
  */
 static inline uint32_t
-cas_piece_seed (const uint8_t hash[32], uint32_t i)
+cas_piece_seed (uint64_t key, uint32_t i)
 {
-  return ((uint32_t) hash[0] | (uint32_t) hash[1] << 8 | (uint32_t) hash[2] << 16 |
-          (uint32_t) hash[3] << 24) ^ i;
+  return (uint32_t) key ^ i;    /* le32 of the SHA-256's first 4 bytes */
 }
 
 /* ---- journal ----

@@ -2,8 +2,8 @@
  *
  * Once a second, holding recycle_lock, it:
  *   1. grows the content index if it is too full;
- *   2. kills the dead blocks (refcount 0) that have waited gc_delay seconds
- *      and whose last put is durable, journals BLOCK_DEL for each and puts
+ *   2. kills the dead blocks (refcount 0, on the index's dead list) that
+ *      have waited gc_delay seconds, journals BLOCK_DEL for each and puts
  *      their space on the allocator's pending list (junk, settling);
  *   3. flushes when records have waited for a flush for 5 seconds, or when
  *      space is pending (so a disk whose client never flushes still gets
@@ -50,57 +50,51 @@
 #define BG_FLUSH_NS (UINT64_C(5) * 1000000000)
 #define CAS_TRUNCATE_SLACK (1u << 20)   /* cut the file when its free tail exceeds this */
 
-struct gc_pass {
-  struct cas_store *s;
-  uint64_t now, durable, freed;
-  bool force;
-};
+#define GC_BATCH 4096             /* blocks killed per hold of ckpt_lock */
 
-static int
-gc_one (void *opaque, struct cas_block *b)
-{
-  struct gc_pass *p = opaque;
-  struct cas_store *s = p->s;
-  uint8_t rec[JREC_BLOCK_DEL_LEN];
-  uint64_t seq;
-
-  if (cas_block_refs (b) != 0 ||
-      __atomic_load_n (&b->dead_seq, __ATOMIC_ACQUIRE) > p->durable ||
-      (!p->force && __atomic_load_n (&b->dead_since, __ATOMIC_RELAXED) + s->opts.gc_delay > p->now))
-    return 0;
-  if (!cas_block_try_kill (b))
-    return 0;                   /* revived by a writer just now */
-  put_le64 (rec, b->id);
-  uint64_t offset;
-  {
-    /* Under jlock: a recycler move changes the offset under it too. */
-    SCOPED_LOCK (jl, &s->jlock);
-    seq = cas_journal_append (s, JREC_BLOCK_DEL, rec, sizeof rec);
-    offset = b->offset;
-  }
-  cas_alloc_free_later (&s->alloc, offset, b->stored_len, seq);
-  cas_index_del (&s->index, b);   /* freed after a grace period */
-  __atomic_sub_fetch (&s->ndead, 1, __ATOMIC_RELAXED);
-  p->freed++;
-  return 0;
-}
-
+/* Kill the dead blocks whose gc_delay has passed (all of them if FORCE),
+ * journal BLOCK_DEL for each and put their space on the pending list.
+ * No wait for the put that killed a block to be durable: every put comes
+ * after the record that dropped the reference (store_io.c, diskops.c), and
+ * BLOCK_DEL is appended after the kill, so the journal has them in order,
+ * and the space is reused only once BLOCK_DEL is durable (settling).
+ */
 void
 cas_gc_pass (struct cas_store *s, bool force)
 {
-  struct gc_pass p = {
-    .s = s, .now = cas_now (), .force = force,
-    .durable = __atomic_load_n (&s->durable_seq, __ATOMIC_ACQUIRE),
-  };
+  struct cas_block *killed[GC_BATCH];
+  const uint64_t now = cas_now ();
+  uint64_t freed = 0;
+  size_t n;
 
-  if (__atomic_load_n (&s->ndead, __ATOMIC_RELAXED) == 0)
-    return;
-  pthread_rwlock_rdlock (&s->ckpt_lock);
-  cas_index_walk (&s->index, gc_one, &p);
-  pthread_rwlock_unlock (&s->ckpt_lock);
-  if (p.freed) {
-    __atomic_add_fetch (&s->gc_freed_blocks, p.freed, __ATOMIC_RELAXED);
-    cas_debug ("gc: freed %" PRIu64 " blocks", p.freed);
+  do {
+    pthread_rwlock_rdlock (&s->ckpt_lock);
+    n = cas_index_collect_dead (&s->index, now, s->opts.gc_delay, force, killed, GC_BATCH);
+    for (size_t i = 0; i < n; i++) {
+      struct cas_block *b = killed[i];
+      uint8_t rec[JREC_BLOCK_DEL_LEN];
+      uint64_t seq, offset;
+
+      put_le64 (rec, b->id);
+      {
+        /* Under jlock: a recycler move changes the offset under it too. */
+        SCOPED_LOCK (jl, &s->jlock);
+        seq = cas_journal_append (s, JREC_BLOCK_DEL, rec, sizeof rec);
+        offset = cas_block_offset (b);
+      }
+      cas_alloc_free_later (&s->alloc, offset, cas_block_len (b), seq);
+      rcu_read_lock ();
+      cas_index_del (&s->index, b);
+      rcu_read_unlock ();
+    }
+    pthread_rwlock_unlock (&s->ckpt_lock);
+    __atomic_sub_fetch (&s->ndead, n, __ATOMIC_RELAXED);
+    cas_index_free_later (killed, n);   /* after a grace period */
+    freed += n;
+  } while (n == GC_BATCH);
+  if (freed) {
+    __atomic_add_fetch (&s->gc_freed_blocks, freed, __ATOMIC_RELAXED);
+    cas_debug ("gc: freed %" PRIu64 " blocks", freed);
   }
 }
 

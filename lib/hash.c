@@ -45,6 +45,19 @@ cas_hash_key (const struct cas_hash *h)
 }
 
 void
+cas_key_hex (uint64_t key, char out[2 * CAS_KEY_LEN + 1])
+{
+  static const char digits[] = "0123456789abcdef";
+
+  for (int i = 0; i < CAS_KEY_LEN; i++) {
+    const unsigned byte = (key >> (8 * i)) & 0xff;   /* little-endian: byte i of the hash */
+    out[2 * i] = digits[byte >> 4];
+    out[2 * i + 1] = digits[byte & 15];
+  }
+  out[2 * CAS_KEY_LEN] = '\0';
+}
+
+void
 cas_hash_hex (const struct cas_hash *h, char out[2 * CAS_HASH_LEN + 1])
 {
   static const char digits[] = "0123456789abcdef";

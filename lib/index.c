@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <string.h>
 #include <stdlib.h>
@@ -13,8 +14,8 @@
 
 /* ---- block allocation ----
  *
- * A malloc'd block costs 112 bytes (96 and the allocator's header and
- * rounding); from a slab it costs 96.  Slabs hold SLAB_BLOCKS blocks and
+ * A malloc'd block costs 64 bytes (48 and the allocator's header and
+ * rounding); from a slab it costs 48.  Slabs hold SLAB_BLOCKS blocks and
  * are never returned: freed blocks go on a free list (linked through
  * node.next) and the next new block reuses them.  Builds with
  * AddressSanitizer use calloc and free, so that a use after free is still
@@ -90,13 +91,14 @@ pow2_at_least (uint64_t n)
 }
 
 /* Buckets per block.  A bucket is a 16-byte node of rculfhash; at a load
- * factor of 1 they cost 16 to 32 bytes per block, a sixth of the memory
- * budget.  A look-up walks the nodes of its bucket comparing each one's
- * reverse hash (a cache miss per node), so a load factor kept between 2
- * and 8 costs a few cache misses per look-up, little next to hashing the
- * block (one look-up per block written; docs/performance.md).
+ * factor of 1 they would cost 16 to 32 bytes per block, half of the
+ * memory budget of 64 bytes per block.  A look-up walks the nodes of its
+ * bucket comparing each one's reverse hash (a cache miss per node), so a
+ * load factor kept between 4 and 8 costs a few cache misses per look-up,
+ * little next to hashing the block (one look-up per block written), and 2
+ * to 4 bytes per block (docs/performance.md).
  */
-#define LOAD_AFTER_RESIZE 2     /* blocks per bucket right after a resize */
+#define LOAD_AFTER_RESIZE 4     /* blocks per bucket right after a resize */
 #define LOAD_MAX          8     /* resize when the table gets fuller than this */
 
 int
@@ -104,6 +106,10 @@ cas_index_init (struct cas_index *idx, uint64_t expected)
 {
   idx->count = 0;
   idx->buckets = pow2_at_least (expected / LOAD_AFTER_RESIZE);
+  idx->key_mask = ~UINT64_C(0);
+  idx->dead = NULL;
+  idx->ndead = idx->dead_cap = 0;
+  pthread_mutex_init (&idx->dead_lock, NULL);
   /* No CDS_LFHT_AUTO_RESIZE: that starts a worker thread at creation, and
    * nbdkit forks after we open the store.  We resize from our own
    * background thread instead.
@@ -123,6 +129,9 @@ cas_index_destroy (struct cas_index *idx, void (*free_fn) (struct cas_block *))
   struct cds_lfht_iter iter;
   struct cds_lfht_node *node;
 
+  free (idx->dead);
+  idx->dead = NULL;
+  idx->ndead = idx->dead_cap = 0;
   if (idx->ht == NULL)
     return;
   rcu_read_lock ();
@@ -139,60 +148,116 @@ cas_index_destroy (struct cas_index *idx, void (*free_fn) (struct cas_block *))
   rcu_read_unlock ();
   cds_lfht_destroy (idx->ht, NULL);
   idx->ht = NULL;
+  pthread_mutex_destroy (&idx->dead_lock);
 }
 
-/* Match a live block with the hash KEY. */
+void
+cas_block_init (struct cas_block *b, uint64_t key, uint64_t offset,
+                uint32_t stored_len, uint32_t flags, uint32_t crc)
+{
+  assert (offset % CAS_GRANULE == 0 && offset < CAS_DATA_MAX);
+  assert (stored_len <= CAS_WHERE_LEN_MAX && !(flags & ~CAS_BLK_FLAGS));
+  b->key = key;
+  b->where = (offset / CAS_GRANULE) << CAS_WHERE_OFF_SHIFT |
+    (uint64_t) stored_len << CAS_WHERE_LEN_SHIFT | flags;
+  b->crc = crc;
+}
+
+void
+cas_block_set_offset (struct cas_block *b, uint64_t offset)
+{
+  const uint64_t low = (UINT64_C(1) << CAS_WHERE_OFF_SHIFT) - 1;
+  uint64_t w = __atomic_load_n (&b->where, __ATOMIC_RELAXED);
+
+  assert (offset % CAS_GRANULE == 0 && offset < CAS_DATA_MAX);
+  /* A loop: the flag bits may change under us (quarantine, dead list). */
+  while (!__atomic_compare_exchange_n (&b->where, &w,
+                                       (offset / CAS_GRANULE) << CAS_WHERE_OFF_SHIFT | (w & low),
+                                       true, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+    ;
+}
+
+/* What a look-up matches: live blocks whose key, masked, is KEY. */
+struct wanted {
+  uint64_t key, mask;
+};
+
 static int
-match (struct cds_lfht_node *node, const void *key)
+match (struct cds_lfht_node *node, const void *opaque)
 {
   const struct cas_block *b = caa_container_of (node, struct cas_block, node);
+  const struct wanted *w = opaque;
 
-  return memcmp (&b->hash, key, sizeof b->hash) == 0 &&
+  return (b->key & w->mask) == w->key &&
     !(cas_block_refs (b) & CAS_REF_KILLED) && !cas_block_quarantined (b);
 }
 
 struct cas_block *
-cas_index_lookup (struct cas_index *idx, const struct cas_hash *h)
+cas_index_lookup (struct cas_index *idx, uint64_t key,
+                  bool (*same) (void *opaque, struct cas_block *b), void *opaque)
 {
   struct cds_lfht_iter iter;
   struct cds_lfht_node *node;
+  const struct wanted w = { .key = key & idx->key_mask, .mask = idx->key_mask };
 
-  cds_lfht_lookup (idx->ht, cas_hash_key (h), match, h, &iter);
-  node = cds_lfht_iter_get_node (&iter);
-  return node ? caa_container_of (node, struct cas_block, node) : NULL;
-}
-
-struct cas_block *
-cas_index_add_unique (struct cas_index *idx, struct cas_block *b)
-{
-  struct cds_lfht_node *node;
-
-  if (cas_block_quarantined (b)) {
-    cds_lfht_add (idx->ht, cas_hash_key (&b->hash), &b->node);
-    node = &b->node;
+  for (cds_lfht_lookup (idx->ht, w.key, match, &w, &iter);
+       (node = cds_lfht_iter_get_node (&iter)) != NULL;
+       cds_lfht_next_duplicate (idx->ht, match, &w, &iter)) {
+    struct cas_block *b = caa_container_of (node, struct cas_block, node);
+    if (same (opaque, b))
+      return b;
   }
-  else
-    node = cds_lfht_add_unique (idx->ht, cas_hash_key (&b->hash), match, &b->hash, &b->node);
-
-  if (node == &b->node)
-    __atomic_add_fetch (&idx->count, 1, __ATOMIC_RELAXED);
-  return caa_container_of (node, struct cas_block, node);
+  return NULL;
 }
 
-static void
-free_block_rcu (struct rcu_head *head)
+void
+cas_index_add (struct cas_index *idx, struct cas_block *b)
 {
-  cas_block_free (caa_container_of (head, struct cas_block, rcu));
+  cds_lfht_add (idx->ht, b->key & idx->key_mask, &b->node);
+  __atomic_add_fetch (&idx->count, 1, __ATOMIC_RELAXED);
 }
 
 void
 cas_index_del (struct cas_index *idx, struct cas_block *b)
 {
   assert (cas_block_refs (b) == CAS_REF_KILLED);
-  if (cds_lfht_del (idx->ht, &b->node) == 0) {
+  if (cds_lfht_del (idx->ht, &b->node) == 0)
     __atomic_sub_fetch (&idx->count, 1, __ATOMIC_RELAXED);
-    call_rcu (&b->rcu, free_block_rcu);
+}
+
+/* Blocks have no room for an rcu_head: the GC frees them in batches. */
+struct free_batch {
+  struct rcu_head rcu;
+  size_t n;
+  struct cas_block *v[];
+};
+
+static void
+free_batch_rcu (struct rcu_head *head)
+{
+  struct free_batch *fb = caa_container_of (head, struct free_batch, rcu);
+
+  for (size_t i = 0; i < fb->n; i++)
+    cas_block_free (fb->v[i]);
+  free (fb);
+}
+
+void
+cas_index_free_later (struct cas_block *const *v, size_t n)
+{
+  if (n == 0)
+    return;
+  struct free_batch *fb = malloc (sizeof *fb + n * sizeof *v);
+  if (fb == NULL) {
+    /* No memory for the batch: wait for the grace period here. */
+    synchronize_rcu ();
+    for (size_t i = 0; i < n; i++)
+      cas_block_free (v[i]);
+    return;
   }
+  fb->n = n;
+  memcpy (fb->v, v, n * sizeof *v);
+  call_rcu (&fb->rcu, free_batch_rcu);
 }
 
 void
@@ -239,34 +304,116 @@ cas_block_get (struct cas_block *b, bool *revived)
   return true;
 }
 
-/* Raise *P to V if it is lower (several puts may race to record theirs). */
-static void
-store_max (uint64_t *p, uint64_t v)
-{
-  uint64_t cur = __atomic_load_n (p, __ATOMIC_RELAXED);
+/* ---- the dead list ---- */
 
-  while (cur < v &&
-         !__atomic_compare_exchange_n (p, &cur, v, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
-    ;
+/* dead_lock held. */
+static void
+list_dead (struct cas_index *idx, struct cas_block *b, uint64_t now)
+{
+  const uint64_t w = cas_block_where (b);
+
+  if (cas_block_refs (b) & CAS_REF_KILLED)
+    return;                     /* the GC was quicker (see index.h) */
+  if (w & CAS_BLKM_DEADLISTED) {
+    __atomic_fetch_or (&b->where, CAS_BLKM_REDIED, __ATOMIC_RELEASE);
+    return;
+  }
+  if (idx->ndead == idx->dead_cap) {
+    const size_t cap = idx->dead_cap ? 2 * idx->dead_cap : 1024;
+    struct cas_dead *v = realloc (idx->dead, cap * sizeof *v);
+    if (v == NULL) {
+      /* The block stays (never freed while this store is open; the next
+       * open finds it unreferenced and lists it again).
+       */
+      cas_error ("dead list: %m: block id %" PRIu64 " is kept until the store is reopened",
+                 b->id);
+      return;
+    }
+    idx->dead = v;
+    idx->dead_cap = cap;
+  }
+  idx->dead[idx->ndead++] = (struct cas_dead) { .b = b, .since = now };
+  __atomic_fetch_or (&b->where, CAS_BLKM_DEADLISTED, __ATOMIC_RELEASE);
+}
+
+void
+cas_index_note_dead (struct cas_index *idx, struct cas_block *b, uint64_t now)
+{
+  SCOPED_LOCK (l, &idx->dead_lock);
+  list_dead (idx, b, now);
 }
 
 bool
-cas_block_put (struct cas_block *b, uint64_t seq, uint64_t now)
+cas_block_put (struct cas_index *idx, struct cas_block *b, uint64_t now)
 {
-  /* Record when and by which journal record it died before the count can
-   * be seen as zero by the GC.
-   */
-  store_max (&b->dead_seq, seq);
-  store_max (&b->dead_since, now);
+  bool dead;
+
+  rcu_read_lock ();             /* B outlives the listing below (index.h) */
   const uint32_t r = __atomic_sub_fetch (&b->refcount, 1, __ATOMIC_ACQ_REL);
   assert (!(r & CAS_REF_KILLED));
-  return r == 0;
+  dead = r == 0;
+  if (dead)
+    cas_index_note_dead (idx, b, now);
+  rcu_read_unlock ();
+  return dead;
+}
+
+#define COLLECT_CHUNK 65536     /* entries looked at per hold of dead_lock */
+
+size_t
+cas_index_collect_dead (struct cas_index *idx, uint64_t now, uint64_t delay, bool force,
+                        struct cas_block **killed, size_t max)
+{
+  const uint64_t marks = CAS_BLKM_DEADLISTED | CAS_BLKM_REDIED;
+  size_t r = 0, w = 0, nk = 0;
+
+  /* Entries [0, w) are kept, [w, r) dropped, [r, ndead) not looked at yet;
+   * puts append after ndead meanwhile.  Only this function removes
+   * entries, so r and w stay valid across releases of the lock.
+   */
+  for (;;) {
+    SCOPED_LOCK (l, &idx->dead_lock);
+    const size_t stop = r + COLLECT_CHUNK < idx->ndead ? r + COLLECT_CHUNK : idx->ndead;
+    for (; r < stop; r++) {
+      struct cas_dead e = idx->dead[r];
+      struct cas_block *b = e.b;
+      const uint32_t refs = cas_block_refs (b);
+
+      assert (cas_block_where (b) & CAS_BLKM_DEADLISTED);
+      if (refs != 0) {
+        assert (!(refs & CAS_REF_KILLED));
+        __atomic_fetch_and (&b->where, ~marks, __ATOMIC_RELEASE);   /* revived */
+        continue;
+      }
+      if (cas_block_where (b) & CAS_BLKM_REDIED) {
+        __atomic_fetch_and (&b->where, ~(uint64_t) CAS_BLKM_REDIED, __ATOMIC_RELEASE);
+        e.since = now;          /* died again: its wait starts again */
+      }
+      else if (nk < max && (force || e.since + delay <= now) && cas_block_try_kill (b)) {
+        __atomic_fetch_and (&b->where, ~marks, __ATOMIC_RELEASE);
+        killed[nk++] = b;
+        continue;
+      }
+      idx->dead[w++] = e;
+    }
+    if (r == idx->ndead) {
+      idx->ndead = w;
+      return nk;
+    }
+  }
+}
+
+size_t
+cas_index_dead_listed (struct cas_index *idx)
+{
+  SCOPED_LOCK (l, &idx->dead_lock);
+  return idx->ndead;
 }
 
 bool
 cas_block_quarantine (struct cas_block *b)
 {
-  const uint32_t old = __atomic_fetch_or (&b->flags, CAS_BLK_QUARANTINED, __ATOMIC_ACQ_REL);
+  const uint64_t old = __atomic_fetch_or (&b->where, CAS_BLK_QUARANTINED, __ATOMIC_ACQ_REL);
   return !(old & CAS_BLK_QUARANTINED);
 }
 

@@ -130,20 +130,20 @@ reference (struct cas_store *s, struct move *m, size_t n)
       SCOPED_LOCK (jl, &s->jlock);
       cancelled = cas_block_refs (m[i].b) & CAS_REF_KILLED;
       if (!cancelled) {
-        assert (m[i].b->offset == m[i].from);
-        __atomic_store_n (&m[i].b->offset, m[i].to, __ATOMIC_RELEASE);
+        assert (cas_block_offset (m[i].b) == m[i].from);
+        cas_block_set_offset (m[i].b, m[i].to);
         seq = cas_journal_append (s, JREC_BLOCK_MOVE, rec, sizeof rec);
         /* Under jlock, like the offset: the copy is in use, the old
          * place junk, in one step for anyone verifying the space map.
          */
-        cas_alloc_move_end (&s->alloc, m[i].to, m[i].b->stored_len, true);
-        cas_alloc_free_later (&s->alloc, m[i].from, m[i].b->stored_len, seq);
+        cas_alloc_move_end (&s->alloc, m[i].to, cas_block_len (m[i].b), true);
+        cas_alloc_free_later (&s->alloc, m[i].from, cas_block_len (m[i].b), seq);
       }
     }
     if (cancelled)              /* deleted while moving: the copy was never referenced */
-      cas_alloc_move_end (&s->alloc, m[i].to, m[i].b->stored_len, false);
+      cas_alloc_move_end (&s->alloc, m[i].to, cas_block_len (m[i].b), false);
     else
-      moved += m[i].b->stored_len;
+      moved += cas_block_len (m[i].b);
   }
   return moved;
 }
@@ -227,7 +227,7 @@ cas_recycle_pass (struct cas_store *s, uint64_t budget, bool force)
 
   for (size_t i = 0; i < c.n && copied < budget; i++) {
     struct move *m = &c.v[i];
-    const uint32_t len = m->b->stored_len;
+    const uint32_t len = cas_block_len (m->b);
 
     /* Copying: space below the block, or stop: nothing fits lower. */
     if (cas_alloc_get_below (&s->alloc, len, m->from, &m->to) == -1)
@@ -253,7 +253,7 @@ cas_recycle_pass (struct cas_store *s, uint64_t budget, bool force)
     cas_io_context (NULL);
     __atomic_store_n (&s->io_failed, true, __ATOMIC_RELEASE);
     for (size_t i = 0; i < ncopied; i++)
-      cas_alloc_move_end (&s->alloc, c.v[i].to, c.v[i].b->stored_len, false);
+      cas_alloc_move_end (&s->alloc, c.v[i].to, cas_block_len (c.v[i].b), false);
     goto out;
   }
   cas_io_context (NULL);

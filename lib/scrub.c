@@ -33,14 +33,13 @@
 
 #define SLICE_NS 200000000u      /* rate-limit sleeps, at most */
 
-/* What to verify: a block is named by its hash and id and looked up again
+/* What to verify: a block is named by its key and id and looked up again
  * when its turn comes, instead of being pinned by a reference for the
  * whole scrub: a pin would make its refcount disagree with the maps (the
  * runtime check would fail) and keep a deleted block alive.
  */
 struct target {
-  struct cas_hash hash;
-  uint64_t id;
+  uint64_t key, id;
 };
 
 struct targets {
@@ -66,8 +65,15 @@ collect (void *opaque, struct cas_block *b)
     t->v = v;
     t->cap = cap;
   }
-  t->v[t->n++] = (struct target) { .hash = b->hash, .id = b->id };
+  t->v[t->n++] = (struct target) { .key = b->key, .id = b->id };
   return 0;
+}
+
+/* The block with the id *OPAQUE (cas_index_lookup's test). */
+static bool
+has_id (void *opaque, struct cas_block *b)
+{
+  return b->id == *(const uint64_t *) opaque;
 }
 
 static void
@@ -211,21 +217,22 @@ cas_scrub_run (struct cas_store *s, uint64_t rate, cas_progress_fn progress,
      * and its space outlive it.  Gone or replaced since the walk: skip.
      */
     rcu_read_lock ();
-    struct cas_block *b = cas_index_lookup (&s->index, &t.v[i].hash);
-    if (b && b->id == t.v[i].id) {
+    struct cas_block *b = cas_index_lookup (&s->index, t.v[i].key, has_id, &t.v[i].id);
+    if (b) {
+      const uint32_t flags = cas_block_flags (b);
       offset = cas_block_offset (b);
-      len = b->stored_len;
+      len = cas_block_len (b);
       if (cas_pread_full (s->data_fd, stored, len, offset, "data file") == -1)
         bad = "cannot be read";
       else if (cas_crc32c (0, stored, len) != b->crc)
         bad = "checksum mismatch";
-      else if (b->flags & CAS_BLK_COMPRESSED &&
+      else if (flags & CAS_BLK_COMPRESSED &&
                cas_decompress (plain, s->block_size, stored, len) == -1)
         bad = "does not decompress";
       else {
-        if (!(b->flags & CAS_BLK_COMPRESSED))
+        if (!(flags & CAS_BLK_COMPRESSED))
           memcpy (plain, stored, s->block_size);
-        if (cas_hash_block (plain, s->block_size, &h) == 0 && memcmp (&h, &b->hash, sizeof h))
+        if (cas_hash_block (plain, s->block_size, &h) == 0 && cas_hash_key (&h) != b->key)
           bad = "content does not match its SHA-256";
       }
       if (bad && cas_block_quarantine (b))
@@ -236,8 +243,8 @@ cas_scrub_run (struct cas_store *s, uint64_t rate, cas_progress_fn progress,
     rcu_read_unlock ();
     /* Reported outside the section: REPORT may block (a slow client). */
     if (bad) {
-      char hex[65];
-      cas_hash_hex (&t.v[i].hash, hex);
+      char hex[2 * CAS_KEY_LEN + 1];
+      cas_key_hex (t.v[i].key, hex);
       res->corrupted++;
       report (fn, opaque, &problems, "block id %" PRIu64 " (%.16s) at data offset %" PRIu64
               ": %s; quarantined", t.v[i].id, hex, offset, bad);

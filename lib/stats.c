@@ -25,11 +25,11 @@ sum_block (void *opaque, struct cas_block *b)
   st->nblocks++;
   if (r == 0) {
     st->dead_blocks++;
-    st->dead_bytes += b->stored_len;
+    st->dead_bytes += cas_block_len (b);
   }
   else {
     st->unique_bytes += st->block_size;
-    st->stored_bytes += b->stored_len;
+    st->stored_bytes += cas_block_len (b);
   }
   return 0;
 }
@@ -117,9 +117,9 @@ cas_disk_stats (struct cas_disk *d, struct cas_disk_stats *st)
   for (size_t i = 0; r == 0 && g.mask && i <= g.mask; i++)
     if (g.v[i].b) {
       st->unique_bytes += bs;
-      st->stored_bytes += g.v[i].b->stored_len;
+      st->stored_bytes += cas_block_len (g.v[i].b);
       if ((cas_block_refs (g.v[i].b) & ~CAS_REF_KILLED) == g.v[i].n)
-        st->exclusive_bytes += g.v[i].b->stored_len;
+        st->exclusive_bytes += cas_block_len (g.v[i].b);
     }
   rcu_read_unlock ();
   free (g.v);

@@ -222,10 +222,14 @@ cas_store_create (const char *dir, const struct cas_create_opts *opts,
 
 /* ---- loading ---- */
 
-/* Open-addressing table id -> block, alive only while loading. */
+/* Open-addressing table id -> block, alive only while loading.  The
+ * blocks enter the content index only at the end (finish_load): until
+ * then their index node holds loaded_refs (index.h).
+ */
 struct cas_load {
   struct cas_block **slot;
   uint64_t mask, n;
+  bool indexed;                 /* the blocks are in the index now */
 };
 
 static uint64_t
@@ -260,6 +264,7 @@ ld_insert (struct cas_load *ld, struct cas_block *b)
       if (ld->slot[i])
         *ld_find (&bigger, ld->slot[i]->id) = ld->slot[i];
     bigger.n = ld->n;
+    bigger.indexed = ld->indexed;
     free (ld->slot);
     *ld = bigger;
   }
@@ -413,12 +418,13 @@ cas_load_block_new (struct cas_store *s, struct cas_load *ld, uint64_t id, uint6
                     const uint8_t hash[32], uint32_t stored_len, uint32_t flags,
                     uint32_t crc, uint32_t refcount)
 {
-  struct cas_block *b, *got;
+  struct cas_block *b;
 
   if (id == 0 || ld_get (ld, id) != NULL)
     return cas_problem (s, "block id %" PRIu64 " is zero or defined twice", id);
   const bool compressed = flags & CAS_BLK_COMPRESSED, sectored = flags & CAS_BLK_SECTORED;
-  if (stored_len == 0 || offset % CAS_GRANULE || (flags & ~CAS_BLK_FLAGS) ||
+  if (stored_len == 0 || offset % CAS_GRANULE || offset >= CAS_DATA_MAX ||
+      (flags & ~CAS_BLK_FLAGS) ||
       (compressed && (sectored || stored_len > s->block_size)) ||
       (sectored && (s->block_size <= CAS_PIECE ||
                     stored_len != cas_sectored_len (s->block_size))) ||
@@ -428,25 +434,14 @@ cas_load_block_new (struct cas_store *s, struct cas_load *ld, uint64_t id, uint6
   if (b == NULL)
     return -1;
   b->id = id;
-  b->offset = offset;
-  memcpy (b->hash.b, hash, 32);
-  b->stored_len = stored_len;
-  b->flags = flags;
-  b->crc = crc;
+  cas_block_init (b, get_le64 (hash), offset, stored_len, flags, crc);
   b->loaded_refs = refcount;
   if (flags & CAS_BLK_QUARANTINED)
     s->quarantined++;
   if (id >= s->next_id)
     s->next_id = id + 1;
-  rcu_read_lock ();
-  got = cas_index_add_unique (&s->index, b);
-  rcu_read_unlock ();
-  if (got != b) {
-    cas_block_free (b);
-    return cas_problem (s, "blocks %" PRIu64 " and %" PRIu64 " have the same hash",
-                        got->id, id);
-  }
   if (ld_insert (ld, b) == -1) {
+    cas_block_free (b);
     cas_error ("loading blocks: %m");
     return -1;
   }
@@ -464,11 +459,6 @@ cas_load_block_del (struct cas_store *s, struct cas_load *ld, uint64_t id)
     cas_problem (s, "journal deletes block id %" PRIu64 " that still has %" PRIu32
                  " references", id, b->loaded_refs);
   ld_remove (ld, id);
-  rcu_read_lock ();
-  __atomic_store_n (&b->refcount, CAS_REF_KILLED, __ATOMIC_RELAXED);
-  cds_lfht_del (s->index.ht, &b->node);
-  s->index.count--;
-  rcu_read_unlock ();
   cas_block_free (b);           /* nobody else can see it while loading */
   return 0;
 }
@@ -480,9 +470,9 @@ cas_load_block_move (struct cas_store *s, struct cas_load *ld, uint64_t id, uint
 
   if (b == NULL)
     return cas_problem (s, "journal moves unknown block id %" PRIu64, id);
-  if (offset % CAS_GRANULE)
-    return cas_problem (s, "journal moves block id %" PRIu64 " to a misaligned offset", id);
-  b->offset = offset;
+  if (offset % CAS_GRANULE || offset >= CAS_DATA_MAX)
+    return cas_problem (s, "journal moves block id %" PRIu64 " to a bad offset", id);
+  cas_block_set_offset (b, offset);
   return 0;
 }
 
@@ -574,15 +564,14 @@ struct used_list {
   int err;
 };
 
-static int
-verify_refs (void *opaque, struct cas_block *b)
+static void
+verify_refs (struct used_list *u, struct cas_block *b)
 {
-  struct used_list *u = opaque;
   struct cas_store *s = u->s;
-  char hex[65];
+  char hex[2 * CAS_KEY_LEN + 1];
 
   if (b->refcount != b->loaded_refs) {
-    cas_hash_hex (&b->hash, hex);
+    cas_key_hex (b->key, hex);
     if (s->checker)
       cas_problem (s, "block id %" PRIu64 " (%.16s): refcount is %" PRIu32
                    " but %" PRIu32 " references point at it%s", b->id, hex,
@@ -594,10 +583,10 @@ verify_refs (void *opaque, struct cas_block *b)
   }
   if (b->refcount == 0) {
     s->ndead++;
-    b->dead_since = cas_now ();
+    cas_index_note_dead (&s->index, b, cas_now ());
   }
-  u->v[u->n++] = (struct cas_extent) { .off = b->offset, .len = b->stored_len, .tag = b->id };
-  return 0;
+  u->v[u->n++] = (struct cas_extent) { .off = cas_block_offset (b), .len = cas_block_len (b),
+                                       .tag = b->id };
 }
 
 static int
@@ -638,7 +627,8 @@ collect_extent (void *opaque, struct cas_block *b)
 {
   struct used_list *u = opaque;
 
-  u->v[u->n++] = (struct cas_extent) { .off = b->offset, .len = b->stored_len, .tag = b->id };
+  u->v[u->n++] = (struct cas_extent) { .off = cas_block_offset (b), .len = cas_block_len (b),
+                                       .tag = b->id };
   return 0;
 }
 
@@ -663,19 +653,29 @@ tidy_at_close (struct cas_store *s)
 
 /* Steps 3 and 4, and 5 when writable. */
 static int
-finish_load (struct cas_store *s)
+finish_load (struct cas_store *s, struct cas_load *ld)
 {
   struct used_list u = { .s = s };
   struct stat st;
   int r = -1;
 
   recount (s);
-  u.v = malloc ((s->index.count + 1) * sizeof *u.v);
+  u.v = malloc ((ld->n + 1) * sizeof *u.v);
   if (u.v == NULL) {
     cas_error ("loading: %m");
     return -1;
   }
-  cas_index_walk (&s->index, verify_refs, &u);
+  /* Compare the counts, then put each block into the index (which
+   * overwrites loaded_refs).
+   */
+  rcu_read_lock ();
+  for (uint64_t i = 0; ld->mask && i <= ld->mask; i++)
+    if (ld->slot[i]) {
+      verify_refs (&u, ld->slot[i]);
+      cas_index_add (&s->index, ld->slot[i]);
+    }
+  rcu_read_unlock ();
+  ld->indexed = true;
   qsort (u.v, u.n, sizeof *u.v, cmp_extent);
   for (size_t i = 1; i < u.n; i++)
     if (u.v[i].off < u.v[i - 1].off + round_up (u.v[i - 1].len, CAS_GRANULE) &&
@@ -893,6 +893,8 @@ cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
       cas_alloc_init (&s->alloc, cas_stored_max (s->block_size)) == -1)
     goto err;
   s->alloc.keep_erased = s->opts.keep_erased;
+  if (s->opts.key_bits > 0 && s->opts.key_bits < 64)
+    s->index.key_mask = (UINT64_C(1) << s->opts.key_bits) - 1;
   if (cas_ckpt_load (s, &ld, ckpt, ckpt_len, &gen, &seq) == -1)
     goto err;
   s->gen = gen;
@@ -922,7 +924,7 @@ cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
   }
   s->next_seq = seq;
   s->durable_seq = seq - 1;
-  if (finish_load (s) == -1)
+  if (finish_load (s, &ld) == -1)
     goto err;
   free (ld.slot);
   ld.slot = NULL;
@@ -960,6 +962,9 @@ cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
   return s;
 
  err:
+  /* Blocks not yet in the index are only in LD. */
+  for (uint64_t i = 0; !ld.indexed && ld.mask && i <= ld.mask; i++)
+    cas_block_free (ld.slot[i]);
   free (ld.slot);
   free_store (s);
   return NULL;

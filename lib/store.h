@@ -7,7 +7,8 @@
  * Lock order (take them in this order, never the reverse):
  *
  *   recycle_lock -> ckpt_mutex -> ckpt_lock -> disks_lock -> stripes[] (ascending) ->
- *   flush_lock -> jlock -> (alloc.lock, map.grow_lock, index.c's slab_lock: leaves)
+ *   flush_lock -> jlock -> (alloc.lock, map.grow_lock, index.c's slab_lock and
+ *   dead_lock: leaves)
  *
  * RCU read-side sections may be entered with any of them held, and hold
  * none: readers of maps and of the index never block writers.
@@ -283,9 +284,15 @@ void cas_gc_round (struct cas_store *s, bool force_compact);
 
 /* ---- verify.c ---- */
 /* With runtime_asserts: cas_store_verify(), aborting with the problems
- * logged if there is any.  STEP names the step just done.
+ * logged if there is any.  STEP names the step just done.  The caller
+ * holds recycle_lock (the background work), so that no erase or move is
+ * half done: an extent being punched is in none of the allocator's lists.
  */
 void cas_runtime_assert (struct cas_store *s, const char *step);
+/* The same from a thread that does not hold recycle_lock (clone, snapshot
+ * and delete, from the control channel or the tool): takes it.
+ */
+void cas_runtime_assert_fg (struct cas_store *s, const char *step);
 /* Step STEP (named NAME) of the background work is done: call the test
  * hook, then cas_runtime_assert.
  */

@@ -72,7 +72,7 @@ corrupted (struct cas_store *s, struct cas_block *b, uint64_t offset, const char
     __atomic_add_fetch (&s->quarantined, 1, __ATOMIC_RELAXED);
   errno = EIO;
   cas_error ("block id %" PRIu64 " at data file offset %" PRIu64 " (%" PRIu32
-             " bytes): %s; the block is quarantined", b->id, offset, b->stored_len, what);
+             " bytes): %s; the block is quarantined", b->id, offset, cas_block_len (b), what);
   return -1;
 }
 
@@ -81,13 +81,14 @@ cas_read_stored (struct cas_store *s, struct cas_block *b, void *out)
 {
   CLEANUP_FREE uint8_t *tmp = NULL;
   const uint8_t *stored = out;
+  const uint32_t flags = cas_block_flags (b), len = cas_block_len (b);
 
-  if (b->flags & CAS_BLK_SECTORED) {
+  if (flags & CAS_BLK_SECTORED) {
     /* The block's bytes go straight to OUT, the piece table aside; the
      * block's CRC covers both.
      */
     uint8_t table[4 * (CAS_MAX_BLOCK_SIZE / CAS_PIECE)];
-    const uint32_t bs = s->block_size, tlen = b->stored_len - bs;
+    const uint32_t bs = s->block_size, tlen = len - bs;
     const struct iovec iov[2] = { { out, bs }, { table, tlen } };
     const uint64_t offset = cas_block_offset (b);
 
@@ -98,8 +99,8 @@ cas_read_stored (struct cas_store *s, struct cas_block *b, void *out)
       return corrupted (s, b, offset, "checksum mismatch, the stored data is corrupted");
     return 0;
   }
-  if (b->flags & CAS_BLK_COMPRESSED) {
-    tmp = malloc (b->stored_len);
+  if (flags & CAS_BLK_COMPRESSED) {
+    tmp = malloc (len);
     if (tmp == NULL) {
       cas_error ("read: %m");
       return -1;
@@ -107,12 +108,12 @@ cas_read_stored (struct cas_store *s, struct cas_block *b, void *out)
     stored = tmp;
   }
   const uint64_t offset = cas_block_offset (b);
-  if (cas_pread_full (s->data_fd, (void *) stored, b->stored_len, offset, "data file") == -1)
+  if (cas_pread_full (s->data_fd, (void *) stored, len, offset, "data file") == -1)
     return -1;
-  if (cas_crc32c (0, stored, b->stored_len) != b->crc)
+  if (cas_crc32c (0, stored, len) != b->crc)
     return corrupted (s, b, offset, "checksum mismatch, the stored data is corrupted");
-  if (b->flags & CAS_BLK_COMPRESSED &&
-      cas_decompress (out, s->block_size, stored, b->stored_len) == -1)
+  if (flags & CAS_BLK_COMPRESSED &&
+      cas_decompress (out, s->block_size, stored, len) == -1)
     return corrupted (s, b, offset, "cannot decompress");
   return 0;
 }
@@ -151,7 +152,7 @@ read_pieces (struct cas_store *s, struct cas_block *b, uint8_t *out, uint32_t bo
                            "data file") == -1)
     return -1;
   for (uint32_t i = 0; i < np; i++)
-    if (cas_crc32c (cas_piece_seed (b->hash.b, first + i), data + i * CAS_PIECE, CAS_PIECE) !=
+    if (cas_crc32c (cas_piece_seed (b->key, first + i), data + i * CAS_PIECE, CAS_PIECE) !=
         get_le32 (table + 4 * i))
       return corrupted (s, b, offset, "checksum mismatch in a piece, the stored data is corrupted");
   if (!direct)
@@ -181,7 +182,7 @@ read_range (struct cas_disk *d, void *buf, uint32_t count, uint64_t offset)
       memset (p, 0, n);
     else if (n == bs)
       r = cas_read_stored (s, b, p);
-    else if (b->flags & CAS_BLK_SECTORED)
+    else if (cas_block_flags (b) & CAS_BLK_SECTORED)
       r = read_pieces (s, b, p, boff, n, &tmp);
     else {
       if (tmp == NULL && (tmp = malloc (bs)) == NULL) {
@@ -210,6 +211,62 @@ compressed_max (uint32_t bs)
   return (bs - bs / 8) / CAS_GRANULE * CAS_GRANULE;
 }
 
+/* Deciding that a block found by its key holds the content being written:
+ * the key is only 8 bytes of the SHA-256 (index.h), so the stored bytes
+ * are compared with the new ones.  rcu_read_lock held (the block's space
+ * is not reused before a grace period after it is killed).
+ */
+struct same_ctx {
+  struct cas_store *s;
+  const uint8_t *data;          /* block_size bytes being written */
+  uint8_t *stored, *plain;      /* buffers, allocated on the first candidate */
+};
+
+static bool
+same_content (void *opaque, struct cas_block *b)
+{
+  struct same_ctx *c = opaque;
+  struct cas_store *s = c->s;
+  const uint32_t bs = s->block_size, flags = cas_block_flags (b), len = cas_block_len (b);
+  const bool compressed = flags & CAS_BLK_COMPRESSED;
+
+  if (c->stored == NULL && (c->stored = malloc (cas_stored_max (bs))) == NULL)
+    return false;               /* not deduplicated: a new copy is stored */
+  if (compressed && c->plain == NULL && (c->plain = malloc (bs)) == NULL)
+    return false;
+  /* Sectored and raw blocks start with their block_size bytes. */
+  if (cas_pread_full (s->data_fd, c->stored, compressed ? len : bs, cas_block_offset (b),
+                      "data file") == -1)
+    return false;
+  if (!compressed)
+    return memcmp (c->stored, c->data, bs) == 0;
+  return cas_decompress (c->plain, bs, c->stored, len) == 0 &&
+    memcmp (c->plain, c->data, bs) == 0;
+}
+
+/* A live block holding DATA (key KEY) with a reference taken, or NULL. */
+static struct cas_block *
+find_block (struct cas_store *s, uint64_t key, struct same_ctx *c)
+{
+  for (;;) {
+    bool revived;
+
+    rcu_read_lock ();
+    struct cas_block *b = cas_index_lookup (&s->index, key, same_content, c);
+    if (b == NULL) {
+      rcu_read_unlock ();
+      return NULL;
+    }
+    if (cas_block_get (b, &revived)) {
+      rcu_read_unlock ();
+      if (revived)
+        __atomic_sub_fetch (&s->ndead, 1, __ATOMIC_RELAXED);
+      return b;
+    }
+    rcu_read_unlock ();         /* killed just now: look again */
+  }
+}
+
 /* How a block's content is stored in the data file. */
 struct encoded {
   const void *bytes;            /* the content itself, or the caller's buffer */
@@ -218,12 +275,12 @@ struct encoded {
   uint32_t crc;                 /* CRC-32C of the stored bytes */
 };
 
-/* Encode DATA (block_size bytes, SHA-256 H) for the data file into BUF
- * (cas_stored_max (block_size) bytes).  No lock, any thread.
+/* Encode DATA (block_size bytes, index key KEY) for the data file into
+ * BUF (cas_stored_max (block_size) bytes).  No lock, any thread.
  */
 static int
-encode_block (const struct cas_store *s, const void *data, const struct cas_hash *h,
-              uint8_t *buf, struct encoded *e)
+encode_block (const struct cas_store *s, const void *data, uint64_t key, uint8_t *buf,
+              struct encoded *e)
 {
   const uint32_t bs = s->block_size;
 
@@ -253,7 +310,7 @@ encode_block (const struct cas_store *s, const void *data, const struct cas_hash
     memcpy (buf, data, bs);
     for (uint32_t i = 0; i < bs / CAS_PIECE; i++)
       put_le32 (buf + bs + 4 * i,
-                cas_crc32c (cas_piece_seed (h->b, i), buf + i * CAS_PIECE, CAS_PIECE));
+                cas_crc32c (cas_piece_seed (key, i), buf + i * CAS_PIECE, CAS_PIECE));
     e->bytes = buf;
     e->len = cas_sectored_len (bs);
     e->flags = CAS_BLK_SECTORED;
@@ -266,112 +323,117 @@ encode_block (const struct cas_store *s, const void *data, const struct cas_hash
 struct prepared {
   const uint8_t *data;          /* its content, in the request's buffer */
   bool zero;                    /* all zero: nothing to store */
-  bool known;                   /* was in the index: not encoded */
+  bool known;                   /* its key was in the index: not encoded */
   int err;                      /* errno of a failure (logged there), or 0 */
   struct cas_hash h;            /* unless zero */
   struct encoded e;             /* unless zero or known */
 };
 
 /* Find DATA (block_size bytes, not all zero) in the index or store it.
- * PRE, if not NULL, is DATA's preparation (its hash and, unless it was
- * known, its encoding).  Returns the block with a reference held for the
- * caller.  ckpt_lock held for reading.
+ * PRE, if not NULL, is DATA's preparation (its hash and, unless its key
+ * was known, its encoding).  Returns the block with a reference held for
+ * the caller.  ckpt_lock held for reading.
  */
 static struct cas_block *
 store_block (struct cas_store *s, const void *data, const struct prepared *pre)
 {
   const uint32_t bs = s->block_size;
   struct cas_hash h;
-  struct encoded e;
-  bool encoded = false;
   CLEANUP_FREE uint8_t *cbuf = NULL;
+  struct same_ctx same = { .s = s, .data = data };
+  struct cas_block *b = NULL, *got;
+  struct encoded e;
 
   if (pre) {
     assert (!pre->zero && pre->err == 0);
     h = pre->h;
-    if (!pre->known) {
-      e = pre->e;
-      encoded = true;
-    }
   }
   else if (cas_hash_block (data, bs, &h) == -1)
     return NULL;
-  for (;;) {
-    struct cas_block *b, *got;
-    bool revived;
-    uint64_t off;
+  const uint64_t key = cas_hash_key (&h);
+  if ((got = find_block (s, key, &same)) != NULL)
+    goto out;
 
+  /* New content: encoded by prepare_one, or now. */
+  if (pre && !pre->known)
+    e = pre->e;
+  else {
+    if ((cbuf = malloc (cas_stored_max (bs))) == NULL) {
+      cas_error ("write: %m");
+      goto out;
+    }
+    if (encode_block (s, data, key, cbuf, &e) == -1)
+      goto out;
+  }
+  const void *stored = e.bytes;
+  uint32_t stored_len = e.len, flags = e.flags;
+  uint64_t off;
+  if (cas_alloc_get (&s->alloc, stored_len, &off) == -1)
+    goto out;
+  if (off + stored_len > CAS_DATA_MAX) {
+    cas_alloc_free (&s->alloc, off, stored_len);
+    errno = EFBIG;
+    cas_error ("write: the data file would grow past %" PRIu64 " bytes", CAS_DATA_MAX);
+    goto out;
+  }
+  if (cas_pwrite_full (s->data_fd, stored, stored_len, off, "data file") == -1) {
+    /* Part of it may have been written (ENOSPC half-way): give it back. */
+    const int saved = errno;
+    cas_punch_hole (s->data_fd, off, round_up (stored_len, CAS_GRANULE), "data file");
+    cas_alloc_free (&s->alloc, off, stored_len);
+    errno = saved;
+    goto out;
+  }
+  b = cas_block_new ();
+  if (b == NULL) {
+    cas_alloc_free (&s->alloc, off, stored_len);
+    goto out;
+  }
+  cas_block_init (b, key, off, stored_len, flags, e.crc);
+  b->refcount = 1;
+
+  /* Publish: look up again and insert, with its journal record, under
+   * jlock, so that no other writer can store the same content meanwhile
+   * nor journal a reference to it before its BLOCK_NEW.
+   */
+  {
+    SCOPED_LOCK (jl, &s->jlock);
     rcu_read_lock ();
-    b = cas_index_lookup (&s->index, &h);
-    if (b && cas_block_get (b, &revived)) {
-      rcu_read_unlock ();
-      if (revived)
-        __atomic_sub_fetch (&s->ndead, 1, __ATOMIC_RELAXED);
-      return b;
+    got = cas_index_lookup (&s->index, key, same_content, &same);
+    bool revived = false;
+    if (got && !cas_block_get (got, &revived))
+      got = NULL;               /* killed: ours replaces it */
+    if (got == NULL) {
+      b->id = s->next_id++;
+      cas_index_add (&s->index, b);
     }
     rcu_read_unlock ();
-
-    /* New content. */
-    if (!encoded) {
-      if ((cbuf = malloc (cas_stored_max (bs))) == NULL) {
-        cas_error ("write: %m");
-        return NULL;
-      }
-      if (encode_block (s, data, &h, cbuf, &e) == -1)
-        return NULL;
-      encoded = true;
+    if (got == NULL) {
+      uint8_t rec[JREC_BLOCK_NEW_LEN] = { 0 };
+      put_le64 (rec, b->id);
+      put_le64 (rec + 8, off);
+      memcpy (rec + 16, h.b, CAS_KEY_LEN);
+      put_le32 (rec + 48, stored_len);
+      put_le32 (rec + 52, flags);
+      put_le32 (rec + 56, b->crc);
+      cas_journal_append (s, JREC_BLOCK_NEW, rec, sizeof rec);
+      got = b;
+      b = NULL;
     }
-    const void *const stored = e.bytes;
-    const uint32_t stored_len = e.len, flags = e.flags;
-    if (cas_alloc_get (&s->alloc, stored_len, &off) == -1)
-      return NULL;
-    if (cas_pwrite_full (s->data_fd, stored, stored_len, off, "data file") == -1) {
-      /* Part of it may have been written (ENOSPC half-way): give it back. */
-      const int saved = errno;
-      cas_punch_hole (s->data_fd, off, round_up (stored_len, CAS_GRANULE), "data file");
-      cas_alloc_free (&s->alloc, off, stored_len);
-      errno = saved;
-      return NULL;
-    }
-    b = cas_block_new ();
-    if (b == NULL) {
-      cas_alloc_free (&s->alloc, off, stored_len);
-      return NULL;
-    }
-    b->hash = h;
-    b->offset = off;
-    b->stored_len = stored_len;
-    b->flags = flags;
-    b->crc = e.crc;
-    b->refcount = 1;
-
-    /* Publish: insertion and its journal record under jlock, so no other
-     * writer can journal a reference to it before its BLOCK_NEW.
-     */
-    {
-      SCOPED_LOCK (jl, &s->jlock);
-      b->id = s->next_id++;
-      rcu_read_lock ();
-      got = cas_index_add_unique (&s->index, b);
-      rcu_read_unlock ();
-      if (got == b) {
-        uint8_t rec[JREC_BLOCK_NEW_LEN] = { 0 };
-        put_le64 (rec, b->id);
-        put_le64 (rec + 8, b->offset);
-        memcpy (rec + 16, b->hash.b, 32);
-        put_le32 (rec + 48, b->stored_len);
-        put_le32 (rec + 52, b->flags);
-        put_le32 (rec + 56, b->crc);
-        cas_journal_append (s, JREC_BLOCK_NEW, rec, sizeof rec);
-        return b;
-      }
-    }
-    /* Another writer stored the same content first: never referenced, so
-     * the space is reusable at once.  Look it up again.
+    else if (revived)
+      __atomic_sub_fetch (&s->ndead, 1, __ATOMIC_RELAXED);
+  }
+  if (b) {
+    /* Another writer stored the same content first: ours was never
+     * referenced, so its space is reusable at once.
      */
     cas_alloc_free (&s->alloc, off, stored_len);
     cas_block_free (b);
   }
+ out:
+  free (same.stored);
+  free (same.plain);
+  return got;
 }
 
 /* Point block V of D at NB (NULL = zeroes), which carries a reference for
@@ -382,7 +444,6 @@ set_entry (struct cas_disk *d, uint64_t v, struct cas_block *nb)
 {
   struct cas_store *s = d->s;
   struct cas_block *old;
-  uint64_t seq;
 
   if (check_deleted (d, "write") == -1)   /* deletion holds every stripe */
     return -1;
@@ -390,7 +451,7 @@ set_entry (struct cas_disk *d, uint64_t v, struct cas_block *nb)
     return -1;
   if (old == nb) {              /* same content: the map already had a reference */
     if (nb)
-      cas_block_put (nb, 0, cas_now ());
+      cas_block_put (&s->index, nb, cas_now ());
     return 0;
   }
   {
@@ -399,9 +460,9 @@ set_entry (struct cas_disk *d, uint64_t v, struct cas_block *nb)
     put_le64 (rec + 8, v);
     put_le64 (rec + 16, nb ? nb->id : 0);
     SCOPED_LOCK (jl, &s->jlock);
-    seq = cas_journal_append (s, JREC_MAP_SET, rec, sizeof rec);
+    cas_journal_append (s, JREC_MAP_SET, rec, sizeof rec);
   }
-  if (old && cas_block_put (old, seq, cas_now ()))
+  if (old && cas_block_put (&s->index, old, cas_now ()))
     __atomic_add_fetch (&s->ndead, 1, __ATOMIC_RELAXED);
   return 0;
 }
@@ -410,12 +471,7 @@ set_entry (struct cas_disk *d, uint64_t v, struct cas_block *nb)
 static void
 unref (struct cas_store *s, struct cas_block *b)
 {
-  uint64_t seq;
-  {
-    SCOPED_LOCK (jl, &s->jlock);
-    seq = s->next_seq - 1;      /* its BLOCK_NEW, if any, is at or before */
-  }
-  if (b && cas_block_put (b, seq, cas_now ()))
+  if (b && cas_block_put (&s->index, b, cas_now ()))
     __atomic_add_fetch (&s->ndead, 1, __ATOMIC_RELAXED);
 }
 
@@ -503,8 +559,9 @@ maybe_flush (struct cas_store *s)
  * index look-up, allocation, pwrite, BLOCK_NEW under jlock, MAP_SET under
  * the stripe.  Preparing takes no lock: the items read only the request's
  * buffer and, for the "known" hint, the index inside an RCU read-side
- * section.  A block found known may be gone by the time it is stored (the
- * GC killed it); store_block then encodes it itself.
+ * section (keys only: no stored bytes are read there).  A block found
+ * known may be gone by the time it is stored (the GC killed it), or hold
+ * other content under the same key; store_block then encodes it itself.
  */
 #define PREP_BYTES (1u << 20)   /* whole blocks prepared per round */
 
@@ -513,6 +570,13 @@ struct prep_round {
   struct prepared *items;
   uint8_t *bufs;                /* cas_stored_max (block_size) bytes per item */
 };
+
+/* cas_index_lookup's test for the hint below: any block with the key. */
+static bool
+any_block (void *opaque, struct cas_block *b)
+{
+  return true;
+}
 
 /* Prepare item I of the round (a cas_work_fn: no lock held, any thread). */
 static void
@@ -530,12 +594,17 @@ prepare_one (void *opaque, size_t i)
     p->err = errno;
     return;
   }
-  /* Content the index already has is not stored again: skip its encoding. */
+  /* Content the index probably has already (a block with the same key)
+   * is probably not stored again: skip its encoding.  Only a hint: the
+   * bytes are compared when the block is stored, and store_block encodes
+   * the block itself if it was not the same after all.
+   */
+  const uint64_t key = cas_hash_key (&p->h);
   rcu_read_lock ();
-  p->known = cas_index_lookup (&s->index, &p->h) != NULL;
+  p->known = cas_index_lookup (&s->index, key, any_block, NULL) != NULL;
   rcu_read_unlock ();
   if (!p->known &&
-      encode_block (s, p->data, &p->h, r->bufs + i * (size_t) cas_stored_max (bs), &p->e) == -1)
+      encode_block (s, p->data, key, r->bufs + i * (size_t) cas_stored_max (bs), &p->e) == -1)
     p->err = errno;
 }
 
@@ -646,7 +715,7 @@ zero_blocks (struct cas_disk *d, uint64_t v0, uint64_t n)
   else {
     /* One record for the whole range, under every stripe (ascending). */
     uint8_t rec[JREC_MAP_ZERO_LEN] = { 0 };
-    uint64_t seq, dead = 0;
+    uint64_t dead = 0;
 
     for (int i = 0; i < CAS_NSTRIPES; i++)
       pthread_mutex_lock (&s->stripes[i]);
@@ -661,7 +730,7 @@ zero_blocks (struct cas_disk *d, uint64_t v0, uint64_t n)
     put_le64 (rec + 16, n);
     {
       SCOPED_LOCK (jl, &s->jlock);
-      seq = cas_journal_append (s, JREC_MAP_ZERO, rec, sizeof rec);
+      cas_journal_append (s, JREC_MAP_ZERO, rec, sizeof rec);
     }
     for (uint64_t v = v0; v < v0 + n; v++) {
       struct cas_block *old;
@@ -670,7 +739,7 @@ zero_blocks (struct cas_disk *d, uint64_t v0, uint64_t n)
         continue;
       }
       cas_map_set (&d->map, v, NULL, &old);
-      if (old && cas_block_put (old, seq, now))
+      if (old && cas_block_put (&s->index, old, now))
         dead++;
     }
     __atomic_add_fetch (&s->ndead, dead, __ATOMIC_RELAXED);

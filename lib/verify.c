@@ -84,7 +84,7 @@ add_block (void *opaque, struct cas_block *b)
   const uint32_t refs = cas_block_refs (b);
   const uint32_t counted = cas_bag_count (&sp->refs, b);
 
-  add (sp, cas_block_offset (b), round_up (b->stored_len, CAS_GRANULE), IN_USE, b->id);
+  add (sp, cas_block_offset (b), round_up (cas_block_len (b), CAS_GRANULE), IN_USE, b->id);
   sp->refs_found += counted;
   if (refs & CAS_REF_KILLED) {
     sp->problems++;
@@ -143,7 +143,8 @@ cas_store_verify (struct cas_store *s)
   for (size_t i = 0; sp.refs.v && i <= sp.refs.mask; i++)
     total_refs += sp.refs.v[i].n;
   cas_index_walk (&s->index, add_block, &sp);
-  /* The allocator last: the background work that changes it is ours. */
+  /* The allocator last: the background work that changes it (erase, moves)
+   * is excluded by recycle_lock, which the caller holds (store.h). */
   cas_alloc_walk (&s->alloc, add_free, &sp);
   end = cas_alloc_end (&s->alloc);
   rcu_read_unlock ();
@@ -202,6 +203,15 @@ cas_runtime_assert (struct cas_store *s, const char *step)
                step, r);
     abort ();
   }
+}
+
+void
+cas_runtime_assert_fg (struct cas_store *s, const char *step)
+{
+  if (!s->opts.runtime_asserts)
+    return;
+  SCOPED_LOCK (l, &s->recycle_lock);
+  cas_runtime_assert (s, step);
 }
 
 void

@@ -49,7 +49,8 @@ NBDKIT_DLL_PUBLIC int casdisk_debug_engine;
 
 /* The open store (from .get_ready to .cleanup). */
 static struct cas_store *store;
-static struct cas_disk *default_disk;
+static struct cas_disk *default_disk;   /* at startup; may be deleted online later */
+static char default_name[CAS_DISK_NAME_MAX + 1];  /* what the empty export name serves */
 
 static void
 log_to_nbdkit (bool error, const char *msg)
@@ -169,6 +170,10 @@ casdisk_config (const char *key, const char *value)
   }
   else if (strcmp (key, "control") == 0) {
     if (parse_bool_key (key, value, &open_opts.control) == -1)
+      return -1;
+  }
+  else if (strcmp (key, "readonly") == 0) {
+    if (parse_bool_key (key, value, &open_opts.readonly) == -1)
       return -1;
   }
   else if (strcmp (key, "metrics") == 0) {
@@ -293,6 +298,8 @@ casdisk_config_complete (void)
   "checkpoint-after=SIZE  Checkpoint once the journal reaches SIZE (default 64M).\n" \
   "runtime-asserts=BOOL  Verify the space map after every recycler step.\n" \
   "workers=N          Threads hashing and compressing one write (default: CPUs).\n" \
+  "readonly=BOOL      Open the store read-only: shared lock, no writes, no background\n" \
+  "                   work (use with nbdkit -r; default false).\n" \
   "control=BOOL       Serve DIR/control.sock for casdisk status etc. (default true).\n" \
   "metrics=BOOL       Write Prometheus metrics to DIR/metrics.prom (default false).\n" \
   "metrics-file=PATH  Write them to PATH instead.\n" \
@@ -305,6 +312,10 @@ create_if_missing (const char *name)
   struct stat st;
 
   if (!cas_store_exists (store_dir)) {
+    if (open_opts.readonly) {
+      nbdkit_error ("%s is not a casdisk store, and readonly=true cannot create one", store_dir);
+      return -1;
+    }
     if (stat (store_dir, &st) == 0 && !S_ISDIR (st.st_mode)) {
       nbdkit_error ("store: %s exists and is not a directory", store_dir);
       return -1;
@@ -347,8 +358,10 @@ casdisk_get_ready (void)
       default_disk = d;
   }
   if (default_disk == NULL) {
-    if (size == 0) {
-      nbdkit_error ("%s has no disk '%s': give size=SIZE to create it", store_dir, name);
+    if (size == 0 || open_opts.readonly) {
+      nbdkit_error ("%s has no disk '%s'%s", store_dir, name,
+                    open_opts.readonly ? " (readonly=true cannot create it)"
+                    : ": give size=SIZE to create it");
       return -1;
     }
     default_disk = cas_disk_add (store, name, size);
@@ -361,6 +374,7 @@ casdisk_get_ready (void)
                   cas_disk_name (default_disk), cas_disk_size (default_disk), size);
     return -1;
   }
+  snprintf (default_name, sizeof default_name, "%s", cas_disk_name (default_disk));
   return 0;
 }
 
@@ -396,7 +410,7 @@ casdisk_list_exports (int readonly, int is_tls, struct nbdkit_exports *exports)
 static const char *
 casdisk_default_export (int readonly, int is_tls)
 {
-  return cas_disk_name (default_disk);
+  return default_name;
 }
 
 static void *
@@ -405,10 +419,16 @@ casdisk_open (int readonly)
   const char *name = nbdkit_export_name ();
   struct cas_disk *d;
 
-  if (name == NULL || *name == '\0')
-    return default_disk;
-  d = cas_disk_find (store, name);
-  if (d == NULL)
+  /* The default disk is looked up by name at every connection: it may
+   * have been deleted (and another disk given its name) online.  nbdkit
+   * has usually replaced the empty name with default_export's already.
+   */
+  const bool dflt = name == NULL || *name == '\0' || strcmp (name, default_name) == 0;
+  d = cas_disk_find (store, dflt ? default_name : name);
+  if (d == NULL && dflt)
+    nbdkit_error ("the default disk '%s' was deleted; name a disk as the export "
+                  "(nbdinfo --list shows the disks)", default_name);
+  else if (d == NULL)
     nbdkit_error ("no disk named '%s' in this store (nbdinfo --list shows the disks)", name);
   return d;
 }
@@ -428,8 +448,11 @@ casdisk_block_size (void *handle, uint32_t *minimum, uint32_t *preferred, uint32
   return 0;
 }
 
-/* Snapshots are read-only: nbdkit then refuses writes itself. */
-static int casdisk_can_write (void *handle) { return !cas_disk_is_snapshot (handle); }
+/* Snapshots and read-only stores: nbdkit then refuses writes itself. */
+static int casdisk_can_write (void *handle)
+{
+  return !open_opts.readonly && !cas_disk_is_snapshot (handle);
+}
 static int casdisk_can_flush (void *handle) { return 1; }
 static int casdisk_can_trim (void *handle) { return 1; }
 static int casdisk_can_zero (void *handle) { return 1; }

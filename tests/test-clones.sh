@@ -219,4 +219,18 @@ nbdinfo --list "$(uri)" >"$tmp/list" 2>&1 || fail "nbdinfo --list"
 grep -q "live" "$tmp/list" && { cat "$tmp/list"; fail "online deletes did not survive kill -9"; }
 pass "online disk delete and snapshot delete: gone at once, and after kill -9"
 stop_nbdkit
+
+# The empty export name serves the default disk by name: deleted online, it
+# fails with a clear message (not I/O errors); added again, it serves again.
+start_nbdkit store=$st disk=dflt size=1M
+nbdinfo --size "$(uri)" >/dev/null || fail "default export"
+"$CASDISK" disk delete "$st" dflt >/dev/null || fail "online delete of the default disk"
+nbdinfo --size "$(uri)" >"$tmp/out" 2>&1 && { cat "$tmp/out"; fail "the deleted default disk is still served"; }
+grep -q "default disk 'dflt' was deleted" "$tmp/nbdkit.log" ||
+  { cat "$tmp/nbdkit.log"; fail "no clear message for the deleted default disk"; }
+nbdinfo --size "$(uri vm2)" >/dev/null || fail "a named export after the default disk was deleted"
+"$CASDISK" disk add "$st" dflt 2M >/dev/null || fail "online disk add of the default name"
+[ "$(nbdinfo --size "$(uri)")" = 2097152 ] || fail "the default export does not serve the new 'dflt'"
+pass "default disk deleted online: a clear error, then served again once re-added"
+stop_nbdkit
 check_store "$st"

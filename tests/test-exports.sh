@@ -85,5 +85,22 @@ env $(nbdkit_env) $NBDKIT -v -D casdisk.engine=1 -U - "$PLUGIN" store=$st --run 
 grep -q "opened .*disks" "$tmp/out" || { grep casdisk "$tmp/out"; fail "no engine debug message"; }
 pass "-D casdisk.engine=1: $(grep -m1 -o "opened .*" "$tmp/out")"
 
+# readonly=true: a shared lock (two read-only servers at once), read-only
+# exports, and the store's files untouched.
+sum_store () { (cd "$1" && find . -type f ! -name control.sock -print0 | sort -z | xargs -0 sha256sum); }
+sum_store "$st" >"$tmp/before"
+captive store=$st readonly=true -- '
+  nbdinfo --json "$uri" >"'"$tmp"'/ro.json" &&
+  nbdkit -U - '"$PLUGIN"' store='"$st"' readonly=true --run "nbdinfo --size \"\$uri\"" &&
+  "'"$CASDISK"'" info "'"$st"'" >/dev/null &&
+  ! nbdsh -u "$uri" -c "h.pwrite(b\"x\" * 512, 0)" 2>/dev/null' ||
+  { cat "$tmp/out"; fail "readonly=true: a second read-only server, info, or a refused write"; }
+grep -q '"is_read_only": true' "$tmp/ro.json" || { cat "$tmp/ro.json"; fail "export not read-only"; }
+sum_store "$st" >"$tmp/after"
+cmp -s "$tmp/before" "$tmp/after" || { diff "$tmp/before" "$tmp/after"; fail "readonly=true changed the store"; }
+captive store=$tmp/none readonly=true -- true && fail "readonly=true created a store"
+grep -q "readonly=true cannot create" "$tmp/out" || { cat "$tmp/out"; fail "message"; }
+pass "readonly=true: shared lock (a second read-only server and casdisk info meanwhile), read-only export, store unchanged"
+
 check_store "$st"
 check_store "$tmp/s2"

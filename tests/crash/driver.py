@@ -22,6 +22,14 @@ the server may have done when it was killed):
   FA <fid> [<size>]                the flush / FUA command fid completed; with
                                    --iolog, the I/O log's size at that moment
   E <op> <message>                 op failed
+  SI <sid> <disk>                  snapshot <disk>@<sid> is being taken (casdisk
+                                   snapshot create, online, through the control
+                                   socket)
+  SA <sid> [<size>]                it was taken (durable on return); <size> as
+                                   for FA
+  SO <sid>                         it was taken, but offline: the server had
+                                   died and the tool opened the store itself
+                                   (not a moment of the workload: not judged)
 
 Each block's contents form a sequence of versions v0 (the base image),
 v1, v2, ...: the driver never has two commands in flight on one block, so
@@ -33,6 +41,13 @@ multi-conn).  A FUA command covers itself, and (invariant 2 of the brief)
 every write completed before it was issued, since casdisk implements FUA
 as a store-wide flush.  Use --strict-fua=no in verify to judge FUA by the
 NBD protocol alone (the command itself).
+
+A snapshot taken while the workload runs holds, in each block, one of the
+versions between the last one acknowledged before it was requested and
+the last one issued before it returned (v[acked at SI] .. v[issued at
+SA]).  After a crash a snapshot whose SA was logged must exist and hold
+such versions; one that was still being taken may exist (then the same
+holds) or not.
 """
 
 import argparse
@@ -41,6 +56,7 @@ import json
 import os
 import random
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -68,6 +84,7 @@ class Model:
         self.acked = set()
         self.failed = set()
         self.flush_snap = {}                   # fid -> dict snapshot
+        self.snaps = {}                        # sid -> {disk, lower, upper, done}
         self.strict_fua = strict_fua
         self.counts = {"ops": 0, "flushes": 0, "flushes_done": 0}
 
@@ -101,6 +118,17 @@ class Model:
                     self.last_acked[key] = i
         elif t == "E":
             self.failed.add(parts[1])
+        elif t == "SI":
+            d = parts[2]
+            self.snaps[parts[1]] = {"disk": d, "done": False, "upper": None,
+                                    "lower": {k: i for k, i in self.last_acked.items() if k[0] == d}}
+        elif t == "SA":
+            sn = self.snaps[parts[1]]
+            sn["upper"] = {k: len(v) - 1 for k, v in self.versions.items() if k[0] == sn["disk"]}
+            sn["done"] = not (self.iolog_cut is not None and len(parts) > 2 and
+                              int(parts[2]) > self.iolog_cut)
+        elif t == "SO":
+            self.snaps[parts[1]]["offline"] = True
         elif t == "FI":
             fid = parts[1]
             self.counts["flushes"] += 1
@@ -141,6 +169,17 @@ class Model:
         if v is None:
             return [(self.base[disk][blk], None)]
         return v[self.floor[key]:]
+
+    def snap_allowed(self, sid, blk):
+        """The contents block blk of snapshot sid may hold."""
+        sn = self.snaps[sid]
+        key = (sn["disk"], blk)
+        v = self.versions.get(key)
+        if v is None:
+            return [self.base[key[0]][blk]]
+        lo = sn["lower"].get(key, 0)
+        hi = sn["upper"].get(key, 0) if sn["upper"] is not None else len(v) - 1
+        return [h for h, _ in v[lo:hi + 1]]
 
     def describe(self, disk, blk):
         key = (disk, blk)
@@ -230,7 +269,47 @@ def verify(sock, bs, size, images, model_path, out_images=None, strict_fua=True,
             with open(tmp, "wb") as f:
                 f.write(img)
             os.replace(tmp, os.path.join(out_images, d + ".img"))
+    viol += verify_snapshots(sock, bs, size, m)
     return viol, m.counts
+
+
+def verify_snapshots(sock, bs, size, m):
+    import nbd
+    viol = []
+    m.counts["snapshots"] = m.counts["snapshots_found"] = 0
+    for sid, sn in sorted(m.snaps.items()):
+        m.counts["snapshots"] += 1
+        if sn.get("offline"):
+            continue
+        name = "%s@%s" % (sn["disk"], sid)
+        h = nbd.NBD()
+        try:
+            h.connect_uri(uri_of(sock, name))
+        except nbd.Error as e:
+            if sn["done"]:
+                viol.append({"class": "snapshot", "snapshot": name,
+                             "what": "taken (durable on return) but gone: %s" % e})
+            continue
+        m.counts["snapshots_found"] += 1
+        try:
+            if h.get_size() != size:
+                viol.append({"class": "snapshot", "snapshot": name,
+                             "what": "size %d, expected %d" % (h.get_size(), size)})
+                continue
+            for off in range(0, size, bs):
+                try:
+                    got = bhash(h.pread(bs, off))
+                except nbd.Error as e:
+                    viol.append({"class": "snapshot", "snapshot": name, "block": off // bs,
+                                 "what": "read error: %s" % e})
+                    continue
+                if got not in m.snap_allowed(sid, off // bs):
+                    viol.append({"class": "snapshot", "snapshot": name, "block": off // bs,
+                                 "what": "content %s not one of the versions of its moment" % got,
+                                 "found_elsewhere": m.find_hash(got)})
+        finally:
+            h.shutdown()
+    return viol
 
 
 # ---------------------------------------------------------------- workload
@@ -256,7 +335,7 @@ class Workload:
         self.killed = threading.Event()
         self.flush_issued = threading.Event()
         self.stats = {k: 0 for k in ("write", "write_unaligned", "write_dup", "write_zero",
-                                     "fua", "trim", "zero", "flush", "read_check")}
+                                     "fua", "trim", "zero", "flush", "read_check", "snapshot")}
         self.errors = []
         self.read_mismatch = []
         # Content pool for dedup across offsets and disks.
@@ -471,6 +550,35 @@ class Workload:
                 self.errors.append(str(e))
         self.stop.set()
 
+    def snapshotter(self):
+        """Take snapshots of disk a online while the workers write."""
+        a = self.a
+        rng = random.Random(a.seed * 7 + 5)
+        n = 0
+        while not self.stop.wait(rng.random() * 2 * a.snapshot_every):
+            sid = "s%d" % n
+            n += 1
+            with self.lock:
+                self.log("SI %s a\n" % sid)
+            try:
+                r = subprocess.run([a.casdisk, "snapshot", "create", a.store, "a", sid],
+                                   capture_output=True, text=True, timeout=60)
+            except subprocess.TimeoutExpired:
+                r = None
+            with self.lock:
+                if r is not None and r.returncode == 0 and "(served" not in r.stdout:
+                    self.log("SO %s\n" % sid)      # the server had died: see SO above
+                    return
+                if r is not None and r.returncode == 0:
+                    self.log("SA %s%s\n" % (sid, self.iolog_size()))
+                    self.stats["snapshot"] += 1
+                    continue
+            if self.killed.is_set() or self.stop.is_set():
+                return          # the server went away under it: allowed
+            self.fail(None, RuntimeError("snapshot create %s: %s" % (
+                sid, "timed out" if r is None else (r.stdout + r.stderr).strip()[:300])))
+            return
+
     def killer(self):
         a = self.a
         if a.kill_pid is None:
@@ -501,14 +609,19 @@ class Workload:
         ts = [threading.Thread(target=self.worker, args=(i, h, d))
               for i, (h, d) in enumerate(handles)]
         k = threading.Thread(target=self.killer)
+        sn = threading.Thread(target=self.snapshotter) if self.a.snapshot_every > 0 else None
         t0 = time.monotonic()
         for t in ts:
             t.start()
         k.start()
+        if sn:
+            sn.start()
         for t in ts:
             t.join()
         self.stop.set()
         k.join()
+        if sn:
+            sn.join()
         if not self.killed.is_set():
             for h, _ in handles:
                 try:
@@ -548,6 +661,10 @@ def main():
     r.add_argument("--kill-after", type=float, default=1.0)
     r.add_argument("--kill-at-flush", type=int, help="kill right after the K-th flush is issued")
     r.add_argument("--kill-jitter", type=float, default=0.003)
+    r.add_argument("--snapshot-every", type=float, default=0,
+                   help="take a snapshot of disk a every this many seconds on average (0 = none)")
+    r.add_argument("--casdisk", help="the casdisk tool (for --snapshot-every)")
+    r.add_argument("--store", help="the store directory (for --snapshot-every)")
     v = sub.choices["verify"]
     v.add_argument("--out-images")
     v.add_argument("--strict-fua", default="yes", choices=("yes", "no"))

@@ -242,8 +242,10 @@ class Harness:
                                 "keep-erased=%s" % rng.choice(("all", "all", "1M")),
                                 "secure-erase=%s" % rng.choice(("false", "false", "true"))]
         seed = rng.randrange(1 << 30)
+        # Online snapshots of disk a during the workload, in half of the runs.
+        snap_every = rng.choice((0, 0.2, 0.5)) if self.has_snapshots else 0
         info.update({"iteration": i, "kind": kind, "moment": moment, "double": double,
-                     "keys": self.extra_keys,
+                     "keys": self.extra_keys, "snapshot_every": snap_every,
                      "seed": seed, "block_size": self.bs, "compression": self.comp,
                      "size": a.size, "gc_delay": self.gc_delay, "epoch": self.epoch,
                      "store_iteration": self.store_iter})
@@ -266,6 +268,9 @@ class Harness:
                      "--flush-prob", str(rng.choice((0.003, 0.02, 0.07)))]
             if self.cur_iolog:
                 dargs += ["--iolog", self.cur_iolog]
+            if snap_every:
+                dargs += ["--snapshot-every", str(snap_every), "--casdisk", a.casdisk,
+                          "--store", self.store]
             if moment == "close":
                 dargs += ["--duration", "%.3f" % (0.1 + rng.random() * a.max_workload)]
             elif moment == "flush":
@@ -330,10 +335,31 @@ class Harness:
         if r.returncode != 0:
             viol.append({"class": "check", "what": "casdisk check exited %d" % r.returncode,
                          "output": (r.stdout + r.stderr)[-3000:]})
+        self.drop_snapshots(viol)
         if drv and drv.get("read_mismatch"):
             viol.append({"class": "online-read", "what": "online read mismatch",
                          "detail": drv["read_mismatch"]})
         return viol, out_images
+
+    def drop_snapshots(self, viol):
+        """Delete the snapshots of this iteration (offline), so that the next
+        one starts with disks a and b alone: deleting releases their blocks
+        through the GC of the next run."""
+        if not self.has_snapshots:
+            return
+        r = self.run_tool(["snapshot", "list", self.store, "a", "--json"], check=False)
+        try:
+            snaps = json.loads(r.stdout) if r.returncode == 0 else None
+        except ValueError:
+            snaps = None
+        if snaps is None:
+            viol.append({"class": "snapshot", "what": "snapshot list failed: %s%s" % (r.stdout, r.stderr)})
+            return
+        for sn in snaps:
+            r = self.run_tool(["snapshot", "delete", self.store, "a", sn["name"]], check=False)
+            if r.returncode != 0:
+                viol.append({"class": "snapshot", "what": "snapshot delete %s failed: %s%s" %
+                             (sn["name"], r.stdout, r.stderr)})
 
     def keep(self, i, info, err):
         dst = os.path.join(self.a.keep_dir, "crash-%d-%d-%s" % (os.getpid(), i, info.get("kind")))
@@ -367,7 +393,10 @@ class Harness:
         hp = subprocess.run([a.nbdkit, a.plugin, "--help"], capture_output=True, text=True)
         self.has_recycler = "compact-after" in hp.stdout
         self.has_space_map = "runtime-asserts" in hp.stdout
+        ht = subprocess.run([a.casdisk, "--help"], capture_output=True, text=True)
+        self.has_snapshots = "snapshot create" in ht.stdout + ht.stderr
         self.extra_keys = []
+        self.snaps_logged = self.snaps_verified = 0
         self.new_store()
         t_end = time.monotonic() + a.time_limit if a.time_limit else None
         t0 = time.monotonic()
@@ -396,6 +425,9 @@ class Harness:
                     self.nkill9cut += 1
             m = info.get("moment")
             self.moments[m] = self.moments.get(m, 0) + 1
+            mc = info.get("model") or {}
+            self.snaps_logged += mc.get("snapshots", 0)
+            self.snaps_verified += mc.get("snapshots_found", 0)
             if viol and a.self_test:
                 self.violations += 1
                 print("crash: self-test: sabotage detected in iteration %d: %s" %
@@ -437,6 +469,9 @@ class Harness:
         if self.ops_total:
             print("crash: operations in the I/O-logged runs (up to the cut): %s" %
                   ", ".join("%s %d" % kv for kv in sorted(self.ops_total.items())))
+        if self.snaps_logged:
+            print("crash: online snapshots: %d requested during the workloads, %d found after "
+                  "the crash and verified block by block" % (self.snaps_logged, self.snaps_verified))
         if self.classes:
             print("crash: iterations with violations, by class: %s" % json.dumps(self.classes))
         if self.kept:

@@ -27,6 +27,7 @@
 #include "casdisk.h"
 #include "crc32c.h"
 #include "format.h"
+#include "hash.h"
 #include "store.h"
 #include "util.h"
 
@@ -637,4 +638,47 @@ Test (ckpt, concurrent_writes_checkpoints_gc_then_crash)
   close_ok (s);
   check_clean ();
   munmap (sh, sizeof *sh);
+}
+
+/* A version 2 checkpoint carries the whole SHA-256 in its block records;
+ * version 3 reads its first 8 bytes as the key, finds the blocks again by
+ * content, and writes version 3 (the key, then zeroes) from then on.
+ */
+Test (ckpt, version_2_store_opens)
+{
+  store_with_data ();
+  struct ckpt c = read_ckpt ();
+  uint8_t *ra = block_record (&c, mapped_id (&c, 0, 0));
+  uint8_t *rc = block_record (&c, mapped_id (&c, 0, 1));
+  struct cas_hash ha, hc;
+  cr_assert_not_null (ra);
+  cr_assert_not_null (rc);
+  cr_assert_eq (cas_hash_block (A, BS, &ha), 0);
+  cr_assert_eq (cas_hash_block (C, BS, &hc), 0);
+  cr_assert_arr_eq (ra + 16, ha.b, CAS_KEY_LEN, "the record does not carry the key");
+  memcpy (ra + 16, ha.b, CAS_HASH_LEN);         /* as version 2 wrote them */
+  memcpy (rc + 16, hc.b, CAS_HASH_LEN);
+  put_le32 (c.buf + CKPT_VERSION, 2);
+  write_ckpt (&c);
+  free (c.buf);
+
+  struct cas_store *s = open_rw ();              /* writes a version 3 checkpoint */
+  struct cas_store_stats st;
+  cr_assert_eq (cas_store_stats (s, &st), 0);
+  const uint64_t before = st.nblocks;
+  read_expect (disk0 (s), A, BS, 0);
+  read_expect (disk0 (s), C, BS, BS);
+  write_ok (disk0 (s), A, BS, 5 * BS);          /* found again by its key and bytes */
+  cr_assert_eq (cas_store_stats (s, &st), 0);
+  cr_assert_eq (st.nblocks, before, "a copy of a version 2 block was stored again");
+  close_ok (s);
+
+  c = read_ckpt ();                             /* asserts version 3 */
+  ra = block_record (&c, mapped_id (&c, 0, 0));
+  cr_assert_not_null (ra);
+  static const uint8_t zero[CAS_HASH_LEN - CAS_KEY_LEN];
+  cr_assert_arr_eq (ra + 16, ha.b, CAS_KEY_LEN);
+  cr_assert_arr_eq (ra + 16 + CAS_KEY_LEN, zero, sizeof zero);
+  free (c.buf);
+  check_clean ();
 }

@@ -186,7 +186,9 @@ Test (journal, records_of_a_new_block)
   cr_assert_eq (cas_hash_block (data, BS, &h), 0);
   cr_assert_neq (id, 0);
   cr_assert_eq (off % CAS_GRANULE, 0);
-  cr_assert_arr_eq (p + 16, h.b, 32, "BLOCK_NEW does not carry the SHA-256 of the content");
+  cr_assert_arr_eq (p + 16, h.b, CAS_KEY_LEN, "BLOCK_NEW does not carry the key of the content");
+  static const uint8_t zero[CAS_HASH_LEN - CAS_KEY_LEN];
+  cr_assert_arr_eq (p + 16 + CAS_KEY_LEN, zero, sizeof zero, "the hash field is not zero after the key");
   cr_assert_eq (flags, CAS_BLK_COMPRESSED, "text was not stored compressed");
   cr_assert_lt (stored_len, BS);
   cr_assert_eq (get_le32 (p + 60), 0);
