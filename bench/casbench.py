@@ -34,6 +34,12 @@ MiB = 1 << 20
 GiB = 1 << 30
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BACKENDS = ["casdisk", "qcow2", "file"]
+# --casdisk-direct adds this one after "casdisk": the same plugin with
+# direct-io=true (the data file read and written with O_DIRECT and libaio).
+DIRECT = "casdisk-direct"
+# --casdisk-direct-cache SIZE adds this one: direct-io=true cache=SIZE.
+DCACHE = "casdisk-dcache"
+CASDISKS = ("casdisk", DIRECT, DCACHE)
 
 # name -> (fio options, needs a prefill, description)
 WORKLOADS = {
@@ -259,10 +265,14 @@ class Bench:
         os.makedirs(d, exist_ok=True)
         sock = os.path.join(d, "sock")
         pidfile = os.path.join(d, "pid")
-        if backend == "casdisk":
+        if backend in CASDISKS:
             argv = ["nbdkit", "-f", "-U", sock, "-P", pidfile,
                     self.plugin, "store=" + os.path.join(d, "store"),
                     "size=%d" % size]
+            if backend in (DIRECT, DCACHE):
+                argv.append("direct-io=true")
+            if backend == DCACHE:
+                argv.append("cache=" + self.args.casdisk_direct_cache)
             if self.args.block_size:
                 argv.append("block-size=" + self.args.block_size)
             if gc_delay is not None:
@@ -288,7 +298,8 @@ class Bench:
         return Server(backend, argv, sock, pidfile).start(os.path.join(d, "server.log"))
 
     def storage_path(self, backend, d):
-        return {"casdisk": os.path.join(d, "store"),
+        return {"casdisk": os.path.join(d, "store"), DIRECT: os.path.join(d, "store"),
+                DCACHE: os.path.join(d, "store"),
                 "qcow2": os.path.join(d, "disk.qcow2"),
                 "file": os.path.join(d, "disk.raw")}[backend]
 
@@ -332,6 +343,10 @@ class Bench:
         self.seq += 1
         d = os.path.join(self.tmp, "%03d-%s-%s-r%d" % (self.seq, wl, backend, rep))
         size = self.m["rregion"] if prefill else self.m["wregion"]
+        # Start with no dirty pages of the previous run: their writeback
+        # would otherwise slow whichever backend runs next (most of all
+        # those that bypass the page cache: qcow2 cache=none, direct-io).
+        os.sync()
         ts = time.monotonic()
         srv = self.server(backend, d, self.m["disk"])
         try:
@@ -461,7 +476,7 @@ class Bench:
             alloc, app = space_of(self.storage_path(b, dirs[b]))
             res["backends"][b] = {"after_write": {"allocated": alloc, "apparent": app,
                                                   "write_s": wt}}
-            if b == "casdisk":
+            if b in CASDISKS:
                 res["backends"][b]["after_write"]["info"] = self.cas_info(dirs[b])
             log("  space %-7s after write: allocated %d apparent %d" % (b, alloc, app))
         # Phase 2: trim half, flush, wait (recycler), stop.
@@ -482,14 +497,14 @@ class Bench:
                         raise RuntimeError("space: %s read back wrong data in %s" % (b, name))
                 h.shutdown()
                 del h
-                if b == "casdisk":
+                if b in CASDISKS:
                     time.sleep(self.m["gc_wait"])
             finally:
                 srv.stop()
             alloc, app = space_of(self.storage_path(b, dirs[b]))
             res["backends"][b]["after_trim"] = {"allocated": alloc, "apparent": app,
                                                 "trimmed_bytes": trimmed}
-            if b == "casdisk":
+            if b in CASDISKS:
                 res["backends"][b]["after_trim"]["info"] = self.cas_info(dirs[b])
             log("  space %-7s after trim:  allocated %d apparent %d" % (b, alloc, app))
         if not self.args.keep:
@@ -667,6 +682,7 @@ class Bench:
             "tmpdir": self.tmp, "plugin": self.plugin_src, "plugin_sha256_16": self.plugin_sha,
             "git": git_info(), "params": {k: v for k, v in self.m.items()},
             "block_size": self.args.block_size or "default (64K)",
+            "direct_cache": self.args.casdisk_direct_cache,
             "loadavg_start": open("/proc/loadavg").read().strip(),
             "top_processes_start": top_processes(),
         })
@@ -741,6 +757,20 @@ class Bench:
                 ratios[wl][peer] = {
                     "throughput": c["mib_s"] / p["mib_s"] if p["mib_s"] else None,
                     "p99": c["p99_us"] / p["p99_us"] if p["p99_us"] else None}
+        # casdisk with direct-io against the others, when it ran.
+        direct = {}
+        for wl, bm in med.items():
+            for var in (DIRECT, DCACHE):
+                c = bm.get(var)
+                if not c:
+                    continue
+                direct.setdefault(var, {})[wl] = {}
+                for peer in ("casdisk", "qcow2", "file"):
+                    p = bm.get(peer)
+                    if p:
+                        direct[var][wl][peer] = {
+                            "throughput": c["mib_s"] / p["mib_s"] if p["mib_s"] else None,
+                            "p99": c["p99_us"] / p["p99_us"] if p["p99_us"] else None}
         self.medians, self.ratios = med, ratios
         self.targets = evaluate_targets(ratios, self.space_res)
         mem = (self.alone_res or {}).get("memory", {})
@@ -748,7 +778,7 @@ class Bench:
             v = mem["marginal_mib_per_gib"]
             self.targets.append({"target": "memory: casdisk MiB resident per further GiB unique <= 1.0",
                                  "value": round(v, 3), "met": v <= 1.0})
-        return {"meta": self.meta, "medians": med, "ratios": ratios,
+        return {"meta": self.meta, "medians": med, "ratios": ratios, "direct_ratios": direct,
                 "space": self.space_res, "space_mixes": self.space_all, "targets": self.targets,
                 "casdisk_alone": self.alone_res, "clone": self.clone_res,
                 "runs": self.runs, "fio_summary_lines": self.fio_lines}
@@ -891,6 +921,20 @@ def markdown(res):
         o.append("| %s | %s | %s | %s | %s |" % (wl, g("qcow2", "throughput"), g("file", "throughput"),
                                                  g("qcow2", "p99"), g("file", "p99")))
     o.append("")
+    for var, rr in (res.get("direct_ratios") or {}).items():
+        o.append("## %s relative to the others\n" % var)
+        o.append("%s is the same plugin with `%s`. Throughput ratio = "
+                 "its MiB/s ÷ peer MiB/s; p99 ratio = its p99 ÷ peer p99.\n" % (
+                     var, "direct-io=true" if var == DIRECT
+                     else "direct-io=true cache=%s" % meta.get("direct_cache")))
+        o.append("| workload | thr vs casdisk | thr vs qcow2 | thr vs file | p99 vs casdisk | p99 vs qcow2 |")
+        o.append("|---|---:|---:|---:|---:|---:|")
+        for wl, r in rr.items():
+            g = lambda peer, k: f1(r.get(peer, {}).get(k), "%.2f")
+            o.append("| %s | %s | %s | %s | %s | %s |" % (
+                wl, g("casdisk", "throughput"), g("qcow2", "throughput"), g("file", "throughput"),
+                g("casdisk", "p99"), g("qcow2", "p99")))
+        o.append("")
     mixes = res.get("space_mixes") or ([res["space"]] if res.get("space") else [])
     for k, sp in enumerate(mixes):
         o.append("## Space: %s (%d identical copies)%s\n" % (
@@ -1011,7 +1055,15 @@ def main():
     ap.add_argument("--tmpdir", help="parent of the scratch directory (default /var/tmp)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
     ap.add_argument("--note", help="free text added to the results")
+    ap.add_argument("--casdisk-direct", action="store_true",
+                    help="add a backend: casdisk with direct-io=true")
+    ap.add_argument("--casdisk-direct-cache", metavar="SIZE",
+                    help="add a backend: casdisk with direct-io=true cache=SIZE")
     args = ap.parse_args()
+    if args.casdisk_direct_cache:
+        BACKENDS.insert(1, DCACHE)
+    if args.casdisk_direct:
+        BACKENDS.insert(1, DIRECT)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     for t in ("nbdkit", "qemu-nbd", "qemu-img", "fio"):
         if not shutil.which(t):

@@ -62,6 +62,11 @@ struct cas_open_opts {
                                    of one write, its own thread included; 0 or 1 = that
                                    thread alone; CAS_WORKERS_AUTO (default): online CPUs.
                                    The helpers start in cas_store_start() */
+  bool direct_io;               /* the data path reads and writes blocks with O_DIRECT
+                                   and libaio (lib/dio.c); refused where the file
+                                   system cannot */
+  uint64_t cache_bytes;         /* with direct_io: keep up to this many bytes of recently
+                                   written and read blocks in memory (0 = none) */
   unsigned key_bits;            /* testing: index by only this many bits of the key
                                    (1..63; 0 = all 64), so that contents collide */
   /* The control channel (control.c), started by cas_store_start(): */

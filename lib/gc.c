@@ -112,7 +112,7 @@ erase (void *opaque, uint64_t off, uint64_t len)
   static const uint8_t zeroes[65536];
   for (uint64_t done = 0; done < len; ) {
     const size_t n = len - done < sizeof zeroes ? len - done : sizeof zeroes;
-    if (cas_pwrite_full (s->data_fd, zeroes, n, off + done, "data file") == -1)
+    if (cas_data_write (s, zeroes, n, off + done) == -1)
       return -1;
     done += n;
   }

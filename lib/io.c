@@ -319,6 +319,31 @@ cas_pwrite_full (int fd, const void *buf, size_t len, uint64_t off, const char *
 }
 
 int
+cas_io_before_write (int fd, const void *buf, size_t len, uint64_t off, const char *what)
+{
+  if (iolog_on ()) {
+    char name[256];
+    fd_name (fd, name, sizeof name);
+    iolog (buf, len, "W %s %" PRIu64 " %zu\n", name, off, len);
+  }
+  if (fault (FAULT_WRITE, fd)) {
+    cas_error ("write %s at offset %" PRIu64 ": %m (injected)", what, off);
+    return -1;
+  }
+  return 0;
+}
+
+int
+cas_io_before_read (int fd, uint64_t off, const char *what)
+{
+  if (fault (FAULT_READ, fd)) {
+    cas_error ("read %s at offset %" PRIu64 ": %m (injected)", what, off);
+    return -1;
+  }
+  return 0;
+}
+
+int
 cas_fdatasync (int fd, const char *what)
 {
   if (iolog_on ()) {

@@ -41,6 +41,14 @@ int cas_unlink (const char *path) __attribute__((nonnull));
  * in.  Free when the log is off.
  */
 void cas_io_context (const char *label);
+/* For transfers done outside this file (dio.c, with libaio): what
+ * cas_pwrite_full and cas_pread_full do before the transfer.  Log a write
+ * of LEN bytes of BUF at OFF in the I/O log, and inject the faults of
+ * CASDISK_FAULT: -1 with errno = EIO (logged) if this one must fail.
+ */
+int cas_io_before_write (int fd, const void *buf, size_t len, uint64_t off, const char *what)
+  __attribute__((nonnull));
+int cas_io_before_read (int fd, uint64_t off, const char *what) __attribute__((nonnull));
 /* Allocated bytes (st_blocks * 512) and apparent size of PATH; 0 if missing. */
 int cas_file_usage (const char *path, uint64_t *allocated, uint64_t *apparent)
   __attribute__((nonnull));

@@ -233,9 +233,9 @@ cas_recycle_pass (struct cas_store *s, uint64_t budget, bool force)
     if (cas_alloc_get_below (&s->alloc, len, m->from, &m->to) == -1)
       break;
     cas_io_context ("move");
-    if (cas_pread_full (s->data_fd, buf, len, m->from, "data file") == -1 ||
+    if (cas_data_read (s, buf, len, m->from) == -1 ||
         cas_crc32c (0, buf, len) != m->b->crc ||
-        cas_pwrite_full (s->data_fd, buf, len, m->to, "data file") == -1) {
+        cas_data_write (s, buf, len, m->to) == -1) {
       cas_io_context (NULL);
       cas_alloc_move_end (&s->alloc, m->to, len, false);
       continue;                 /* a bad block stays where it is; scrub finds it */

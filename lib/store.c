@@ -36,6 +36,8 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "bcache.h"
+#include "dio.h"
 #include "format.h"
 #include "io.h"
 #include "log.h"
@@ -764,6 +766,14 @@ free_store (struct cas_store *s)
   cas_alloc_destroy (&s->alloc);
   if (s->jfd >= 0)
     close (s->jfd);
+  if (s->bcache) {
+    struct cas_bcache_stats st;
+    cas_bcache_stats (s->bcache, &st);
+    cas_debug ("cache: %" PRIu64 " hits, %" PRIu64 " misses, %" PRIu64 " of %" PRIu64
+               " blocks held", st.hits, st.misses, st.entries, st.capacity);
+    cas_bcache_free (s->bcache);
+  }
+  cas_dio_close (s->dio);
   if (s->data_fd >= 0)
     close (s->data_fd);
   if (s->sb_fd >= 0)
@@ -818,6 +828,11 @@ open_files (struct cas_store *s)
       cas_error ("open %s: %m", path);
     return -1;
   }
+  if (s->opts.direct_io && cas_dio_open (path, s->readonly, &s->dio) == -1)
+    return -1;
+  if (s->dio && s->opts.cache_bytes &&
+      (s->bcache = cas_bcache_new (s->opts.cache_bytes, s->block_size)) == NULL)
+    return -1;
   return 0;
 }
 

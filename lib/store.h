@@ -8,7 +8,7 @@
  *
  *   recycle_lock -> ckpt_mutex -> ckpt_lock -> disks_lock -> stripes[] (ascending) ->
  *   flush_lock -> jlock -> (alloc.lock, map.grow_lock, index.c's slab_lock and
- *   dead_lock: leaves)
+ *   dead_lock, dio.c's context locks, bcache.c's shard locks: leaves)
  *
  * RCU read-side sections may be entered with any of them held, and hold
  * none: readers of maps and of the index never block writers.
@@ -25,6 +25,9 @@
 #include "counters.h"
 #include "index.h"
 #include "map.h"
+
+struct cas_dio;                     /* dio.h */
+struct cas_bcache;                  /* bcache.h */
 
 #define CAS_NSTRIPES 1024           /* per-block write locks, hashed */
 #define CAS_JBUF_LIMIT (8u << 20)   /* flush when this many journal bytes wait */
@@ -80,6 +83,10 @@ struct cas_store {
   struct cas_checker *checker;      /* non-NULL when opened by cas_store_check */
   int sb_fd;                        /* superblock; holds the flock */
   int data_fd;                      /* the block pack */
+  struct cas_dio *dio;              /* direct-io=true: the data path's O_DIRECT
+                                       descriptor (store_dio.c); else NULL */
+  struct cas_bcache *bcache;        /* direct-io with cache=SIZE: recent blocks'
+                                       contents (bcache.h, its own locks); else NULL */
   uint8_t uuid[16];
   uint32_t block_size;
   int level;
@@ -267,6 +274,36 @@ int cas_ckpt_write_empty (const char *dir, const uint8_t uuid[16], const char *d
 /* ---- store_io.c ---- */
 /* rcu_read_lock held.  Read and verify block B into OUT (block_size bytes). */
 int cas_read_stored (struct cas_store *s, struct cas_block *b, void *out);
+
+/* B's stored bytes at OFFSET are wrong: quarantine B, count it, log WHAT
+ * and where; returns -1 with errno = EIO.
+ */
+int cas_stored_corrupted (struct cas_store *s, struct cas_block *b, uint64_t offset,
+                          const char *what);
+
+/* ---- store_dio.c ---- */
+/* Direct-I/O mode only (s->dio).  rcu_read_lock held.  cas_read_stored. */
+int cas_dio_read_stored (struct cas_store *s, struct cas_block *b, void *out);
+/* Direct-I/O mode only.  Read [OFFSET, +COUNT) of D (range checked) into
+ * BUF, submitting the transfers of up to 32 blocks at once.  No lock held.
+ */
+int cas_dio_read_range (struct cas_disk *d, uint8_t *buf, uint32_t count, uint64_t offset);
+/* Block B (may be NULL) now holds CONTENT (block_size bytes): keep it in
+ * the block cache if there is one.
+ */
+void cas_dio_remember (struct cas_store *s, const struct cas_block *b, const void *content);
+/* Read LEN bytes at OFF (granule aligned) of the data file: pread, or in
+ * direct-I/O mode an aligned read through a bounce buffer.
+ */
+int cas_data_read (struct cas_store *s, void *buf, uint32_t len, uint64_t off);
+/* Write LEN bytes at OFF (granule aligned; space the caller owns, up to
+ * the end of LEN's last granule): pwrite, or in direct-I/O mode an aligned
+ * write padded with zeroes to the end of its last granule.  Every write of
+ * data to the data file goes through here: in direct-I/O mode a buffered
+ * write would leave dirty pages that an O_DIRECT write in flight to a
+ * neighbouring granule of the same page cannot drop (design.md).
+ */
+int cas_data_write (struct cas_store *s, const void *stored, uint32_t len, uint64_t off);
 
 /* ---- gc.c ---- */
 int cas_gc_start (struct cas_store *s);

@@ -65,8 +65,9 @@ check_deleted (const struct cas_disk *d, const char *op)
 }
 
 /* B's stored bytes are wrong: take it out of dedup, count it, say where. */
-static int
-corrupted (struct cas_store *s, struct cas_block *b, uint64_t offset, const char *what)
+int
+cas_stored_corrupted (struct cas_store *s, struct cas_block *b, uint64_t offset,
+                      const char *what)
 {
   if (cas_block_quarantine (b))
     __atomic_add_fetch (&s->quarantined, 1, __ATOMIC_RELAXED);
@@ -83,6 +84,8 @@ cas_read_stored (struct cas_store *s, struct cas_block *b, void *out)
   const uint8_t *stored = out;
   const uint32_t flags = cas_block_flags (b), len = cas_block_len (b);
 
+  if (s->dio)
+    return cas_dio_read_stored (s, b, out);
   if (flags & CAS_BLK_SECTORED) {
     /* The block's bytes go straight to OUT, the piece table aside; the
      * block's CRC covers both.
@@ -96,7 +99,7 @@ cas_read_stored (struct cas_store *s, struct cas_block *b, void *out)
     if (cas_preadv_full (s->data_fd, iov, 2, offset, "data file") == -1)
       return -1;
     if (cas_crc32c (cas_crc32c (0, out, bs), table, tlen) != b->crc)
-      return corrupted (s, b, offset, "checksum mismatch, the stored data is corrupted");
+      return cas_stored_corrupted (s, b, offset, "checksum mismatch, the stored data is corrupted");
     return 0;
   }
   if (flags & CAS_BLK_COMPRESSED) {
@@ -111,10 +114,10 @@ cas_read_stored (struct cas_store *s, struct cas_block *b, void *out)
   if (cas_pread_full (s->data_fd, (void *) stored, len, offset, "data file") == -1)
     return -1;
   if (cas_crc32c (0, stored, len) != b->crc)
-    return corrupted (s, b, offset, "checksum mismatch, the stored data is corrupted");
+    return cas_stored_corrupted (s, b, offset, "checksum mismatch, the stored data is corrupted");
   if (flags & CAS_BLK_COMPRESSED &&
       cas_decompress (out, s->block_size, stored, len) == -1)
-    return corrupted (s, b, offset, "cannot decompress");
+    return cas_stored_corrupted (s, b, offset, "cannot decompress");
   return 0;
 }
 
@@ -154,7 +157,7 @@ read_pieces (struct cas_store *s, struct cas_block *b, uint8_t *out, uint32_t bo
   for (uint32_t i = 0; i < np; i++)
     if (cas_crc32c (cas_piece_seed (b->key, first + i), data + i * CAS_PIECE, CAS_PIECE) !=
         get_le32 (table + 4 * i))
-      return corrupted (s, b, offset, "checksum mismatch in a piece, the stored data is corrupted");
+      return cas_stored_corrupted (s, b, offset, "checksum mismatch in a piece, the stored data is corrupted");
   if (!direct)
     memcpy (out, data + boff % CAS_PIECE, n);
   return 0;
@@ -170,6 +173,8 @@ read_range (struct cas_disk *d, void *buf, uint32_t count, uint64_t offset)
 
   if (check_range (d, count, offset, "read") == -1 || check_deleted (d, "read") == -1)
     return -1;
+  if (s->dio)
+    return cas_dio_read_range (d, buf, count, offset);
   while (count > 0) {
     const uint64_t v = offset / bs;
     const uint32_t boff = offset % bs;
@@ -376,7 +381,7 @@ store_block (struct cas_store *s, const void *data, const struct prepared *pre)
     cas_error ("write: the data file would grow past %" PRIu64 " bytes", CAS_DATA_MAX);
     goto out;
   }
-  if (cas_pwrite_full (s->data_fd, stored, stored_len, off, "data file") == -1) {
+  if (cas_data_write (s, stored, stored_len, off) == -1) {
     /* Part of it may have been written (ENOSPC half-way): give it back. */
     const int saved = errno;
     cas_punch_hole (s->data_fd, off, round_up (stored_len, CAS_GRANULE), "data file");
@@ -488,6 +493,7 @@ write_whole (struct cas_disk *d, uint64_t v, const uint8_t *src, const struct pr
   /* Hash and compress without holding the stripe. */
   if (!zero && (nb = store_block (s, src, pre)) == NULL)
     return -1;
+  cas_dio_remember (s, nb, src);
   SCOPED_LOCK (l, stripe_of (s, d, v));
   if (set_entry (d, v, nb) == -1) {
     unref (s, nb);
@@ -532,6 +538,7 @@ write_block (struct cas_disk *d, uint64_t v, const uint8_t *src, uint32_t boff, 
     memset (buf + boff, 0, n);
   if (!cas_is_zero (buf, bs) && (nb = store_block (s, buf, NULL)) == NULL)
     return -1;
+  cas_dio_remember (s, nb, buf);
   if (set_entry (d, v, nb) == -1) {
     unref (s, nb);
     return -1;

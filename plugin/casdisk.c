@@ -230,6 +230,14 @@ casdisk_config (const char *key, const char *value)
     if (parse_bool_key (key, value, &open_opts.runtime_asserts) == -1)
       return -1;
   }
+  else if (strcmp (key, "cache") == 0) {
+    if (parse_size_key (key, value, &open_opts.cache_bytes) == -1)
+      return -1;
+  }
+  else if (strcmp (key, "direct-io") == 0) {
+    if (parse_bool_key (key, value, &open_opts.direct_io) == -1)
+      return -1;
+  }
   else if (strcmp (key, "checkpoint-after") == 0) {
     if (parse_size_key (key, value, &open_opts.checkpoint_bytes) == -1)
       return -1;
@@ -265,6 +273,11 @@ casdisk_config_complete (void)
                   "(created if it does not exist)");
     return -1;
   }
+  if (open_opts.cache_bytes && !open_opts.direct_io) {
+    nbdkit_error ("cache=SIZE needs direct-io=true (without it the host's page cache "
+                  "caches the data file)");
+    return -1;
+  }
   if (metrics && metrics_file == NULL &&
       asprintf (&metrics_file, "%s/%s", store_dir, CAS_METRICS_FILE) == -1) {
     metrics_file = NULL;
@@ -296,6 +309,8 @@ casdisk_config_complete (void)
   "keep-erased=SIZE|all  Erase freed space until SIZE is erased (default all).\n" \
   "secure-erase=BOOL  Erase freed space by writing zeroes (default false).\n" \
   "checkpoint-after=SIZE  Checkpoint once the journal reaches SIZE (default 64M).\n" \
+  "direct-io=BOOL     Read and write blocks with O_DIRECT and libaio (default false).\n" \
+  "cache=SIZE         With direct-io: cache this much of recent blocks (default 0).\n" \
   "runtime-asserts=BOOL  Verify the space map after every recycler step.\n" \
   "workers=N          Threads hashing and compressing one write (default: CPUs).\n" \
   "readonly=BOOL      Open the store read-only: shared lock, no writes, no background\n" \

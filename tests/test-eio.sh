@@ -5,6 +5,7 @@
 # A failed sync of the data file stops the store (writes and flushes fail
 # until a restart; see lib/journal.c): then what survives is the last
 # successful flush plus any later acknowledged writes, block by block.
+# Reads and writes of the data file fail the same way with direct-io=true.
 . "${top_builddir:-.}/tests/functions.sh"
 requires_python_nbd
 
@@ -92,3 +93,26 @@ for fault in read:data:7 write:data:5 write:journal:4 sync:journal:3 sync:data:3
   stop_nbdkit
   pass "CASDISK_FAULT=$fault: errors reached the client, acknowledged data intact ($mode), store clean"
 done
+
+# The same faults on the direct-I/O path (lib/dio.c injects them per
+# transfer), where the file system can do direct I/O.
+if env $(nbdkit_env) $NBDKIT -U - "$PLUGIN" store="$st" direct-io=true --run true \
+     >"$tmp/dio-probe.log" 2>&1; then
+  for fault in read:data:7 write:data:5; do
+    CASDISK_FAULT=$fault start_nbdkit store=$st direct-io=true
+    run "direct-io $fault" strict >"$tmp/run.out" 2>&1 ||
+      { cat "$tmp/run.out"; fail "direct-io with CASDISK_FAULT=$fault"; }
+    cat "$tmp/run.out"
+    grep -q "injected errors seen {'read': 0, 'write': 0, 'flush': 0}" "$tmp/run.out" &&
+      fail "direct-io: CASDISK_FAULT=$fault injected nothing"
+    stop_nbdkit
+    check_store "$st"
+    start_nbdkit store=$st direct-io=true
+    run "verify after direct-io $fault" strict >"$tmp/run.out" 2>&1 ||
+      { cat "$tmp/run.out"; fail "data after direct-io $fault"; }
+    stop_nbdkit
+    pass "direct-io, CASDISK_FAULT=$fault: errors reached the client, acknowledged data intact"
+  done
+else
+  echo "note: direct-io is not possible here, its fault runs skipped: $(head -1 "$tmp/dio-probe.log")"
+fi

@@ -7,7 +7,7 @@
  *   casdisk disk delete DIR NAME
  *   casdisk snapshot create|delete DIR DISK SNAP
  *   casdisk snapshot list DIR DISK [--json]
- *   casdisk import DIR NAME FILE [--existing]
+ *   casdisk import DIR NAME FILE [--existing] [--direct-io]
  *   casdisk export DIR NAME FILE
  *   casdisk info DIR [--json]
  *   casdisk check DIR [--json] [--repair]
@@ -68,7 +68,7 @@ log_stderr (bool error, const char *msg)
 enum {
   OPT_HELP = 'h',
   OPT_JSON = 256, OPT_REPAIR, OPT_SIZE, OPT_BLOCK_SIZE, OPT_COMPRESSION,
-  OPT_DISK, OPT_RATE, OPT_NOW, OPT_EXISTING,
+  OPT_DISK, OPT_RATE, OPT_NOW, OPT_EXISTING, OPT_DIRECT_IO,
 };
 
 #define O_HELP        { "help", no_argument, NULL, OPT_HELP }
@@ -81,6 +81,7 @@ enum {
 #define O_RATE        { "rate", required_argument, NULL, OPT_RATE }
 #define O_NOW         { "now", no_argument, NULL, OPT_NOW }
 #define O_EXISTING    { "existing", no_argument, NULL, OPT_EXISTING }
+#define O_DIRECT_IO   { "direct-io", no_argument, NULL, OPT_DIRECT_IO }
 #define O_END         { NULL, 0, NULL, 0 }
 
 
@@ -424,7 +425,12 @@ cmd_import (const struct cmdline *c)
     close (fd);
     return EXIT_FAILURE;
   }
-  s = cas_store_open (dir, NULL);
+  {
+    struct cas_open_opts o;
+    cas_open_opts_default (&o);
+    o.direct_io = c->direct_io;
+    s = cas_store_open (dir, &o);
+  }
   if (s == NULL) {
     close (fd);
     return EXIT_FAILURE;
@@ -906,14 +912,16 @@ static const struct command {
     (const struct option[]) { O_HELP, O_END } },
   { "import", 3, "DIR NAME FILE", cmd_import, NULL, true,
     "import a raw image into a new disk",
-    "Usage: casdisk import DIR NAME FILE [--existing]\n"
+    "Usage: casdisk import DIR NAME FILE [--existing] [--direct-io]\n"
     "Create disk NAME of FILE's size in the store in DIR (not in use) and copy the\n"
     "raw image FILE (a file or a block device) into it.  Holes and blocks of zeroes\n"
     "are not stored.  For qcow2 and other formats, or a store nbdkit is serving,\n"
     "use qemu-img convert or nbdcopy to the export (see casdisk(1)).\n"
     "  --existing   write into the existing disk NAME instead (at least FILE's size);\n"
-    "               its first FILE-size bytes become FILE's content\n",
-    (const struct option[]) { O_EXISTING, O_HELP, O_END } },
+    "               its first FILE-size bytes become FILE's content\n"
+    "  --direct-io  write the store's data file with O_DIRECT (as the plugin's\n"
+    "               direct-io=true), leaving the host's page cache alone\n",
+    (const struct option[]) { O_EXISTING, O_DIRECT_IO, O_HELP, O_END } },
   { "export", 3, "DIR NAME FILE", cmd_export, NULL, true,
     "export a disk or snapshot as a raw image",
     "Usage: casdisk export DIR NAME FILE\n"
@@ -1031,6 +1039,7 @@ run_command (const struct command *cmd, int argc, char **argv)
     case OPT_RATE: c.rate = optarg; break;
     case OPT_NOW: c.now = true; break;
     case OPT_EXISTING: c.existing = true; break;
+    case OPT_DIRECT_IO: c.direct_io = true; break;
     case ':':
       return usage_error (cmd->name, "option '%s' needs a value", argv[optind - 1]);
     default:

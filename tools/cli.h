@@ -22,7 +22,7 @@ extern struct progress *active_progress;
 /* What the command line said; operands are in args[0 .. nargs-1]. */
 struct cmdline {
   const char *cmd;              /* "create", "disk add" ... for messages */
-  bool json, repair, now, existing;
+  bool json, repair, now, existing, direct_io;
   const char *size, *block_size, *compression, *disk, *rate;
   int nargs;
   char **args;

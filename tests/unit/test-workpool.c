@@ -377,7 +377,8 @@ TestSuite (pool_writes, .init = store_setup, .fini = fixture_teardown, .timeout 
 
 /* One store at DIR/NAME, written with WORKERS threads per write. */
 static struct cas_store *
-make_store (const char *name, uint32_t bs, int level, unsigned workers, char *path, size_t len)
+make_store (const char *name, uint32_t bs, int level, unsigned workers, bool direct,
+            char *path, size_t len)
 {
   struct cas_create_opts co = { .block_size = bs, .compression_level = level };
   struct cas_open_opts oo;
@@ -387,7 +388,11 @@ make_store (const char *name, uint32_t bs, int level, unsigned workers, char *pa
   cas_open_opts_default (&oo);
   oo.gc_delay = 3600;
   oo.workers = workers;
+  oo.direct_io = direct;
+  oo.cache_bytes = direct ? 8u << 20 : 0;
   struct cas_store *s = cas_store_open (path, &oo);
+  if (s == NULL && direct && strstr (errors, "direct-io"))
+    cr_skip_test ("%s cannot do direct I/O: %s", dir, errors);
   cr_assert_not_null (s, "open: %s", errors);
   cr_assert_eq (cas_store_start (s), 0, "start: %s", errors);
   return s;
@@ -443,11 +448,11 @@ fill_write (uint8_t *buf, const struct wr *w, uint32_t bs)
 }
 
 static void
-same_with_and_without_helpers (uint32_t bs, int level)
+same_with_and_without_helpers (uint32_t bs, int level, bool direct)
 {
   char off_path[400], on_path[400];
-  struct cas_store *off = make_store ("off", bs, level, 1, off_path, sizeof off_path);
-  struct cas_store *on = make_store ("on", bs, level, 3, on_path, sizeof on_path);
+  struct cas_store *off = make_store ("off", bs, level, 1, direct, off_path, sizeof off_path);
+  struct cas_store *on = make_store ("on", bs, level, 3, direct, on_path, sizeof on_path);
   struct cas_disk *doff = disk0 (off), *don = disk0 (on);
   uint8_t *model = calloc (1, DISK_SIZE), *back = malloc (DISK_SIZE);
 
@@ -528,15 +533,21 @@ same_with_and_without_helpers (uint32_t bs, int level)
 
 Test (pool_writes, same_store_64k_blocks_compressed)
 {
-  same_with_and_without_helpers (65536, 1);
+  same_with_and_without_helpers (65536, 1, false);
 }
 
 Test (pool_writes, same_store_4k_blocks_compressed)
 {
-  same_with_and_without_helpers (4096, 1);
+  same_with_and_without_helpers (4096, 1, false);
 }
 
 Test (pool_writes, same_store_64k_blocks_uncompressed)
 {
-  same_with_and_without_helpers (65536, 0);
+  same_with_and_without_helpers (65536, 0, false);
+}
+
+/* The data file written with O_DIRECT, and the block cache (cache=8M). */
+Test (pool_writes, same_store_64k_blocks_direct_io)
+{
+  same_with_and_without_helpers (65536, 1, true);
 }
