@@ -2,7 +2,7 @@
  * nbdkit), so that a profiler sees only the engine.  Used for the
  * instruction counts in docs/performance.md:
  *
- *   bench/engine [-b BS] [-l LEVEL] [-n OPS] [-s MiB] [-t DIR] WORKLOAD
+ *   bench/engine [-b BS] [-l LEVEL] [-n OPS] [-s MiB] [-t DIR] [-w N] WORKLOAD
  *   valgrind --tool=callgrind --toggle-collect=measured bench/engine ...
  *
  * Workloads (each on a fresh store; "prefilled" = the region of -s MiB is
@@ -11,6 +11,7 @@
  *   write4k      random 4 KiB writes of fresh random data, prefilled
  *   read4k       random 4 KiB reads, prefilled
  *   write1m      sequential 1 MiB writes of fresh random data
+ *   write1mc     as write1m, compressible data (see compress64k)
  *   write64k     random 64 KiB (block-aligned) writes of fresh random data
  *   compress64k  as write64k, data that compresses to about 40% (each
  *                512-byte chunk: 40% random bytes, 60% zeroes, like fio's
@@ -32,6 +33,9 @@
  *                stays small), written with 1 MiB writes; reports resident
  *                memory per GiB of unique data
  *
+ * -w N: the store's workers (threads preparing the blocks of one write,
+ * the writer included; 0 or 1 = the writer alone; default: online CPUs).
+ *
  * Only measured() runs the timed operations; everything else (store
  * creation, data generation, prefill) is outside it.
  */
@@ -43,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -90,6 +95,33 @@ now_s (void)
 
   clock_gettime (CLOCK_MONOTONIC, &ts);
   return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* CPU seconds (user + system) of this process, all threads. */
+static double
+cpu_s (void)
+{
+  struct rusage ru;
+
+  getrusage (RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+    (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* Busy CPU seconds of the whole machine (all cores), from /proc/stat. */
+static double
+machine_busy_s (void)
+{
+  FILE *f = fopen ("/proc/stat", "r");
+  unsigned long long v[8] = { 0 };
+
+  if (f == NULL)
+    return 0;
+  if (fscanf (f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu",
+              &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) != 8)
+    v[0] = v[1] = v[2] = v[5] = v[6] = v[7] = 0;
+  fclose (f);
+  return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double) sysconf (_SC_CLK_TCK);
 }
 
 static long
@@ -388,7 +420,7 @@ static void
 usage (void)
 {
   fprintf (stderr, "usage: bench/engine [-b BS] [-l LEVEL] [-n OPS] [-s MiB] [-t DIR] [-f FILE] "
-           "write4k|read4k|write1m|write64k|compress64k|read4kc|write4kc|parts|reopen|memory\n");
+           "[-w N] write4k|read4k|write1m|write1mc|write64k|compress64k|read4kc|write4kc|parts|reopen|memory\n");
   exit (2);
 }
 
@@ -404,7 +436,7 @@ main (int argc, char **argv)
 
   cas_create_opts_default (&co);
   cas_open_opts_default (&oo);
-  while ((c = getopt (argc, argv, "b:f:l:n:s:t:")) != -1) {
+  while ((c = getopt (argc, argv, "b:f:l:n:s:t:w:")) != -1) {
     switch (c) {
     case 'b': co.block_size = strtoul (optarg, NULL, 0); break;
     case 'f': parts_file_path = optarg; break;
@@ -412,6 +444,7 @@ main (int argc, char **argv)
     case 'n': nops = strtoull (optarg, NULL, 0); break;
     case 's': region_mib = strtoull (optarg, NULL, 0); size_given = true; break;
     case 't': tmpdir = optarg; break;
+    case 'w': oo.workers = strtoul (optarg, NULL, 0); break;
     default: usage ();
     }
   }
@@ -430,7 +463,8 @@ main (int argc, char **argv)
   if (strcmp (w, "reopen") == 0 && !size_given)
     region_mib = 102400;
   const uint64_t region = region_mib << 20;
-  const uint64_t disk_size = strcmp (w, "write1m") == 0 ? region + (nops << 20) : region;
+  const bool seq1m = strcmp (w, "write1m") == 0 || strcmp (w, "write1mc") == 0;
+  const uint64_t disk_size = seq1m ? region + (nops << 20) : region;
   strcat (dir, "/s");
   if (cas_store_create (dir, &co, "d", disk_size) == -1)
     return 1;
@@ -466,6 +500,8 @@ main (int argc, char **argv)
       j.len = 4096, j.op = OP_READ, compressible = true;
     else if (strcmp (w, "write1m") == 0)
       j.len = 1 << 20, fill = false;
+    else if (strcmp (w, "write1mc") == 0)
+      j.len = 1 << 20, fill = false, compressible = true;
     else if (strcmp (w, "write64k") == 0)
       j.len = bs;
     else if (strcmp (w, "compress64k") == 0)
@@ -496,12 +532,17 @@ main (int argc, char **argv)
       return 1;
     if (cas_store_flush (s) == -1)
       return 1;
-    const double t0 = now_s ();
+    const double t0 = now_s (), cpu0 = cpu_s (), m0 = machine_busy_s ();
     r = measured (&j);
-    const double t = now_s () - t0;
+    const double t = now_s () - t0, cpu = cpu_s () - cpu0, m = machine_busy_s () - m0;
+    /* Our CPU per operation, and how many cores the rest of the machine
+     * kept busy meanwhile (the helpers can only use idle ones).
+     */
     if (r == 0)
-      printf ("%s: %" PRIu64 " ops of %" PRIu32 " bytes in %.3f s: %.1f us/op, %.1f MiB/s\n",
-              w, nops, j.len, t, t / nops * 1e6, nops * (double) j.len / t / 1048576.0);
+      printf ("%s: %" PRIu64 " ops of %" PRIu32 " bytes in %.3f s: %.1f us/op, %.1f MiB/s, "
+              "cpu %.1f us/op, others busy %.2f cores\n",
+              w, nops, j.len, t, t / nops * 1e6, nops * (double) j.len / t / 1048576.0,
+              cpu / nops * 1e6, m > cpu ? (m - cpu) / t : 0.0);
     free (offs);
     free (j.bufs);
   }

@@ -58,6 +58,10 @@ struct cas_open_opts {
                                    free; CAS_KEEP_ERASED_ALL (default): erase all of it */
   bool secure_erase;            /* erase by writing zeroes (then deallocating) */
   bool runtime_asserts;         /* verify the space map after every recycler step */
+  unsigned workers;             /* threads that prepare (hash, compress) the whole blocks
+                                   of one write, its own thread included; 0 or 1 = that
+                                   thread alone; CAS_WORKERS_AUTO (default): online CPUs.
+                                   The helpers start in cas_store_start() */
   bool direct_io;               /* the data path reads and writes blocks with O_DIRECT
                                    and libaio (lib/dio.c); refused where the file
                                    system cannot */
@@ -71,6 +75,8 @@ struct cas_open_opts {
   unsigned metrics_interval;    /* seconds between rewrites; 0 = default (10) */
 };
 #define CAS_KEEP_ERASED_ALL UINT64_MAX
+#define CAS_WORKERS_AUTO    UINT32_MAX
+#define CAS_MAX_WORKERS     64
 
 void cas_create_opts_default (struct cas_create_opts *o);
 void cas_open_opts_default (struct cas_open_opts *o);
@@ -94,7 +100,8 @@ bool cas_store_exists (const char *dir) __attribute__((nonnull));
 struct cas_store *cas_store_open (const char *dir, const struct cas_open_opts *opts)
   __attribute__((nonnull (1)));
 
-/* Start the background threads (delayed GC, periodic checkpoint) and,
+/* Start the background threads (delayed GC, periodic checkpoint), the
+ * helpers of opts.workers (multi-block writes use them from now on) and,
  * if opts.control, the control channel: a unix socket DIR/control.sock
  * (mode 0600, peers checked with SO_PEERCRED) that answers casdisk status,
  * metrics, compact --now, scrub and disk add while the store is served.

@@ -43,6 +43,7 @@
 #include "log.h"
 #include "store.h"
 #include "util.h"
+#include "workpool.h"
 
 void
 cas_create_opts_default (struct cas_create_opts *o)
@@ -60,6 +61,7 @@ cas_open_opts_default (struct cas_open_opts *o)
   o->recycle_rate = CAS_DEFAULT_RECYCLE_RATE;
   o->recycle_tranquility = CAS_DEFAULT_TRANQUILITY;
   o->keep_erased = CAS_KEEP_ERASED_ALL;
+  o->workers = CAS_WORKERS_AUTO;
 }
 
 bool
@@ -1044,11 +1046,30 @@ cas_store_checkpoint (struct cas_store *s)
 
 /* ---- lifecycle ---- */
 
+/* The threads that prepare one write's blocks, the writer included. */
+static unsigned
+workers_wanted (const struct cas_store *s)
+{
+  unsigned n = s->opts.workers;
+
+  if (n == CAS_WORKERS_AUTO) {
+    const long cpus = sysconf (_SC_NPROCESSORS_ONLN);
+    n = cpus > 0 ? cpus : 1;
+  }
+  return n < CAS_MAX_WORKERS ? n : CAS_MAX_WORKERS;
+}
+
 int
 cas_store_start (struct cas_store *s)
 {
   if (s->readonly)
     return 0;
+  if (s->pool == NULL && workers_wanted (s) > 1) {
+    s->pool = cas_workpool_start (workers_wanted (s) - 1);
+    if (s->pool == NULL)
+      return -1;
+    cas_debug ("%u threads prepare the blocks of multi-block writes", workers_wanted (s));
+  }
   if (cas_gc_start (s) == -1)
     return -1;
   if (s->opts.control && cas_control_start (s) == -1)
@@ -1071,6 +1092,8 @@ cas_store_close (struct cas_store *s)
 
   if (s == NULL)
     return 0;
+  cas_workpool_free (s->pool);   /* no write is running any more */
+  s->pool = NULL;
   cas_control_stop (s);         /* its requests may wait for the GC thread */
   cas_gc_stop (s);
   if (__atomic_load_n (&s->io_failed, __ATOMIC_ACQUIRE)) {

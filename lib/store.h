@@ -179,6 +179,13 @@ struct cas_store {
   uint64_t scrub_corrupted;         /* blocks they found bad */
 
   struct cas_control *control;      /* the control channel (control.c), or NULL */
+
+  /* Helpers for the whole blocks of multi-block writes (workpool.h):
+   * set by cas_store_start before the owner serves I/O, freed by
+   * cas_store_close after it; NULL = none (each write prepares its
+   * blocks alone).
+   */
+  struct cas_workpool *pool;
 };
 
 static inline pthread_mutex_t *

@@ -12,7 +12,10 @@
  *      it: compress, allocate, pwrite, then insert + journal BLOCK_NEW;
  *   3. under v's stripe lock: swap the map entry, journal MAP_SET, drop the
  *      reference of the old block (which may then wait for the GC).
- * All-zero content stores nothing: the map entry becomes NULL.
+ * All-zero content stores nothing: the map entry becomes NULL.  A write of
+ * several whole blocks has the CPU work of step 2 (hash, compress) done
+ * for all of them first, in parallel, by the worker pool; then each block
+ * goes through steps 2 and 3 in order (see "Several whole blocks" below).
  *
  * Every step that changes metadata holds ckpt_lock for reading, so a
  * checkpoint never sees half of a write.
@@ -34,6 +37,7 @@
 #include "log.h"
 #include "store.h"
 #include "util.h"
+#include "workpool.h"
 
 #define ZERO_RANGE_BIG 64       /* blocks: above this, zero under all stripes */
 
@@ -268,64 +272,107 @@ find_block (struct cas_store *s, uint64_t key, struct same_ctx *c)
   }
 }
 
+/* How a block's content is stored in the data file. */
+struct encoded {
+  const void *bytes;            /* the content itself, or the caller's buffer */
+  uint32_t len;                 /* stored length */
+  uint32_t flags;               /* CAS_BLK_COMPRESSED, CAS_BLK_SECTORED or 0 */
+  uint32_t crc;                 /* CRC-32C of the stored bytes */
+};
+
+/* Encode DATA (block_size bytes, index key KEY) for the data file into
+ * BUF (cas_stored_max (block_size) bytes).  No lock, any thread.
+ */
+static int
+encode_block (const struct cas_store *s, const void *data, uint64_t key, uint8_t *buf,
+              struct encoded *e)
+{
+  const uint32_t bs = s->block_size;
+
+  e->bytes = data;
+  e->len = bs;
+  e->flags = 0;
+  /* Compress it if that saves at least an eighth of the block: a
+   * compressed block costs a decompression of the whole block on every
+   * read of any part of it, which a saving of a granule or two does not
+   * repay (docs/performance.md).
+   */
+  if (s->level > 0) {
+    const uint32_t cap = compressed_max (bs);
+    const long c = cas_compress (buf, cap, data, bs, s->level);
+    if (c < 0)
+      return -1;
+    if (c > 0 && round_up (c, CAS_GRANULE) <= cap) {
+      e->bytes = buf;
+      e->len = c;
+      e->flags = CAS_BLK_COMPRESSED;
+    }
+  }
+  if (e->flags == 0 && bs > CAS_PIECE) {
+    /* Raw: the bytes and a CRC per piece, so that small reads check only
+     * what they read.
+     */
+    memcpy (buf, data, bs);
+    for (uint32_t i = 0; i < bs / CAS_PIECE; i++)
+      put_le32 (buf + bs + 4 * i,
+                cas_crc32c (cas_piece_seed (key, i), buf + i * CAS_PIECE, CAS_PIECE));
+    e->bytes = buf;
+    e->len = cas_sectored_len (bs);
+    e->flags = CAS_BLK_SECTORED;
+  }
+  e->crc = cas_crc32c (0, e->bytes, e->len);
+  return 0;
+}
+
+/* A whole block of a multi-block write, prepared by prepare_one. */
+struct prepared {
+  const uint8_t *data;          /* its content, in the request's buffer */
+  bool zero;                    /* all zero: nothing to store */
+  bool known;                   /* its key was in the index: not encoded */
+  int err;                      /* errno of a failure (logged there), or 0 */
+  struct cas_hash h;            /* unless zero */
+  struct encoded e;             /* unless zero or known */
+};
+
 /* Find DATA (block_size bytes, not all zero) in the index or store it.
- * Returns the block with a reference held for the caller.  ckpt_lock held
- * for reading.
+ * PRE, if not NULL, is DATA's preparation (its hash and, unless its key
+ * was known, its encoding).  Returns the block with a reference held for
+ * the caller.  ckpt_lock held for reading.
  */
 static struct cas_block *
-store_block (struct cas_store *s, const void *data)
+store_block (struct cas_store *s, const void *data, const struct prepared *pre)
 {
   const uint32_t bs = s->block_size;
   struct cas_hash h;
   CLEANUP_FREE uint8_t *cbuf = NULL;
   struct same_ctx same = { .s = s, .data = data };
   struct cas_block *b = NULL, *got;
+  struct encoded e;
 
-  if (cas_hash_block (data, bs, &h) == -1)
+  if (pre) {
+    assert (!pre->zero && pre->err == 0);
+    h = pre->h;
+  }
+  else if (cas_hash_block (data, bs, &h) == -1)
     return NULL;
   const uint64_t key = cas_hash_key (&h);
   if ((got = find_block (s, key, &same)) != NULL)
     goto out;
 
-  /* New content.  Compress it if that saves at least an eighth of the
-   * block: a compressed block costs a decompression of the whole block
-   * on every read of any part of it, which a saving of a granule or two
-   * does not repay (docs/performance.md).
-   */
-  const void *stored = data;
-  uint32_t stored_len = bs, flags = 0;
-  uint64_t off;
-  if (s->level > 0) {
-    const uint32_t cap = compressed_max (bs);
+  /* New content: encoded by prepare_one, or now. */
+  if (pre && !pre->known)
+    e = pre->e;
+  else {
     if ((cbuf = malloc (cas_stored_max (bs))) == NULL) {
       cas_error ("write: %m");
       goto out;
     }
-    const long c = cas_compress (cbuf, cap, data, bs, s->level);
-    if (c < 0)
+    if (encode_block (s, data, key, cbuf, &e) == -1)
       goto out;
-    if (c > 0 && round_up (c, CAS_GRANULE) <= cap) {
-      stored = cbuf;
-      stored_len = c;
-      flags = CAS_BLK_COMPRESSED;
-    }
   }
-  if (flags == 0 && bs > CAS_PIECE) {
-    /* Raw: the bytes and a CRC per piece, so that small reads check
-     * only what they read.
-     */
-    if (cbuf == NULL && (cbuf = malloc (cas_stored_max (bs))) == NULL) {
-      cas_error ("write: %m");
-      goto out;
-    }
-    memcpy (cbuf, data, bs);
-    for (uint32_t i = 0; i < bs / CAS_PIECE; i++)
-      put_le32 (cbuf + bs + 4 * i,
-                cas_crc32c (cas_piece_seed (key, i), cbuf + i * CAS_PIECE, CAS_PIECE));
-    stored = cbuf;
-    stored_len = cas_sectored_len (bs);
-    flags = CAS_BLK_SECTORED;
-  }
+  const void *stored = e.bytes;
+  uint32_t stored_len = e.len, flags = e.flags;
+  uint64_t off;
   if (cas_alloc_get (&s->alloc, stored_len, &off) == -1)
     goto out;
   if (off + stored_len > CAS_DATA_MAX) {
@@ -347,7 +394,7 @@ store_block (struct cas_store *s, const void *data)
     cas_alloc_free (&s->alloc, off, stored_len);
     goto out;
   }
-  cas_block_init (b, key, off, stored_len, flags, cas_crc32c (0, stored, stored_len));
+  cas_block_init (b, key, off, stored_len, flags, e.crc);
   b->refcount = 1;
 
   /* Publish: look up again and insert, with its journal record, under
@@ -433,6 +480,28 @@ unref (struct cas_store *s, struct cas_block *b)
     __atomic_add_fetch (&s->ndead, 1, __ATOMIC_RELAXED);
 }
 
+/* Write the whole block V from SRC, prepared as PRE (NULL: not yet).
+ * ckpt_lock held for reading.
+ */
+static int
+write_whole (struct cas_disk *d, uint64_t v, const uint8_t *src, const struct prepared *pre)
+{
+  struct cas_store *s = d->s;
+  struct cas_block *nb = NULL;
+  const bool zero = pre ? pre->zero : cas_is_zero (src, s->block_size);
+
+  /* Hash and compress without holding the stripe. */
+  if (!zero && (nb = store_block (s, src, pre)) == NULL)
+    return -1;
+  cas_dio_remember (s, nb, src);
+  SCOPED_LOCK (l, stripe_of (s, d, v));
+  if (set_entry (d, v, nb) == -1) {
+    unref (s, nb);
+    return -1;
+  }
+  return 0;
+}
+
 /* Write N bytes of SRC (NULL = zeroes) at BOFF within block V.  ckpt_lock
  * held for reading.
  */
@@ -443,18 +512,8 @@ write_block (struct cas_disk *d, uint64_t v, const uint8_t *src, uint32_t boff, 
   const uint32_t bs = s->block_size;
   struct cas_block *nb = NULL;
 
-  if (boff == 0 && n == bs && src) {
-    /* Whole block: hash and compress without holding the stripe. */
-    if (!cas_is_zero (src, bs) && (nb = store_block (s, src)) == NULL)
-      return -1;
-    cas_dio_remember (s, nb, src);
-    SCOPED_LOCK (l, stripe_of (s, d, v));
-    if (set_entry (d, v, nb) == -1) {
-      unref (s, nb);
-      return -1;
-    }
-    return 0;
-  }
+  if (boff == 0 && n == bs && src)
+    return write_whole (d, v, src, NULL);
 
   /* Part of a block: read, merge, store under the stripe lock. */
   SCOPED_LOCK (l, stripe_of (s, d, v));
@@ -477,7 +536,7 @@ write_block (struct cas_disk *d, uint64_t v, const uint8_t *src, uint32_t boff, 
     memcpy (buf + boff, src, n);
   else
     memset (buf + boff, 0, n);
-  if (!cas_is_zero (buf, bs) && (nb = store_block (s, buf)) == NULL)
+  if (!cas_is_zero (buf, bs) && (nb = store_block (s, buf, NULL)) == NULL)
     return -1;
   cas_dio_remember (s, nb, buf);
   if (set_entry (d, v, nb) == -1) {
@@ -496,6 +555,96 @@ maybe_flush (struct cas_store *s)
   return 0;
 }
 
+/* ---- Several whole blocks of one request, prepared in parallel ----
+ *
+ * The CPU work of a whole block (the all-zero test, SHA-256, and, for
+ * content the index does not know yet, compression and the CRCs) depends
+ * on nothing but its bytes, so the whole blocks of a request are prepared
+ * in parallel by the store's worker pool (workpool.h) and the writing
+ * thread, up to PREP_BYTES at a time.  Then the writing thread stores and
+ * maps them one by one, in order, exactly as it does a single block:
+ * index look-up, allocation, pwrite, BLOCK_NEW under jlock, MAP_SET under
+ * the stripe.  Preparing takes no lock: the items read only the request's
+ * buffer and, for the "known" hint, the index inside an RCU read-side
+ * section (keys only: no stored bytes are read there).  A block found
+ * known may be gone by the time it is stored (the GC killed it), or hold
+ * other content under the same key; store_block then encodes it itself.
+ */
+#define PREP_BYTES (1u << 20)   /* whole blocks prepared per round */
+
+struct prep_round {
+  struct cas_store *s;
+  struct prepared *items;
+  uint8_t *bufs;                /* cas_stored_max (block_size) bytes per item */
+};
+
+/* cas_index_lookup's test for the hint below: any block with the key. */
+static bool
+any_block (void *opaque, struct cas_block *b)
+{
+  return true;
+}
+
+/* Prepare item I of the round (a cas_work_fn: no lock held, any thread). */
+static void
+prepare_one (void *opaque, size_t i)
+{
+  const struct prep_round *r = opaque;
+  struct cas_store *s = r->s;
+  struct prepared *p = &r->items[i];
+  const uint32_t bs = s->block_size;
+
+  p->zero = cas_is_zero (p->data, bs);
+  if (p->zero)
+    return;
+  if (cas_hash_block (p->data, bs, &p->h) == -1) {
+    p->err = errno;
+    return;
+  }
+  /* Content the index probably has already (a block with the same key)
+   * is probably not stored again: skip its encoding.  Only a hint: the
+   * bytes are compared when the block is stored, and store_block encodes
+   * the block itself if it was not the same after all.
+   */
+  const uint64_t key = cas_hash_key (&p->h);
+  rcu_read_lock ();
+  p->known = cas_index_lookup (&s->index, key, any_block, NULL) != NULL;
+  rcu_read_unlock ();
+  if (!p->known &&
+      encode_block (s, p->data, key, r->bufs + i * (size_t) cas_stored_max (bs), &p->e) == -1)
+    p->err = errno;
+}
+
+/* Write N (>= 2) whole blocks from SRC at block V0.  ckpt_lock held for
+ * reading.
+ */
+static int
+write_whole_blocks (struct cas_disk *d, uint64_t v0, const uint8_t *src, uint32_t n)
+{
+  struct cas_store *s = d->s;
+  const uint32_t bs = s->block_size;
+  CLEANUP_FREE struct prepared *items = calloc (n, sizeof *items);
+  CLEANUP_FREE uint8_t *bufs = malloc ((size_t) n * cas_stored_max (bs));
+  struct prep_round round = { .s = s, .items = items, .bufs = bufs };
+
+  if (items == NULL || bufs == NULL) {
+    cas_error ("write: %m");
+    return -1;
+  }
+  for (uint32_t i = 0; i < n; i++)
+    items[i].data = src + (size_t) i * bs;
+  cas_workpool_run (s->pool, prepare_one, &round, n);
+  for (uint32_t i = 0; i < n; i++) {
+    if (items[i].err) {
+      errno = items[i].err;     /* logged where it failed */
+      return -1;
+    }
+    if (write_whole (d, v0 + i, items[i].data, &items[i]) == -1)
+      return -1;
+  }
+  return 0;
+}
+
 /* Apply SRC (NULL = zeroes) to [offset, offset+count) block by block. */
 static int
 write_range (struct cas_disk *d, const uint8_t *src, uint32_t count, uint64_t offset)
@@ -508,9 +657,15 @@ write_range (struct cas_disk *d, const uint8_t *src, uint32_t count, uint64_t of
   while (count > 0 && r == 0) {
     const uint64_t v = offset / bs;
     const uint32_t boff = offset % bs;
-    const uint32_t n = count < bs - boff ? count : bs - boff;
+    uint32_t n = count < bs - boff ? count : bs - boff;
 
-    r = write_block (d, v, src, boff, n);
+    if (s->pool && src && boff == 0 && count / bs >= 2) {
+      const uint32_t nblocks = count / bs < PREP_BYTES / bs ? count / bs : PREP_BYTES / bs;
+      n = nblocks * bs;
+      r = write_whole_blocks (d, v, src, nblocks);
+    }
+    else
+      r = write_block (d, v, src, boff, n);
     if (src)
       src += n;
     offset += n;

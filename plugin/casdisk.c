@@ -8,8 +8,9 @@
  *                                recovery): errors still reach the terminal,
  *                                and no thread is started because nbdkit may
  *                                fork after this
- *   .after_fork                  start the engine's background thread and
- *                                its control channel (DIR/control.sock)
+ *   .after_fork                  start the engine's background thread, its
+ *                                worker pool (workers=N) and its control
+ *                                channel (DIR/control.sock)
  *   .cleanup                     stop them, flush, checkpoint, unlock
  *
  * Engine calls return -1 with errno set and the message already logged, so
@@ -245,6 +246,17 @@ casdisk_config (const char *key, const char *value)
       return -1;
     }
   }
+  else if (strcmp (key, "workers") == 0) {
+    char *end;
+    errno = 0;
+    const unsigned long v = strtoul (value, &end, 10);
+    if (errno || end == value || *end || v > CAS_MAX_WORKERS) {
+      nbdkit_error ("workers: '%s' is not a number of threads (0 to %d)", value,
+                    CAS_MAX_WORKERS);
+      return -1;
+    }
+    open_opts.workers = v;
+  }
   else {
     nbdkit_error ("unknown parameter '%s' (see nbdkit casdisk --help)", key);
     return -1;
@@ -300,6 +312,7 @@ casdisk_config_complete (void)
   "direct-io=BOOL     Read and write blocks with O_DIRECT and libaio (default false).\n" \
   "cache=SIZE         With direct-io: cache this much of recent blocks (default 0).\n" \
   "runtime-asserts=BOOL  Verify the space map after every recycler step.\n" \
+  "workers=N          Threads hashing and compressing one write (default: CPUs).\n" \
   "readonly=BOOL      Open the store read-only: shared lock, no writes, no background\n" \
   "                   work (use with nbdkit -r; default false).\n" \
   "control=BOOL       Serve DIR/control.sock for casdisk status etc. (default true).\n" \

@@ -32,6 +32,8 @@ expect_error "secure-erase: 'maybe' is not a boolean" store=$st size=1G secure-e
 expect_error "runtime-asserts: '2x' is not a boolean" store=$st size=1G runtime-asserts=2x
 expect_error "below the minimum of 64K" store=$st size=1G checkpoint-after=4K
 expect_error "recycle-tranquility: '101' is not a number from 0 to 100" store=$st size=1G recycle-tranquility=101
+expect_error "workers: '65' is not a number of threads (0 to 64)" store=$st size=1G workers=65
+expect_error "workers: 'many' is not a number of threads" store=$st size=1G workers=many
 mkdir -p "$tmp/junk" && echo hello >"$tmp/junk/notes.txt"
 expect_error "not empty and not a casdisk store" store=$tmp/junk size=1G
 expect_error "not a casdisk store yet" store=$tmp/junk
