@@ -898,6 +898,18 @@ Test (store, dedup_same_data_two_offsets)
  * bytes: with the key cut to 2 bits, 300 different contents share 4 keys,
  * and still each is stored once and read back as itself.
  */
+/* Content number I: half text (stored compressed), half random (raw), so
+ * that both ways of comparing stored bytes are used.
+ */
+static void
+content_of (uint8_t *buf, uint32_t bs, uint32_t i)
+{
+  if (i % 2)
+    fill_text (buf, bs, i);
+  else
+    fill_random (buf, bs, i);
+}
+
 Test (store, dedup_by_content_when_keys_collide)
 {
   const uint32_t bs = 4096, n = 300;
@@ -913,11 +925,7 @@ Test (store, dedup_by_content_when_keys_collide)
   cr_assert_not_null (s, "%s", errors);
   struct cas_disk *d = disk0 (s);
   for (uint32_t i = 0; i < n; i++) {
-    /* Half text (compressed), half random (raw): both ways of comparing. */
-    if (i % 2)
-      fill_text (buf, bs, i);
-    else
-      fill_random (buf, bs, i);
+    content_of (buf, bs, i);
     write_ok (d, buf, bs, (uint64_t) i * bs);
     write_ok (d, buf, bs, (uint64_t) (n + i) * bs);    /* a duplicate */
   }
@@ -925,10 +933,7 @@ Test (store, dedup_by_content_when_keys_collide)
   cr_assert_eq (st.nblocks, n, "%" PRIu64 " blocks for %u contents", st.nblocks, n);
   cr_assert_eq (st.logical_bytes, 2 * (uint64_t) n * bs);
   for (uint32_t i = 0; i < n; i++) {
-    if (i % 2)
-      fill_text (buf, bs, i);
-    else
-      fill_random (buf, bs, i);
+    content_of (buf, bs, i);
     read_expect (d, buf, bs, (uint64_t) i * bs);
     read_expect (d, buf, bs, (uint64_t) (n + i) * bs);
   }
