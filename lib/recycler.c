@@ -36,9 +36,12 @@
  * The destination is in the "moving" state of the space map from Copying
  * until Referenced (or the cancellation) ends the move.
  *
- * When: only once free space (free and settled junk) inside the file
- * exceeds compact_after percent of it (and 1 MiB).  Dead blocks (refcount 0, waiting for the delayed GC)
- * are never moved: their discards have not settled, and they are about to
+ * When: a compaction starts once free space (free and settled junk)
+ * inside the file reaches compact_after percent of it (and 1 MiB), and
+ * goes on until it falls below half that.  Without the gap, compaction
+ * would stop just under the threshold, leaving the file compact_after
+ * percent larger than its data for good.  Dead blocks (refcount 0,
+ * waiting for the delayed GC) are never moved: their discards have not settled, and they are about to
  * be freed anyway.  How fast: at most recycle_rate bytes a second, copied in
  * batches of up to 8 MiB per flush, so guests keep most of their I/O.
  */
@@ -103,6 +106,7 @@ cmp_desc (const void *x, const void *y)
   return a->from > b->from ? -1 : a->from < b->from;
 }
 
+/* recycle_lock held (it guards s->compacting). */
 bool
 cas_recycler_wanted (struct cas_store *s)
 {
@@ -110,7 +114,10 @@ cas_recycler_wanted (struct cas_store *s)
 
   cas_alloc_space (&s->alloc, &sp);
   const uint64_t spare = sp.free + sp.junk;
-  return spare >= MIN_FREE && spare * 100 >= (uint64_t) s->opts.compact_after * sp.end;
+  /* High water to start, low water (half of it) to stop. */
+  const uint64_t pct = s->compacting ? s->opts.compact_after / 2 : s->opts.compact_after;
+  s->compacting = spare >= MIN_FREE && spare * 100 >= pct * sp.end;
+  return s->compacting;
 }
 
 /* Steps Referenced for every copied move (ckpt_lock held for reading). */

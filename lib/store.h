@@ -145,6 +145,8 @@ struct cas_store {
   pthread_t bg_thread;
   uint64_t recycle_rest_until;      /* cas_now_ns(): no background moves before
                                        (recycle_lock) */
+  bool compacting;                  /* a compaction started and has not reached
+                                       its low-water mark (recycle_lock) */
   bool bg_started;
   pthread_mutex_t bg_lock;          /* guards bg_stop, with bg_cond */
   pthread_cond_t bg_cond;
@@ -375,7 +377,9 @@ int cas_live_render (struct cas_store *s, enum cas_live_format fmt,
 int cas_metrics_write_file (struct cas_store *s, const char *path);
 
 /* ---- recycler.c ---- */
-/* Is there enough free space inside the data file to compact? */
+/* Is there enough free space inside the data file to compact?  Yes from
+ * compact_after percent until it falls below half that (recycle_lock).
+ */
 bool cas_recycler_wanted (struct cas_store *s);
 /* Move up to BUDGET bytes of blocks from the tail into free space below
  * them (FORCE: even below the compact_after threshold).  Returns the bytes

@@ -303,7 +303,8 @@ casdisk_config_complete (void)
   "block-size=SIZE    Block size of a new store (4K..64K, default 64K).\n" \
   "compression=N|off  zstd level of a new store (default 1).\n" \
   "gc-delay=SECONDS   Delay before unreferenced blocks are freed (default 30).\n" \
-  "compact-after=PCT  Compact once this % of the data file is free (default 20).\n" \
+  "compact-after=PCT  Compact once this % of the data file is free, down to half\n" \
+  "                   of it (default 20).\n" \
   "recycle-rate=SIZE  Bytes per second the recycler may move (default 64M).\n" \
   "recycle-tranquility=N  The recycler rests N times as long as it worked (default 2).\n" \
   "keep-erased=SIZE|all  Erase freed space until SIZE is erased (default all).\n" \

@@ -9,6 +9,7 @@
  *   - a crash between any two steps (the files copied as a kill -9 leaves
  *     them) recovers to the same content and a clean check;
  *   - keep-erased and secure-erase;
+ *   - compaction runs from compact-after down to half of it;
  *   - a randomized run: thousands of random writes, discards, flushes and
  *     background rounds with runtime asserts on, every block re-read and
  *     compared with a model after every step;
@@ -476,6 +477,130 @@ Test (recycler, verify_finds_leaks_overlaps_and_refcounts)
   cr_assert_gt (cas_store_verify (s), 0, "an overlap must be found");
   cr_assert (strstr (errors, "space used twice"), "%s", errors);
   close_ok (s);
+}
+
+/* ---- when to compact ---- */
+
+/* Big enough that the spare space stays above the recycler's 1 MiB
+ * minimum down to the low water.
+ */
+#define NBIG 4096
+#define PER_ROUND 16                    /* blocks moved per round (the rate) */
+
+static bool trimmed[NBIG];
+
+/* Trim blocks [FROM, TO) and free their space now (GC, settle, erase). */
+static void
+trim_and_free (struct cas_store *s, struct cas_disk *d, uint64_t from, uint64_t to)
+{
+  for (uint64_t v = from; v < to; v++) {
+    cr_assert_eq (cas_disk_zero (d, BS, v * BS), 0, "trim block %" PRIu64 ": %s", v, errors);
+    trimmed[v] = true;
+  }
+  cr_assert_eq (cas_store_flush (s), 0);
+  pthread_mutex_lock (&s->recycle_lock);
+  cas_gc_pass (s, true);
+  cas_gc_release (s);
+  cas_alloc_coalesce (&s->alloc);
+  pthread_mutex_unlock (&s->recycle_lock);
+}
+
+static void
+expect_big (struct cas_disk *d)
+{
+  uint8_t want[BS], got[BS];
+
+  for (uint64_t v = 0; v < NBIG; v++) {
+    cr_assert_eq (cas_disk_read (d, got, BS, v * BS), 0, "read block %" PRIu64 ": %s", v, errors);
+    if (trimmed[v])
+      memset (want, 0, BS);
+    else
+      fill_random (want, BS, 1000 + v);
+    cr_assert_arr_eq (got, want, BS, "block %" PRIu64 " holds the wrong data", v);
+  }
+}
+
+/* Background rounds, each after its rest, until one moves nothing; the
+ * rounds that moved.
+ */
+static unsigned
+compact_until_idle (struct cas_store *s)
+{
+  for (unsigned rounds = 0; rounds < NBIG; rounds++) {
+    const uint64_t before = s->recycled_bytes;
+    pthread_mutex_lock (&s->recycle_lock);
+    s->recycle_rest_until = 0;
+    cas_gc_round (s, false);
+    pthread_mutex_unlock (&s->recycle_lock);
+    if (s->recycled_bytes == before)
+      return rounds;
+  }
+  cr_assert_fail ("the recycler never stops");
+  return 0;
+}
+
+static uint64_t
+spare (struct cas_store *s)
+{
+  const struct cas_store_stats st = stats (s);
+  return st.space_free + st.space_junk;
+}
+
+/* Compaction starts at compact_after percent spare and goes on down to
+ * half of it; it does not start again until the spare is back at
+ * compact_after percent.
+ */
+Test (recycler, compaction_runs_from_high_to_low_water)
+{
+  struct cas_open_opts o;
+  uint8_t buf[BS];
+
+  create (0, NBIG * BS);
+  cas_open_opts_default (&o);
+  o.gc_delay = 0;
+  o.compact_after = 20;
+  o.runtime_asserts = true;
+  struct cas_store *s = cas_store_open (store, &o);
+  cr_assert_not_null (s, "%s", errors);
+  struct cas_disk *d = disk0 (s);
+  memset (trimmed, 0, sizeof trimmed);
+  for (uint64_t v = 0; v < NBIG; v++) {
+    fill_random (buf, BS, 1000 + v);
+    write_ok (d, buf, BS, v * BS);
+  }
+  cr_assert_eq (cas_store_flush (s), 0);
+  const uint64_t blk = stats (s).data_file_end / NBIG;
+  s->opts.recycle_rate = PER_ROUND * blk;
+
+  /* 19% trimmed: below the high water, nothing moves. */
+  trim_and_free (s, d, 0, NBIG * 19 / 100);
+  cr_assert_eq (spare (s), NBIG * 19 / 100 * blk);
+  cr_assert_eq (compact_until_idle (s), 0, "compaction started below compact-after");
+
+  /* 25%: it starts, and runs on below 20% down to under 10%. */
+  trim_and_free (s, d, NBIG * 19 / 100, NBIG / 4);
+  const unsigned rounds = compact_until_idle (s);
+  const uint64_t end = stats (s).data_file_end, sp = spare (s);
+  cr_log_info ("compacted in %u rounds: %" PRIu64 " of %" PRIu64 " bytes spare", rounds, sp, end);
+  cr_assert_lt (sp * 100, 10 * end, "compaction stopped at %" PRIu64 " of %" PRIu64
+                " bytes spare, above the low water", sp, end);
+  cr_assert_geq ((sp + PER_ROUND * blk) * 100, 10 * (end + PER_ROUND * blk),
+                 "compaction went on past the low water");
+  cr_assert_eq (end, (NBIG - rounds * PER_ROUND) * blk, "every move let the file be cut");
+  expect_big (d);
+
+  /* Back up to just under the high water: it does not start again. */
+  uint64_t v = NBIG / 4;
+  while ((spare (s) + blk) * 100 < 20 * stats (s).data_file_end) {
+    trim_and_free (s, d, v, v + 1);
+    v++;
+  }
+  cr_assert_eq (compact_until_idle (s), 0, "compaction restarted below compact-after");
+  trim_and_free (s, d, v, v + 1);       /* the high water */
+  cr_assert_gt (compact_until_idle (s), 0, "compaction did not start at compact-after");
+  expect_big (d);
+  close_ok (s);
+  check_clean ();
 }
 
 /* ---- randomized ---- */
