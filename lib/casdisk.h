@@ -61,7 +61,8 @@ struct cas_open_opts {
   unsigned workers;             /* threads that prepare (hash, compress) the whole blocks
                                    of one write, its own thread included; 0 or 1 = that
                                    thread alone; CAS_WORKERS_AUTO (default): online CPUs.
-                                   The helpers start in cas_store_start() */
+                                   The helpers start in cas_store_start() or
+                                   cas_store_start_workers() */
   bool direct_io;               /* the data path reads and writes blocks with O_DIRECT
                                    and libaio (lib/dio.c); refused where the file
                                    system cannot */
@@ -108,6 +109,12 @@ struct cas_store *cas_store_open (const char *dir, const struct cas_open_opts *o
  * A stale socket file left by a crash is replaced.
  */
 int cas_store_start (struct cas_store *s) __attribute__((nonnull));
+
+/* Start only the helpers of opts.workers, for a tool that writes much
+ * without serving (casdisk import).  Idempotent; cas_store_close stops
+ * them.
+ */
+int cas_store_start_workers (struct cas_store *s) __attribute__((nonnull));
 
 /* Stop the control channel (removing its socket and metrics file) and the
  * background threads, flush, write a checkpoint, unlock and free.

@@ -1060,16 +1060,24 @@ workers_wanted (const struct cas_store *s)
 }
 
 int
+cas_store_start_workers (struct cas_store *s)
+{
+  if (s->readonly || s->pool != NULL || workers_wanted (s) <= 1)
+    return 0;
+  s->pool = cas_workpool_start (workers_wanted (s) - 1);
+  if (s->pool == NULL)
+    return -1;
+  cas_debug ("%u threads prepare the blocks of multi-block writes", workers_wanted (s));
+  return 0;
+}
+
+int
 cas_store_start (struct cas_store *s)
 {
   if (s->readonly)
     return 0;
-  if (s->pool == NULL && workers_wanted (s) > 1) {
-    s->pool = cas_workpool_start (workers_wanted (s) - 1);
-    if (s->pool == NULL)
-      return -1;
-    cas_debug ("%u threads prepare the blocks of multi-block writes", workers_wanted (s));
-  }
+  if (cas_store_start_workers (s) == -1)
+    return -1;
   if (cas_gc_start (s) == -1)
     return -1;
   if (s->opts.control && cas_control_start (s) == -1)

@@ -84,3 +84,22 @@ pass "qemu-img convert: qcow2 into a running export and back out to qcow2, ident
   fail "the disk converted from qcow2 did not deduplicate with vm ($unique_before -> $(info unique_bytes))"
 pass "the converted disk cost no new block: $unique_before unique bytes in the store before and after"
 check_store "$st"
+
+# The worker pool: import hashes and compresses a run of blocks on several
+# threads, and the store it writes is the same whatever their number.
+for n in 1 3; do
+  "$CASDISK" create "$tmp/w$n" --size 1M --block-size 4K >/dev/null || fail "create w$n"
+  CASDISK_DEBUG=1 "$CASDISK" import "$tmp/w$n" vm "$img" --workers $n >/dev/null 2>"$tmp/w$n.err" ||
+    { cat "$tmp/w$n.err"; fail "import --workers $n"; }
+done
+grep -q "3 threads prepare the blocks" "$tmp/w3.err" || { cat "$tmp/w3.err"; fail "import --workers 3 ran no pool"; }
+grep -q "threads prepare" "$tmp/w1.err" && fail "import --workers 1 started a pool"
+cmp "$tmp/w1/data" "$tmp/w3/data" || fail "import --workers 1 and 3 wrote different data files"
+"$CASDISK" export "$tmp/w3" vm "$tmp/w3.img" >/dev/null || fail "export w3"
+cmp "$img" "$tmp/w3.img" || fail "import --workers 3: the image differs"
+for bad in 0 65 x ""; do
+  "$CASDISK" import "$tmp/w1" bad "$img" --workers "$bad" 2>"$tmp/err"
+  [ $? -eq 2 ] && grep -q "is not a number of threads" "$tmp/err" ||
+    { cat "$tmp/err"; fail "import --workers '$bad' was not refused as a usage error"; }
+done
+pass "import --workers 3 uses the pool and writes the same data file as --workers 1; bad counts refused"

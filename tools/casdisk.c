@@ -7,7 +7,7 @@
  *   casdisk disk delete DIR NAME
  *   casdisk snapshot create|delete DIR DISK SNAP
  *   casdisk snapshot list DIR DISK [--json]
- *   casdisk import DIR NAME FILE [--existing] [--direct-io]
+ *   casdisk import DIR NAME FILE [--existing] [--direct-io] [--workers N]
  *   casdisk export DIR NAME FILE
  *   casdisk info DIR [--json]
  *   casdisk check DIR [--json] [--repair]
@@ -68,7 +68,7 @@ log_stderr (bool error, const char *msg)
 enum {
   OPT_HELP = 'h',
   OPT_JSON = 256, OPT_REPAIR, OPT_SIZE, OPT_BLOCK_SIZE, OPT_COMPRESSION,
-  OPT_DISK, OPT_RATE, OPT_NOW, OPT_EXISTING, OPT_DIRECT_IO,
+  OPT_DISK, OPT_RATE, OPT_NOW, OPT_EXISTING, OPT_DIRECT_IO, OPT_WORKERS,
 };
 
 #define O_HELP        { "help", no_argument, NULL, OPT_HELP }
@@ -82,6 +82,7 @@ enum {
 #define O_NOW         { "now", no_argument, NULL, OPT_NOW }
 #define O_EXISTING    { "existing", no_argument, NULL, OPT_EXISTING }
 #define O_DIRECT_IO   { "direct-io", no_argument, NULL, OPT_DIRECT_IO }
+#define O_WORKERS     { "workers", required_argument, NULL, OPT_WORKERS }
 #define O_END         { NULL, 0, NULL, 0 }
 
 
@@ -406,10 +407,20 @@ cmd_import (const struct cmdline *c)
   struct timespec t0;
   uint64_t size;
   char h1[32], h2[32], h3[32];
+  unsigned workers = CAS_WORKERS_AUTO;
   int fd, r;
 
   if (!check_disk_name (c->cmd, name))
     return EXIT_USAGE;
+  if (c->workers) {
+    char *end;
+    errno = 0;
+    const unsigned long n = strtoul (c->workers, &end, 10);
+    if (errno || end == c->workers || *end || n < 1 || n > CAS_MAX_WORKERS)
+      return usage_error (c->cmd, "--workers: '%s' is not a number of threads (1 to %d)",
+                          c->workers, CAS_MAX_WORKERS);
+    workers = n;
+  }
   fd = open (file, O_RDONLY | O_CLOEXEC);
   if (fd == -1) {
     fprintf (stderr, "%s: open %s: %m\n", prog, file);
@@ -429,9 +440,15 @@ cmd_import (const struct cmdline *c)
     struct cas_open_opts o;
     cas_open_opts_default (&o);
     o.direct_io = c->direct_io;
+    o.workers = workers;
     s = cas_store_open (dir, &o);
   }
   if (s == NULL) {
+    close (fd);
+    return EXIT_FAILURE;
+  }
+  if (cas_store_start_workers (s) == -1) {
+    cas_store_close (s);
     close (fd);
     return EXIT_FAILURE;
   }
@@ -912,7 +929,7 @@ static const struct command {
     (const struct option[]) { O_HELP, O_END } },
   { "import", 3, "DIR NAME FILE", cmd_import, NULL, true,
     "import a raw image into a new disk",
-    "Usage: casdisk import DIR NAME FILE [--existing] [--direct-io]\n"
+    "Usage: casdisk import DIR NAME FILE [--existing] [--direct-io] [--workers N]\n"
     "Create disk NAME of FILE's size in the store in DIR (not in use) and copy the\n"
     "raw image FILE (a file or a block device) into it.  Holes and blocks of zeroes\n"
     "are not stored.  For qcow2 and other formats, or a store nbdkit is serving,\n"
@@ -920,8 +937,10 @@ static const struct command {
     "  --existing   write into the existing disk NAME instead (at least FILE's size);\n"
     "               its first FILE-size bytes become FILE's content\n"
     "  --direct-io  write the store's data file with O_DIRECT (as the plugin's\n"
-    "               direct-io=true), leaving the host's page cache alone\n",
-    (const struct option[]) { O_EXISTING, O_DIRECT_IO, O_HELP, O_END } },
+    "               direct-io=true), leaving the host's page cache alone\n"
+    "  --workers N  threads that hash and compress the blocks, this one included\n"
+    "               (1 to 64; default: the online CPUs, as the plugin's workers=N)\n",
+    (const struct option[]) { O_EXISTING, O_DIRECT_IO, O_WORKERS, O_HELP, O_END } },
   { "export", 3, "DIR NAME FILE", cmd_export, NULL, true,
     "export a disk or snapshot as a raw image",
     "Usage: casdisk export DIR NAME FILE\n"
@@ -1040,6 +1059,7 @@ run_command (const struct command *cmd, int argc, char **argv)
     case OPT_NOW: c.now = true; break;
     case OPT_EXISTING: c.existing = true; break;
     case OPT_DIRECT_IO: c.direct_io = true; break;
+    case OPT_WORKERS: c.workers = optarg; break;
     case ':':
       return usage_error (cmd->name, "option '%s' needs a value", argv[optind - 1]);
     default:

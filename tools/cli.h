@@ -23,7 +23,7 @@ extern struct progress *active_progress;
 struct cmdline {
   const char *cmd;              /* "create", "disk add" ... for messages */
   bool json, repair, now, existing, direct_io;
-  const char *size, *block_size, *compression, *disk, *rate;
+  const char *size, *block_size, *compression, *disk, *rate, *workers;
   int nargs;
   char **args;
 };
