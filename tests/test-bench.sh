@@ -1,7 +1,8 @@
 #!/bin/bash
 # A short slice of `make bench`: bench/run.sh --smoke runs casdisk, qcow2
 # and the file plugin through fio and the space workload, and bench/engine
-# measures memory per GiB and the reopen time after a crash; every run
+# measures memory per GiB and the reopen time after a crash; a slice of
+# `make bench-import` (bench/import.py, 64 MiB, one repetition); every run
 # must produce numbers.  (No speed is asserted: targets live in bench/.)
 . "${top_builddir:-.}/tests/functions.sh"
 requires_python_nbd fio
@@ -20,3 +21,11 @@ grep -Eq "resident memory per GiB of unique data: -?[0-9.]+ MiB" "$tmp/out" ||
 grep -Eq "reopen after a crash: [0-9.]+ s per 100 GiB" "$tmp/out" ||
   { cat "$tmp/out"; fail "no reopen figure"; }
 pass "bench/run.sh --smoke: every run produced numbers, memory and reopen measured"
+
+top_builddir=$top_builddir timeout 120 /usr/bin/python3 "$top_srcdir/bench/import.py" --reps 1 --size 64 \
+  --tmp "$tmp" >"$tmp/import.out" 2>&1 || { cat "$tmp/import.out"; fail "bench/import.py failed"; }
+for who in casdisk-1 "casdisk-[0-9]+" qcow2 raw; do
+  grep -Eq "^\| $who \| [0-9]+ \([0-9]+\) \| [0-9.]+ \| [0-9.]+ \|" "$tmp/import.out" ||
+    { cat "$tmp/import.out"; fail "bench/import.py: no figures for $who"; }
+done
+pass "bench/import.py: casdisk import with and without the pool, qcow2 and raw measured"
