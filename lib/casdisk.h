@@ -44,6 +44,8 @@ struct cas_disk;
 struct cas_create_opts {
   uint32_t block_size;          /* power of two, 4 KiB .. 64 KiB */
   int compression_level;        /* 0 = off, 1 .. CAS_MAX_LEVEL */
+  bool sha256_keys;             /* key blocks by SHA-256 and write format version 3,
+                                   as casdisk did before (tests of old stores) */
 };
 
 /* Parameters of one open. */
@@ -221,6 +223,7 @@ struct cas_disk_stats {
 struct cas_store_stats {
   uint32_t block_size;
   int compression_level;
+  const char *key_function;     /* "siphash-1-3" or "sha256" (stores before version 4) */
   uint64_t ndisks;
   uint64_t logical_bytes;       /* sum over disks */
   uint64_t nblocks;             /* blocks in the pool, referenced or not */
@@ -273,7 +276,7 @@ int cas_store_check_progress (const char *dir, cas_report_fn report, cas_progres
   __attribute__((nonnull (1, 5)));
 
 /* Scrub an open store: verify every stored block (checksum, decompression,
- * SHA-256) and re-read every metadata file, quarantining blocks that fail.
+ * key) and re-read every metadata file, quarantining blocks that fail.
  * RATE limits reading to that many bytes per second (0 = no limit).
  * PROGRESS (may be NULL) is called with (blocks done, blocks total).
  * Returns the number of problems found, or -1 on error.

@@ -6,7 +6,7 @@
  * blocks share space.  Here we add what loading does not read:
  *
  *   - every stored block is read back: its CRC-32C, its decompression and
- *     the SHA-256 of its content must match the index;
+ *     the key of its content must match the index;
  *   - no space is leaked: every allocated region of the data file belongs
  *     to some block (file system blocks only partly used count as used).
  */
@@ -45,7 +45,7 @@ verify_block (void *opaque, struct cas_block *b)
 {
   struct verify *v = opaque;
   struct cas_store *s = v->s;
-  struct cas_hash h;
+  uint64_t key;
   char hex[2 * CAS_KEY_LEN + 1];
   const uint64_t off = cas_block_offset (b);
   const uint32_t len = cas_block_len (b);
@@ -79,9 +79,8 @@ verify_block (void *opaque, struct cas_block *b)
   }
   else
     memcpy (v->plain, v->stored, s->block_size);
-  if (cas_hash_block (v->plain, s->block_size, &h) == 0 &&
-      cas_hash_key (&h) != b->key)
-    cas_problem (s, "block id %" PRIu64 " (%.16s): content does not match its hash",
+  if (cas_block_key (&s->keyfn, v->plain, s->block_size, &key) == 0 && key != b->key)
+    cas_problem (s, "block id %" PRIu64 " (%.16s): content does not match its key",
                  b->id, hex);
   return 0;
 }

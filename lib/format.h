@@ -1,4 +1,4 @@
-/* The on-disk format, version 3.  docs/format.md is the prose version of
+/* The on-disk format, version 4.  docs/format.md is the prose version of
  * this file; keep the two in step.  All integers are little-endian; every
  * structure carries a CRC-32C.
  *
@@ -22,8 +22,9 @@
 #include <assert.h>
 #include <stdint.h>
 
-#define CAS_FORMAT_VERSION 3        /* 2: sectored raw blocks (CAS_BLK_SECTORED);
-                                       3: hash fields hold the 8-byte key (then zeroes) */
+#define CAS_FORMAT_VERSION 4        /* 2: sectored raw blocks (CAS_BLK_SECTORED);
+                                       3: hash fields hold the 8-byte key (then zeroes);
+                                       4: the superblock names the key function */
 #define CAS_GRANULE        512u       /* allocation unit in the data file */
 #define CAS_MAP_PAGE       4096u      /* map entries per map page */
 
@@ -42,6 +43,8 @@
 #define SB_BLOCK_SIZE 32   /* u32 */
 #define SB_LEVEL      36   /* u32 zstd level, 0 = off */
 #define SB_CTIME      40   /* u64 creation time, seconds since the epoch */
+#define SB_KEY_FN     48   /* u32 key function, CAS_KEY_* (hash.h); 0 before version 4 */
+#define SB_KEY_SECRET 64   /* 16 bytes: SipHash's key (random), zero for SHA-256 */
 
 /* ---- checkpoint ----
  * header (64 bytes), then the body:
@@ -97,14 +100,13 @@ cas_stored_max (uint32_t block_size)
 {
   return cas_sectored_len (block_size);
 }
-/* Seed of piece I's CRC: the first 4 bytes of the block's SHA-256 (little
- * endian) xor I, so a table that belongs to other content or to another
- * piece does not match.
+/* Seed of piece I's CRC: the low 32 bits of the block's key xor I, so a
+ * table that belongs to other content or to another piece does not match.
  */
 static inline uint32_t
 cas_piece_seed (uint64_t key, uint32_t i)
 {
-  return (uint32_t) key ^ i;    /* le32 of the SHA-256's first 4 bytes */
+  return (uint32_t) key ^ i;
 }
 
 /* ---- journal ----

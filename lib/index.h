@@ -1,13 +1,13 @@
 /* The content index: a key -> stored blocks, a lock-free hash table
  * (liburcu's rculfhash) so that dedup look-ups and reads take no lock.
  *
- * The key is the first 8 bytes of the block's SHA-256.  It is advice, not
+ * The key is a 64-bit keyed hash of the block's content (hash.h).  It is advice, not
  * identity: blocks are the same only if their contents are, and the caller
  * of cas_index_lookup decides that (the data path compares the bytes,
  * store_io.c).  Two different contents with the same key (by chance, or
  * crafted by a guest) are two blocks under one key.  Keeping 8 bytes
- * instead of 32 is what fits a block in 48 bytes (docs/performance.md,
- * "Memory").
+ * instead of a 32-byte SHA-256 is what fits a block in 48 bytes
+ * (docs/performance.md, "Memory").
  *
  * A block's life:
  *
@@ -75,7 +75,7 @@ struct cas_block {
     uint32_t loaded_refs;       /* while loading, before the block is
                                    inserted: refcount as the metadata says */
   };
-  uint64_t key;                 /* first 8 bytes of the SHA-256 (le64) */
+  uint64_t key;                 /* cas_block_key of the content (hash.h) */
   uint64_t id;                  /* persistent identity, as journal and checkpoint name it */
   uint64_t where;               /* atomic: offset, stored length, flags (above);
                                    the offset changes only by the recycler, under jlock */

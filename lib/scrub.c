@@ -2,8 +2,8 @@
  * them, on an open store (offline through casdisk scrub, or while nbdkit
  * serves it).
  *
- * Blocks: CRC-32C of the stored bytes, decompression, and SHA-256 of the
- * content against the block's identity.  A block that fails is quarantined
+ * Blocks: CRC-32C of the stored bytes, decompression, and the key of the
+ * content against the block's.  A block that fails is quarantined
  * (see index.h): dedup stops using it, reads of it return EIO, and the
  * next checkpoint records it.  Metadata: the superblock, the checkpoint
  * and the journal are re-read from disk and their checksums verified, so
@@ -209,7 +209,7 @@ cas_scrub_run (struct cas_store *s, uint64_t rate, cas_progress_fn progress,
     const char *bad = NULL;
     uint64_t offset = 0;
     uint32_t len = 0;
-    struct cas_hash h;
+    uint64_t key;
 
     if (progress)
       progress (opaque, i, t.n);
@@ -232,8 +232,8 @@ cas_scrub_run (struct cas_store *s, uint64_t rate, cas_progress_fn progress,
       else {
         if (!(flags & CAS_BLK_COMPRESSED))
           memcpy (plain, stored, s->block_size);
-        if (cas_hash_block (plain, s->block_size, &h) == 0 && cas_hash_key (&h) != b->key)
-          bad = "content does not match its SHA-256";
+        if (cas_block_key (&s->keyfn, plain, s->block_size, &key) == 0 && key != b->key)
+          bad = "content does not match its key";
       }
       if (bad && cas_block_quarantine (b))
         __atomic_add_fetch (&s->quarantined, 1, __ATOMIC_RELAXED);

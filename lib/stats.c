@@ -43,6 +43,7 @@ cas_store_stats (struct cas_store *s, struct cas_store_stats *st)
   memset (st, 0, sizeof *st);
   st->block_size = s->block_size;
   st->compression_level = s->level;
+  st->key_function = s->keyfn.fn == CAS_KEY_SIPHASH13 ? "siphash-1-3" : "sha256";
   cas_index_walk (&s->index, sum_block, st);
   for (size_t i = 0; i < cas_store_ndisks (s); i++) {
     struct cas_disk *d = cas_store_disk (s, i);

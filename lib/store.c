@@ -48,6 +48,7 @@
 void
 cas_create_opts_default (struct cas_create_opts *o)
 {
+  memset (o, 0, sizeof *o);
   o->block_size = CAS_DEFAULT_BLOCK_SIZE;
   o->compression_level = CAS_DEFAULT_LEVEL;
 }
@@ -196,11 +197,14 @@ cas_store_create (const char *dir, const struct cas_create_opts *opts,
    * crash half-way leaves a directory that create accepts again.
    */
   memcpy (sb + SB_MAGIC, CAS_SB_MAGIC, 8);
-  put_le32 (sb + SB_VERSION, CAS_FORMAT_VERSION);
-  if (getrandom (sb + SB_UUID, 16, 0) != 16) {
+  put_le32 (sb + SB_VERSION, opts->sha256_keys ? 3 : CAS_FORMAT_VERSION);
+  if (getrandom (sb + SB_UUID, 16, 0) != 16 ||
+      (!opts->sha256_keys &&
+       getrandom (sb + SB_KEY_SECRET, CAS_KEY_SECRET_LEN, 0) != CAS_KEY_SECRET_LEN)) {
     cas_error ("getrandom: %m");
     return -1;
   }
+  put_le32 (sb + SB_KEY_FN, opts->sha256_keys ? CAS_KEY_SHA256 : CAS_KEY_SIPHASH13);
   put_le32 (sb + SB_BLOCK_SIZE, opts->block_size);
   put_le32 (sb + SB_LEVEL, opts->compression_level);
   put_le64 (sb + SB_CTIME, (uint64_t) time (NULL));
@@ -738,6 +742,14 @@ read_superblock (struct cas_store *s)
     return -1;
   }
   memcpy (s->uuid, sb + SB_UUID, 16);
+  s->keyfn.fn = get_le32 (sb + SB_KEY_FN);
+  memcpy (s->keyfn.secret, sb + SB_KEY_SECRET, CAS_KEY_SECRET_LEN);
+  if (s->keyfn.fn != CAS_KEY_SHA256 && s->keyfn.fn != CAS_KEY_SIPHASH13) {
+    errno = EUCLEAN;
+    cas_error ("%s: corrupted store: unknown key function %" PRIu32 " in the superblock",
+               s->dir, s->keyfn.fn);
+    return -1;
+  }
   s->block_size = get_le32 (sb + SB_BLOCK_SIZE);
   s->level = get_le32 (sb + SB_LEVEL);
   if (!is_power_of_2 (s->block_size) || s->block_size < CAS_MIN_BLOCK_SIZE ||

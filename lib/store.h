@@ -23,6 +23,7 @@
 #include "alloc.h"
 #include "casdisk.h"
 #include "counters.h"
+#include "hash.h"
 #include "index.h"
 #include "map.h"
 
@@ -88,6 +89,7 @@ struct cas_store {
   struct cas_bcache *bcache;        /* direct-io with cache=SIZE: recent blocks'
                                        contents (bcache.h, its own locks); else NULL */
   uint8_t uuid[16];
+  struct cas_keyfn keyfn;           /* how blocks are keyed (superblock) */
   uint32_t block_size;
   int level;
 

@@ -8,7 +8,7 @@
  *   1. builds the new content (a partial write reads the old block and
  *      merges, holding v's stripe lock so concurrent partial writes to the
  *      same block cannot lose each other's bytes);
- *   2. finds it in the index by SHA-256 (dedup: take a reference) or stores
+ *   2. finds it in the index by its key (dedup: take a reference) or stores
  *      it: compress, allocate, pwrite, then insert + journal BLOCK_NEW;
  *   3. under v's stripe lock: swap the map entry, journal MAP_SET, drop the
  *      reference of the old block (which may then wait for the GC).
@@ -217,7 +217,7 @@ compressed_max (uint32_t bs)
 }
 
 /* Deciding that a block found by its key holds the content being written:
- * the key is only 8 bytes of the SHA-256 (index.h), so the stored bytes
+ * the key is only 64 bits of a hash (index.h), so the stored bytes
  * are compared with the new ones.  rcu_read_lock held (the block's space
  * is not reused before a grace period after it is killed).
  */
@@ -330,7 +330,7 @@ struct prepared {
   bool zero;                    /* all zero: nothing to store */
   bool known;                   /* its key was in the index: not encoded */
   int err;                      /* errno of a failure (logged there), or 0 */
-  struct cas_hash h;            /* unless zero */
+  uint64_t key;                 /* unless zero */
   struct encoded e;             /* unless zero or known */
 };
 
@@ -343,7 +343,7 @@ static struct cas_block *
 store_block (struct cas_store *s, const void *data, const struct prepared *pre)
 {
   const uint32_t bs = s->block_size;
-  struct cas_hash h;
+  uint64_t key;
   CLEANUP_FREE uint8_t *cbuf = NULL;
   struct same_ctx same = { .s = s, .data = data };
   struct cas_block *b = NULL, *got;
@@ -351,11 +351,10 @@ store_block (struct cas_store *s, const void *data, const struct prepared *pre)
 
   if (pre) {
     assert (!pre->zero && pre->err == 0);
-    h = pre->h;
+    key = pre->key;
   }
-  else if (cas_hash_block (data, bs, &h) == -1)
+  else if (cas_block_key (&s->keyfn, data, bs, &key) == -1)
     return NULL;
-  const uint64_t key = cas_hash_key (&h);
   if ((got = find_block (s, key, &same)) != NULL)
     goto out;
 
@@ -417,7 +416,7 @@ store_block (struct cas_store *s, const void *data, const struct prepared *pre)
       uint8_t rec[JREC_BLOCK_NEW_LEN] = { 0 };
       put_le64 (rec, b->id);
       put_le64 (rec + 8, off);
-      memcpy (rec + 16, h.b, CAS_KEY_LEN);
+      put_le64 (rec + 16, key);
       put_le32 (rec + 48, stored_len);
       put_le32 (rec + 52, flags);
       put_le32 (rec + 56, b->crc);
@@ -557,7 +556,7 @@ maybe_flush (struct cas_store *s)
 
 /* ---- Several whole blocks of one request, prepared in parallel ----
  *
- * The CPU work of a whole block (the all-zero test, SHA-256, and, for
+ * The CPU work of a whole block (the all-zero test, its key, and, for
  * content the index does not know yet, compression and the CRCs) depends
  * on nothing but its bytes, so the whole blocks of a request are prepared
  * in parallel by the store's worker pool (workpool.h) and the writing
@@ -597,7 +596,7 @@ prepare_one (void *opaque, size_t i)
   p->zero = cas_is_zero (p->data, bs);
   if (p->zero)
     return;
-  if (cas_hash_block (p->data, bs, &p->h) == -1) {
+  if (cas_block_key (&s->keyfn, p->data, bs, &p->key) == -1) {
     p->err = errno;
     return;
   }
@@ -606,12 +605,11 @@ prepare_one (void *opaque, size_t i)
    * bytes are compared when the block is stored, and store_block encodes
    * the block itself if it was not the same after all.
    */
-  const uint64_t key = cas_hash_key (&p->h);
   rcu_read_lock ();
-  p->known = cas_index_lookup (&s->index, key, any_block, NULL) != NULL;
+  p->known = cas_index_lookup (&s->index, p->key, any_block, NULL) != NULL;
   rcu_read_unlock ();
   if (!p->known &&
-      encode_block (s, p->data, key, r->bufs + i * (size_t) cas_stored_max (bs), &p->e) == -1)
+      encode_block (s, p->data, p->key, r->bufs + i * (size_t) cas_stored_max (bs), &p->e) == -1)
     p->err = errno;
 }
 

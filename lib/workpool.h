@@ -1,5 +1,5 @@
 /* A small pool of helper threads for CPU work that a request can split
- * into independent items (the SHA-256 and zstd of the whole blocks of
+ * into independent items (the key and zstd of the whole blocks of
  * one multi-block write).  The caller works too: cas_workpool_run hands
  * the items out to the helpers and takes them itself, so a batch never
  * waits for a helper to become free, and a pool with no helper (or a

@@ -588,6 +588,7 @@ print_store (const char *dir, const struct cas_store_stats *st, uint64_t virtual
     json_str ("dir", dir);
     json_u64 ("block_size", st->block_size);
     json_int ("compression_level", st->compression_level);
+    json_str ("key_function", st->key_function);
     json_u64 ("ndisks", st->ndisks);
     json_u64 ("virtual_size", virtual_size);
     json_u64 ("logical_bytes", st->logical_bytes);
@@ -622,6 +623,7 @@ print_store (const char *dir, const struct cas_store_stats *st, uint64_t virtual
     printf ("  %-22s %10s  (level %d)\n", "compression", "zstd", st->compression_level);
   else
     printf ("  %-22s %10s\n", "compression", "off");
+  printf ("  %-22s %10s\n", "block key", st->key_function);
   printf ("  %-22s %10" PRIu64 "\n", "disks", st->ndisks);
   print_bytes ("virtual size", virtual_size);
   print_bytes ("logical bytes in use", st->logical_bytes);
@@ -960,7 +962,7 @@ static const struct command {
   { "check", 1, "DIR", cmd_check, NULL, true, "offline consistency check (--repair to fix)",
     "Usage: casdisk check DIR [--json] [--repair]\n"
     "Check the store in DIR offline: metadata checksums, every reference, every\n"
-    "refcount, every stored block (checksum, decompression, SHA-256), leaked or\n"
+    "refcount, every stored block (checksum, decompression, key), leaked or\n"
     "doubly used space.  Prints each problem and a summary.  Exit 0 when clean, 1\n"
     "when problems were found, 2 if the store could not be read.\n"
     "  --repair  fix what can be fixed without guessing (refcounts, leaked space,\n"

@@ -102,6 +102,15 @@ create (int level, uint64_t size)
   cr_assert_eq (cas_store_create (store, &o, "disk0", size), 0, "create: %s", errors);
 }
 
+void
+create_sha256_keys (int level, uint64_t size)
+{
+  struct cas_create_opts o = { .block_size = BS, .compression_level = level,
+                               .sha256_keys = true };
+
+  cr_assert_eq (cas_store_create (store, &o, "disk0", size), 0, "create: %s", errors);
+}
+
 struct cas_store *
 open_rw (void)
 {

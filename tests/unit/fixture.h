@@ -37,6 +37,7 @@ void fixture_teardown (void);
 void fill_random (uint8_t *p, size_t len, uint64_t seed);
 void fill_text (uint8_t *p, size_t len, unsigned seed);
 void create (int level, uint64_t size);
+void create_sha256_keys (int level, uint64_t size);   /* a version 3 store */
 struct cas_store * open_rw (void);
 struct cas_disk * disk0 (struct cas_store *s);
 void write_ok (struct cas_disk *d, const void *buf, uint32_t count, uint64_t off);

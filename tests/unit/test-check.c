@@ -252,7 +252,7 @@ Test (check, content_does_not_match_hash)
   put_le32 (r + 60, cas_crc32c (0, other, BS));
   write_ckpt (&c);
   free (c.buf);
-  cr_assert_eq (expect_problem ("content swapped", "does not match its hash"), 1);
+  cr_assert_eq (expect_problem ("content swapped", "does not match its key"), 1);
 }
 
 Test (check, block_does_not_decompress)

@@ -284,14 +284,23 @@ expect_open_euclean (const char *what, const char *report_has)
 }
 
 static void
-store_with_data (void)
+store_with_data_keyed (bool sha256_keys)
 {
-  create (3, 64 * BS);
+  if (sha256_keys)
+    create_sha256_keys (3, 64 * BS);
+  else
+    create (3, 64 * BS);
   make_data (20);
   struct cas_store *s = open_rw ();
   write_ok (disk0 (s), A, BS, 0);
   write_ok (disk0 (s), C, BS, BS);
   close_ok (s);
+}
+
+static void
+store_with_data (void)
+{
+  store_with_data_keyed (false);
 }
 
 Test (ckpt, body_damage)
@@ -642,11 +651,12 @@ Test (ckpt, concurrent_writes_checkpoints_gc_then_crash)
 
 /* A version 2 checkpoint carries the whole SHA-256 in its block records;
  * version 3 reads its first 8 bytes as the key, finds the blocks again by
- * content, and writes version 3 (the key, then zeroes) from then on.
+ * content, and writes the current version (the key, then zeroes) from
+ * then on.
  */
 Test (ckpt, version_2_store_opens)
 {
-  store_with_data ();
+  store_with_data_keyed (true);
   struct ckpt c = read_ckpt ();
   uint8_t *ra = block_record (&c, mapped_id (&c, 0, 0));
   uint8_t *rc = block_record (&c, mapped_id (&c, 0, 1));
@@ -662,7 +672,7 @@ Test (ckpt, version_2_store_opens)
   write_ckpt (&c);
   free (c.buf);
 
-  struct cas_store *s = open_rw ();              /* writes a version 3 checkpoint */
+  struct cas_store *s = open_rw ();              /* writes a current checkpoint */
   struct cas_store_stats st;
   cr_assert_eq (cas_store_stats (s, &st), 0);
   const uint64_t before = st.nblocks;
@@ -673,7 +683,7 @@ Test (ckpt, version_2_store_opens)
   cr_assert_eq (st.nblocks, before, "a copy of a version 2 block was stored again");
   close_ok (s);
 
-  c = read_ckpt ();                             /* asserts version 3 */
+  c = read_ckpt ();                             /* asserts the current version */
   ra = block_record (&c, mapped_id (&c, 0, 0));
   cr_assert_not_null (ra);
   static const uint8_t zero[CAS_HASH_LEN - CAS_KEY_LEN];
@@ -681,4 +691,87 @@ Test (ckpt, version_2_store_opens)
   cr_assert_arr_eq (ra + 16 + CAS_KEY_LEN, zero, sizeof zero);
   free (c.buf);
   check_clean ();
+}
+
+static uint8_t *
+read_superblock_file (void)
+{
+  char path[400];
+  size_t n;
+
+  path_of (CAS_SB_NAME, path, sizeof path);
+  uint8_t *sb = slurp (path, &n);
+  cr_assert_eq (n, CAS_SB_SIZE);
+  return sb;
+}
+
+/* A new store (version 4) keys blocks by SipHash-1-3 under a random
+ * secret of its superblock; a store created as version 3 keeps the
+ * SHA-256's 8 bytes.  Either way the records carry the key, the same
+ * content is stored once across a reopen, and check finds every key
+ * right (it recomputes them with the store's function).
+ */
+static void
+keys_of_store (bool sha256_keys)
+{
+  store_with_data_keyed (sha256_keys);
+  uint8_t *sb = read_superblock_file ();
+  uint8_t secret[CAS_KEY_SECRET_LEN];
+  static const uint8_t zero[CAS_KEY_SECRET_LEN];
+  memcpy (secret, sb + SB_KEY_SECRET, sizeof secret);
+  cr_assert_eq (get_le32 (sb + SB_VERSION), sha256_keys ? 3 : 4);
+  cr_assert_eq (get_le32 (sb + SB_KEY_FN), sha256_keys ? CAS_KEY_SHA256 : CAS_KEY_SIPHASH13);
+  if (sha256_keys)
+    cr_assert_arr_eq (secret, zero, sizeof zero);
+  else
+    cr_assert_arr_neq (secret, zero, sizeof zero, "the secret is not random");
+  free (sb);
+
+  uint64_t want;
+  struct cas_hash h;
+  cr_assert_eq (cas_hash_block (A, BS, &h), 0);
+  want = sha256_keys ? cas_hash_key (&h) : cas_siphash (secret, A, BS, 1, 3);
+  struct ckpt c = read_ckpt ();
+  uint8_t *ra = block_record (&c, mapped_id (&c, 0, 0));
+  cr_assert_not_null (ra);
+  cr_assert_eq (get_le64 (ra + 16), want, "the block record does not carry the key");
+  free (c.buf);
+
+  struct cas_store *s = open_rw ();
+  struct cas_store_stats st;
+  cr_assert_eq (cas_store_stats (s, &st), 0);
+  const uint64_t before = st.nblocks;
+  write_ok (disk0 (s), A, BS, 7 * BS);
+  cr_assert_eq (cas_store_stats (s, &st), 0);
+  cr_assert_eq (st.nblocks, before, "the same content was stored again after a reopen");
+  read_expect (disk0 (s), A, BS, 7 * BS);
+  close_ok (s);
+  check_clean ();
+}
+
+Test (ckpt, new_store_keys_by_siphash)
+{
+  keys_of_store (false);
+}
+
+Test (ckpt, version_3_store_keeps_sha256_keys)
+{
+  keys_of_store (true);
+}
+
+Test (ckpt, unknown_key_function_refused)
+{
+  create (3, 64 * BS);
+  uint8_t *sb = read_superblock_file ();
+  char path[400];
+  put_le32 (sb + SB_KEY_FN, 7);
+  put_le32 (sb + SB_CRC, 0);
+  put_le32 (sb + SB_CRC, cas_crc32c (0, sb, CAS_SB_SIZE));
+  path_of (CAS_SB_NAME, path, sizeof path);
+  spit (path, sb, CAS_SB_SIZE);
+  free (sb);
+  errno = 0;
+  cr_assert_null (cas_store_open (store, NULL), "opened with an unknown key function");
+  cr_assert_eq (errno, EUCLEAN, "errno %d (%s)", errno, strerror (errno));
+  cr_assert (strstr (errors, "unknown key function 7") != NULL, "no message: %s", errors);
 }

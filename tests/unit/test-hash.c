@@ -1,5 +1,6 @@
 /* Unit tests for hash.c: SHA-256 known answers (FIPS 180-2 examples),
- * the table key, hex formatting, and concurrent use.
+ * the table key, hex formatting, and concurrent use; SipHash known answers
+ * and the block key under each key function.
  */
 #include <config.h>
 
@@ -126,4 +127,62 @@ Test (hash, concurrent)
       cr_assert_arr_eq (res[i].b, want.b, CAS_HASH_LEN, "thread %d item %d", t, i);
     free (res);
   }
+}
+
+/* ---- SipHash and block keys ---- */
+
+/* The SipHash paper's test key 00 01 .. 0f and messages 00 01 .. (its
+ * appendix: the empty message and the 15-byte one), SipHash-2-4.
+ */
+Test (siphash, reference_vectors_2_4)
+{
+  uint8_t k[16], m[15];
+
+  for (int i = 0; i < 16; i++)
+    k[i] = i;
+  for (int i = 0; i < 15; i++)
+    m[i] = i;
+  cr_assert_eq (cas_siphash (k, m, 0, 2, 4), UINT64_C(0x726fdb47dd0e0e31));
+  cr_assert_eq (cas_siphash (k, m, 15, 2, 4), UINT64_C(0xa129ca6149be45e5));
+}
+
+/* SipHash-1-3, the block key: CPython 3.11's hash() of a bytes object is
+ * SipHash-1-3, under an all-zero key when PYTHONHASHSEED=0:
+ *   PYTHONHASHSEED=0 python3 -c 'print(hash(b"hello world, a casdisk block"))'
+ *   PYTHONHASHSEED=0 python3 -c 'print(hash(bytes(range(64))))'
+ * (a tail of 4 bytes and none).
+ */
+Test (siphash, known_answers_1_3)
+{
+  static const uint8_t zero[16];
+  const char *text = "hello world, a casdisk block";
+  uint8_t m[64];
+
+  for (int i = 0; i < 64; i++)
+    m[i] = i;
+  cr_assert_eq (cas_siphash (zero, text, strlen (text), 1, 3), UINT64_C(2522947171248508051));
+  cr_assert_eq (cas_siphash (zero, m, 64, 1, 3), UINT64_C(8493894268803903686));
+}
+
+Test (siphash, block_key_by_function)
+{
+  static uint8_t block[65536];
+  struct cas_keyfn a = { .fn = CAS_KEY_SIPHASH13 }, b = a, sha = { .fn = CAS_KEY_SHA256 };
+  struct cas_hash h;
+  uint64_t ka, kb, ks;
+
+  for (size_t i = 0; i < sizeof block; i++)
+    block[i] = i * 7 + (i >> 9);
+  memset (a.secret, 1, sizeof a.secret);
+  memset (b.secret, 2, sizeof b.secret);
+  cr_assert_eq (cas_block_key (&a, block, sizeof block, &ka), 0);
+  cr_assert_eq (ka, cas_siphash (a.secret, block, sizeof block, 1, 3));
+  cr_assert_eq (cas_block_key (&b, block, sizeof block, &kb), 0);
+  cr_assert_neq (ka, kb, "the secret does not change the key");
+  cr_assert_eq (cas_block_key (&sha, block, sizeof block, &ks), 0);
+  cr_assert_eq (cas_hash_block (block, sizeof block, &h), 0);
+  cr_assert_eq (ks, cas_hash_key (&h), "SHA-256 stores keep the first 8 bytes of the SHA-256");
+  block[65535] ^= 1;
+  cr_assert_eq (cas_block_key (&a, block, sizeof block, &kb), 0);
+  cr_assert_neq (ka, kb, "the last byte does not change the key");
 }

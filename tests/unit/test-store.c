@@ -276,7 +276,7 @@ Test (store, create_open_defaults)
   cr_assert_not (oo.readonly);
   cr_assert_eq (oo.gc_delay, CAS_DEFAULT_GC_DELAY);
   struct cas_store *s = cas_store_open (store, &oo);
-  cr_assert_not_null (s);
+  cr_assert_not_null (s, "%s", errors);
   cr_assert_eq (cas_store_block_size (s), CAS_DEFAULT_BLOCK_SIZE);
   cr_assert_eq (cas_store_compression_level (s), CAS_DEFAULT_LEVEL);
   cr_assert_str_eq (cas_store_dir (s), store);

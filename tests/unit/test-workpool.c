@@ -21,6 +21,7 @@
 #include "crc32c.h"
 #include "format.h"
 #include "store.h"
+#include "util.h"
 #include "workpool.h"
 
 #include "fixture.h"
@@ -375,16 +376,31 @@ TestSuite (pool_writes, .init = store_setup, .fini = fixture_teardown, .timeout 
 
 #define DISK_SIZE (UINT64_C(24) << 20)
 
-/* One store at DIR/NAME, written with WORKERS threads per write. */
+/* One store at DIR/NAME, written with WORKERS threads per write; with
+ * TWIN's key secret if TWIN is not NULL (the keys, and so the pieces'
+ * CRC seeds, are then the same in both).
+ */
 static struct cas_store *
 make_store (const char *name, uint32_t bs, int level, unsigned workers, bool direct,
-            char *path, size_t len)
+            const struct cas_store *twin, char *path, size_t len)
 {
   struct cas_create_opts co = { .block_size = bs, .compression_level = level };
   struct cas_open_opts oo;
 
   snprintf (path, len, "%s/%s", dir, name);
   cr_assert_eq (cas_store_create (path, &co, "disk0", DISK_SIZE), 0, "create: %s", errors);
+  if (twin) {
+    char sbpath[500];
+    size_t n;
+    snprintf (sbpath, sizeof sbpath, "%s/" CAS_SB_NAME, path);
+    uint8_t *sb = slurp (sbpath, &n);
+    cr_assert_eq (n, CAS_SB_SIZE);
+    memcpy (sb + SB_KEY_SECRET, twin->keyfn.secret, CAS_KEY_SECRET_LEN);
+    put_le32 (sb + SB_CRC, 0);
+    put_le32 (sb + SB_CRC, cas_crc32c (0, sb, CAS_SB_SIZE));
+    spit (sbpath, sb, n);
+    free (sb);
+  }
   cas_open_opts_default (&oo);
   oo.gc_delay = 3600;
   oo.workers = workers;
@@ -451,8 +467,8 @@ static void
 same_with_and_without_helpers (uint32_t bs, int level, bool direct)
 {
   char off_path[400], on_path[400];
-  struct cas_store *off = make_store ("off", bs, level, 1, direct, off_path, sizeof off_path);
-  struct cas_store *on = make_store ("on", bs, level, 3, direct, on_path, sizeof on_path);
+  struct cas_store *off = make_store ("off", bs, level, 1, direct, NULL, off_path, sizeof off_path);
+  struct cas_store *on = make_store ("on", bs, level, 3, direct, off, on_path, sizeof on_path);
   struct cas_disk *doff = disk0 (off), *don = disk0 (on);
   uint8_t *model = calloc (1, DISK_SIZE), *back = malloc (DISK_SIZE);
 
