@@ -18,7 +18,7 @@
  *                --buffer_compress_percentage=60)
  *   read4kc      random 4 KiB reads of a region of compressible data
  *   write4kc     random 4 KiB writes of compressible data into compressible blocks
- *   parts        the cost of each step alone on one block (SHA-256,
+ *   parts        the cost of each step alone on one block (SHA-256, SipHash-1-3,
  *                CRC-32C, zstd at several levels, decompression), natively;
  *                with -f FILE: zstd level versus stored size on FILE's blocks
  *   reopen       the time to open a store after a crash: a child process
@@ -35,6 +35,8 @@
  *
  * -w N: the store's workers (threads preparing the blocks of one write,
  * the writer included; 0 or 1 = the writer alone; default: online CPUs).
+ * -k sha256: key the store's blocks by SHA-256, as stores created before
+ * format version 4 do (default: SipHash-1-3).
  *
  * Only measured() runs the timed operations; everything else (store
  * creation, data generation, prefill) is outside it.
@@ -422,7 +424,7 @@ static void
 usage (void)
 {
   fprintf (stderr, "usage: bench/engine [-b BS] [-l LEVEL] [-n OPS] [-s MiB] [-t DIR] [-f FILE] "
-           "[-w N] write4k|read4k|write1m|write1mc|write64k|compress64k|read4kc|write4kc|parts|reopen|memory\n");
+           "[-w N] [-k sha256|siphash] write4k|read4k|write1m|write1mc|write64k|compress64k|read4kc|write4kc|parts|reopen|memory\n");
   exit (2);
 }
 
@@ -438,9 +440,14 @@ main (int argc, char **argv)
 
   cas_create_opts_default (&co);
   cas_open_opts_default (&oo);
-  while ((c = getopt (argc, argv, "b:f:l:n:s:t:w:")) != -1) {
+  while ((c = getopt (argc, argv, "b:f:k:l:n:s:t:w:")) != -1) {
     switch (c) {
     case 'b': co.block_size = strtoul (optarg, NULL, 0); break;
+    case 'k':
+      if (strcmp (optarg, "sha256") != 0 && strcmp (optarg, "siphash") != 0)
+        usage ();
+      co.sha256_keys = strcmp (optarg, "sha256") == 0;
+      break;
     case 'f': parts_file_path = optarg; break;
     case 'l': co.compression_level = atoi (optarg); break;
     case 'n': nops = strtoull (optarg, NULL, 0); break;
