@@ -41,9 +41,16 @@
 #include "format.h"
 #include "io.h"
 #include "log.h"
+#include "ptcache.h"
 #include "store.h"
 #include "util.h"
 #include "workpool.h"
+
+/* Piece tables cached (ptcache.h): 80 bytes a slot, 5 MiB at most,
+ * touched only as partial reads of sectored blocks fill it; the tables of
+ * 4 GiB of 64 KiB blocks.
+ */
+#define PTCACHE_SLOTS 65536
 
 void
 cas_create_opts_default (struct cas_create_opts *o)
@@ -786,6 +793,12 @@ free_store (struct cas_store *s)
     cas_bcache_free (s->bcache);
   }
   cas_dio_close (s->dio);
+  if (s->ptcache) {
+    struct cas_ptcache_stats st;
+    cas_ptcache_stats (s->ptcache, &st);
+    cas_debug ("piece tables: %" PRIu64 " hits, %" PRIu64 " misses", st.hits, st.misses);
+    cas_ptcache_free (s->ptcache);
+  }
   if (s->data_fd >= 0)
     close (s->data_fd);
   if (s->sb_fd >= 0)
@@ -845,6 +858,10 @@ open_files (struct cas_store *s)
   if (s->dio && s->opts.cache_bytes &&
       (s->bcache = cas_bcache_new (s->opts.cache_bytes, s->block_size)) == NULL)
     return -1;
+  if (s->block_size > CAS_PIECE && (s->ptcache = cas_ptcache_new (PTCACHE_SLOTS)) == NULL) {
+    cas_error ("open %s: %m", s->dir);
+    return -1;
+  }
   return 0;
 }
 

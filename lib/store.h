@@ -29,6 +29,7 @@
 
 struct cas_dio;                     /* dio.h */
 struct cas_bcache;                  /* bcache.h */
+struct cas_ptcache;                 /* ptcache.h */
 
 #define CAS_NSTRIPES 1024           /* per-block write locks, hashed */
 #define CAS_JBUF_LIMIT (8u << 20)   /* flush when this many journal bytes wait */
@@ -88,6 +89,8 @@ struct cas_store {
                                        descriptor (store_dio.c); else NULL */
   struct cas_bcache *bcache;        /* direct-io with cache=SIZE: recent blocks'
                                        contents (bcache.h, its own locks); else NULL */
+  struct cas_ptcache *ptcache;      /* piece tables of recently read sectored blocks
+                                       (ptcache.h, lock-free); NULL for 4 KiB blocks */
   uint8_t uuid[16];
   struct cas_keyfn keyfn;           /* how blocks are keyed (superblock) */
   uint32_t block_size;

@@ -32,6 +32,7 @@
 #include "compress.h"
 #include "counters.h"
 #include "crc32c.h"
+#include "ptcache.h"
 #include "format.h"
 #include "io.h"
 #include "log.h"
@@ -142,18 +143,32 @@ read_pieces (struct cas_store *s, struct cas_block *b, uint8_t *out, uint32_t bo
     return -1;
   }
   uint8_t *const data = direct ? out : *tmp;
-  if (first + np == bs / CAS_PIECE) {
-    /* The last piece is covered: the table follows it, one read. */
-    const struct iovec iov[2] = { { data, np * CAS_PIECE }, { table, 4 * (bs / CAS_PIECE) } };
-    if (cas_preadv_full (s->data_fd, iov, 2, offset + first * CAS_PIECE, "data file") == -1)
+  const uint32_t npieces = bs / CAS_PIECE;
+  if (cas_ptcache_get (s->ptcache, b->id, first, np, table)) {
+    /* The table is cached: one read. */
+    if (cas_pread_full (s->data_fd, data, np * CAS_PIECE, offset + first * CAS_PIECE,
+                        "data file") == -1)
       return -1;
+  }
+  else {
+    /* The pieces and the whole table (it follows the last piece), then
+     * keep the table.  The table is checked piece by piece below, each
+     * entry against the bytes it covers; entries of pieces not read now
+     * are checked when they are, so a damaged entry cached here is an
+     * I/O error then, never wrong data.
+     */
+    if (first + np == npieces) {
+      const struct iovec iov[2] = { { data, np * CAS_PIECE }, { table, 4 * npieces } };
+      if (cas_preadv_full (s->data_fd, iov, 2, offset + first * CAS_PIECE, "data file") == -1)
+        return -1;
+    }
+    else if (cas_pread_full (s->data_fd, data, np * CAS_PIECE, offset + first * CAS_PIECE,
+                             "data file") == -1 ||
+             cas_pread_full (s->data_fd, table, 4 * npieces, offset + bs, "data file") == -1)
+      return -1;
+    cas_ptcache_put (s->ptcache, b->id, table, npieces);
     memmove (table, table + 4 * first, 4 * np);
   }
-  else if (cas_pread_full (s->data_fd, data, np * CAS_PIECE, offset + first * CAS_PIECE,
-                           "data file") == -1 ||
-           cas_pread_full (s->data_fd, table, 4 * np, offset + bs + 4 * first,
-                           "data file") == -1)
-    return -1;
   for (uint32_t i = 0; i < np; i++)
     if (cas_crc32c (cas_piece_seed (b->key, first + i), data + i * CAS_PIECE, CAS_PIECE) !=
         get_le32 (table + 4 * i))

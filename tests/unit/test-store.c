@@ -25,6 +25,8 @@
 
 #include "casdisk.h"
 #include "format.h"
+#include "ptcache.h"
+#include "store.h"
 
 /* ---- helpers (each store-level test file carries its own copy) ---- */
 
@@ -1065,6 +1067,53 @@ Test (store, sectored_partial_reads)
   uint8_t got[4096];
   errno = 0;
   cr_assert_eq (cas_disk_read (d, got, 100, 5 * 4096 + 10), -1);
+  cr_assert_eq (errno, EIO);
+  cr_assert (strstr (errors, "checksum mismatch") != NULL, "%s", errors);
+  close_ok (s);
+  free (buf);
+}
+
+/* A partial read of a sectored block caches its piece table (ptcache.h):
+ * later partial reads of the block take one pread and still check every
+ * piece they read, so damage made after the table was cached is an I/O
+ * error too.
+ */
+Test (store, sectored_reads_use_cached_tables)
+{
+  const uint32_t bs = 65536;
+  uint8_t *buf = malloc (2 * bs);
+  struct cas_ptcache_stats before, after;
+
+  cr_assert_not_null (buf);
+  create (bs, 3, 4 * bs);
+  struct cas_store *s = open_rw ();
+  struct cas_disk *d = disk0 (s);
+  fill_random (buf, 2 * bs, 11);
+  write_ok (d, buf, 2 * bs, 0);
+  cas_ptcache_stats (s->ptcache, &before);
+  read_expect (d, buf + 4096, 100, 4096);               /* a miss: fills block 0's table */
+  for (uint32_t p = 0; p < 16; p++)                     /* every piece, from the cache */
+    read_expect (d, buf + p * 4096 + 7, 300, p * 4096 + 7);
+  read_expect (d, buf + bs + 8192, 4096, bs + 8192);    /* block 1: a miss */
+  read_expect (d, buf + bs + 4096, 4096, bs + 4096);    /* and a hit */
+  cas_ptcache_stats (s->ptcache, &after);
+  cr_assert_eq (after.misses - before.misses, 2, "%" PRIu64 " misses",
+                after.misses - before.misses);
+  cr_assert_eq (after.hits - before.hits, 17, "%" PRIu64 " hits", after.hits - before.hits);
+
+  /* Damage piece 5 of block 0 (at data offset 0) under the running store. */
+  char path[400];
+  uint8_t b;
+  snprintf (path, sizeof path, "%s/data", store);
+  int fd = open (path, O_RDWR);
+  cr_assert_geq (fd, 0);
+  cr_assert_eq (pread (fd, &b, 1, 5 * 4096 + 17), 1);
+  b ^= 0x40;
+  cr_assert_eq (pwrite (fd, &b, 1, 5 * 4096 + 17), 1);
+  close (fd);
+  uint8_t got[4096];
+  errno = 0;
+  cr_assert_eq (cas_disk_read (d, got, 100, 5 * 4096 + 10), -1, "damaged piece read with a cached table");
   cr_assert_eq (errno, EIO);
   cr_assert (strstr (errors, "checksum mismatch") != NULL, "%s", errors);
   close_ok (s);
