@@ -1019,6 +1019,22 @@ Test (store, compression_off_stores_raw)
   close_ok (s);
 }
 
+/* Flip a bit of the byte at OFF of the store's data file. */
+static void
+flip_data_byte (off_t off)
+{
+  char path[400];
+  uint8_t b;
+
+  snprintf (path, sizeof path, "%s/data", store);
+  int fd = open (path, O_RDWR);
+  cr_assert_geq (fd, 0);
+  cr_assert_eq (pread (fd, &b, 1, off), 1);
+  b ^= 0x40;
+  cr_assert_eq (pwrite (fd, &b, 1, off), 1);
+  close (fd);
+}
+
 /* Sectored raw blocks: every partial read (within one piece, across
  * pieces, through the last piece whose table follows it, whole pieces read
  * straight into the caller's buffer) returns the right bytes, also after a
@@ -1053,15 +1069,7 @@ Test (store, sectored_partial_reads)
   close_ok (s);
 
   /* Flip a byte in piece 5 of the first stored block (it is at offset 0). */
-  char path[400];
-  uint8_t b;
-  snprintf (path, sizeof path, "%s/data", store);
-  int fd = open (path, O_RDWR);
-  cr_assert_geq (fd, 0);
-  cr_assert_eq (pread (fd, &b, 1, 5 * 4096 + 17), 1);
-  b ^= 0x40;
-  cr_assert_eq (pwrite (fd, &b, 1, 5 * 4096 + 17), 1);
-  close (fd);
+  flip_data_byte (5 * 4096 + 17);
   s = open_rw ();
   d = disk0 (s);
   uint8_t got[4096];
@@ -1102,15 +1110,7 @@ Test (store, sectored_reads_use_cached_tables)
   cr_assert_eq (after.hits - before.hits, 17, "%" PRIu64 " hits", after.hits - before.hits);
 
   /* Damage piece 5 of block 0 (at data offset 0) under the running store. */
-  char path[400];
-  uint8_t b;
-  snprintf (path, sizeof path, "%s/data", store);
-  int fd = open (path, O_RDWR);
-  cr_assert_geq (fd, 0);
-  cr_assert_eq (pread (fd, &b, 1, 5 * 4096 + 17), 1);
-  b ^= 0x40;
-  cr_assert_eq (pwrite (fd, &b, 1, 5 * 4096 + 17), 1);
-  close (fd);
+  flip_data_byte (5 * 4096 + 17);
   uint8_t got[4096];
   errno = 0;
   cr_assert_eq (cas_disk_read (d, got, 100, 5 * 4096 + 10), -1, "damaged piece read with a cached table");
