@@ -1035,6 +1035,23 @@ flip_data_byte (off_t off)
   close (fd);
 }
 
+/* A new store of 64 KiB blocks whose disk holds two blocks of random
+ * data (seed SEED), open in *SP; returns those 128 KiB (to be freed).
+ */
+static uint8_t *
+two_random_blocks (uint64_t seed, struct cas_store **sp)
+{
+  const uint32_t bs = 65536;
+  uint8_t *buf = malloc (2 * bs);
+
+  cr_assert_not_null (buf);
+  create (bs, 3, 4 * bs);
+  *sp = open_rw ();
+  fill_random (buf, 2 * bs, seed);
+  write_ok (disk0 (*sp), buf, 2 * bs, 0);
+  return buf;
+}
+
 /* Sectored raw blocks: every partial read (within one piece, across
  * pieces, through the last piece whose table follows it, whole pieces read
  * straight into the caller's buffer) returns the right bytes, also after a
@@ -1043,14 +1060,9 @@ flip_data_byte (off_t off)
 Test (store, sectored_partial_reads)
 {
   const uint32_t bs = 65536;
-  uint8_t *buf = malloc (2 * bs);
-
-  cr_assert_not_null (buf);
-  create (bs, 3, 4 * bs);
-  struct cas_store *s = open_rw ();
+  struct cas_store *s;
+  uint8_t *buf = two_random_blocks (9, &s);
   struct cas_disk *d = disk0 (s);
-  fill_random (buf, 2 * bs, 9);
-  write_ok (d, buf, 2 * bs, 0);
   struct cas_store_stats st = stats (s);
   cr_assert_eq (st.stored_bytes, 2 * (uint64_t) cas_sectored_len (bs), "stored %" PRIu64,
                 st.stored_bytes);
@@ -1089,15 +1101,10 @@ Test (store, sectored_partial_reads)
 Test (store, sectored_reads_use_cached_tables)
 {
   const uint32_t bs = 65536;
-  uint8_t *buf = malloc (2 * bs);
   struct cas_ptcache_stats before, after;
-
-  cr_assert_not_null (buf);
-  create (bs, 3, 4 * bs);
-  struct cas_store *s = open_rw ();
+  struct cas_store *s;
+  uint8_t *buf = two_random_blocks (11, &s);
   struct cas_disk *d = disk0 (s);
-  fill_random (buf, 2 * bs, 11);
-  write_ok (d, buf, 2 * bs, 0);
   cas_ptcache_stats (s->ptcache, &before);
   read_expect (d, buf + 4096, 100, 4096);               /* a miss: fills block 0's table */
   for (uint32_t p = 0; p < 16; p++)                     /* every piece, from the cache */
