@@ -30,7 +30,14 @@
  * "succeed" without them, and journaling references to those blocks would
  * break invariant 3.  The store fails instead (io_failed): writes, flushes
  * and checkpoints return EIO until nbdkit is restarted, and recovery then
- * uses the journal, which never named the unsynced blocks.  A failed
+ * uses the journal, which never named the unsynced blocks.
+ *
+ * Linux reports a writeback error to one fdatasync per open file
+ * description, and the flush, the GC's erase and the recycler's copies
+ * all sync the same descriptor.  So every data-file sync goes through
+ * cas_data_sync, which holds sync_lock from its check of io_failed to
+ * the store of a failure: whichever sync receives the error, every later
+ * sync, the flush's included, sees io_failed and fails.  A failed
  * journal write or sync is retried safely: the whole unsynced batch is
  * written again.
  */
@@ -146,6 +153,21 @@ cas_check_failed (struct cas_store *s, const char *op)
 }
 
 int
+cas_data_sync (struct cas_store *s)
+{
+  SCOPED_LOCK (sl, &s->sync_lock);
+
+  if (cas_check_failed (s, "sync") == -1)
+    return -1;
+  if (cas_fdatasync (s->data_fd, "data file") == -1) {
+    __atomic_store_n (&s->io_failed, true, __ATOMIC_RELEASE);
+    errno = EIO;
+    return -1;
+  }
+  return 0;
+}
+
+int
 cas_journal_sync (struct cas_store *s)
 {
   SCOPED_LOCK (fl, &s->flush_lock);
@@ -182,10 +204,10 @@ cas_journal_sync (struct cas_store *s)
    */
   if (s->flushing.len == 0)
     return 0;
-  if (cas_fdatasync (s->data_fd, "data file") == -1) {
-    __atomic_store_n (&s->io_failed, true, __ATOMIC_RELEASE);
+  if (s->data_sync_hook)
+    s->data_sync_hook (s);
+  if (cas_data_sync (s) == -1)
     return -1;
-  }
 
   /* 3. The batch, then its sync. */
   {
