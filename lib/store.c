@@ -645,19 +645,59 @@ collect_extent (void *opaque, struct cas_block *b)
   return 0;
 }
 
-/* At close: every block's extent, sorted, then tidy. */
+/* Count, then collect, the allocator's extents that tidying must keep. */
+struct kept_list {
+  struct used_list *u;
+  size_t cap, n;
+};
+
+static int
+collect_kept (void *opaque, uint64_t off, uint64_t len, enum cas_space_state st)
+{
+  struct kept_list *k = opaque;
+
+  if (st != CAS_SPACE_SETTLING && st != CAS_SPACE_MOVING)
+    return 0;
+  if (k->u == NULL) {
+    k->n++;
+    return 0;
+  }
+  if (k->u->n == k->cap)
+    return -1;                  /* cannot happen: nothing else runs at close */
+  k->u->v[k->u->n++] = (struct cas_extent) { .off = off, .len = len };
+  return 0;
+}
+
+/* At close: tidy around every block's extent and every extent that may
+ * still be named by durable metadata or hold a copy in progress, sorted.
+ * Only free, erased and settled junk space lies between them (the space
+ * map tiles the file), so only that is punched, and the file is never cut
+ * below a pending extent: a BLOCK_DEL or BLOCK_MOVE whose record is not
+ * durable leaves the old place named by the durable journal.
+ */
 static int
 tidy_at_close (struct cas_store *s)
 {
   struct used_list u = { .s = s };
+  struct kept_list k = { 0 };
   int r;
 
-  u.v = malloc ((s->index.count + 1) * sizeof *u.v);
+  cas_alloc_walk (&s->alloc, collect_kept, &k);
+  k.cap = s->index.count + k.n + 1;
+  u.v = malloc (k.cap * sizeof *u.v);
   if (u.v == NULL) {
     cas_error ("close: %m");
     return -1;
   }
   cas_index_walk (&s->index, collect_extent, &u);
+  k.u = &u;
+  k.cap = u.n + k.n;
+  if (cas_alloc_walk (&s->alloc, collect_kept, &k) == -1) {
+    free (u.v);
+    errno = EAGAIN;
+    cas_error ("close: the space map changed while tidying");
+    return -1;
+  }
   qsort (u.v, u.n, sizeof *u.v, cmp_extent);
   r = tidy_data_file (s, u.v, u.n);
   free (u.v);
@@ -1140,15 +1180,24 @@ cas_store_close (struct cas_store *s)
     r = -1;
   }
   else if (!s->readonly) {
-    if (cas_journal_sync (s) == -1)
+    if (cas_journal_sync (s) == -1) {
+      /* Records that freed space are not durable: the durable journal may
+       * still name that space, so nothing may be erased or cut.  The next
+       * open recovers the last flushed state and tidies then.
+       */
+      cas_error ("%s: closing after a failed flush: the last unflushed changes are lost, "
+                 "the file is left as it is", s->dir);
       r = -1;
-    /* Release what the delayed GC already freed, then checkpoint. */
-    cas_gc_release (s);
-    if (r == 0 && cas_store_checkpoint (s) == -1)
-      r = -1;
-    /* Give back partly freed file-system blocks; cut the file's tail. */
-    if (tidy_at_close (s) == -1)
-      r = -1;
+    }
+    else {
+      /* Release what the delayed GC already freed, then checkpoint. */
+      cas_gc_release (s);
+      if (cas_store_checkpoint (s) == -1)
+        r = -1;
+      /* Give back partly freed file-system blocks; cut the file's tail. */
+      if (tidy_at_close (s) == -1)
+        r = -1;
+    }
   }
   rcu_barrier ();               /* blocks freed with call_rcu */
   free_store (s);
