@@ -468,9 +468,15 @@ cas_load_block_del (struct cas_store *s, struct cas_load *ld, uint64_t id)
 
   if (b == NULL)
     return cas_problem (s, "journal deletes unknown block id %" PRIu64, id);
+  /* Map entries still point at it: the journal contradicts itself.  Freeing
+   * the block would leave them pointing at freed memory (and the next
+   * block would take its place); a check keeps it and reports it.
+   */
   if (b->loaded_refs != 0)
-    cas_problem (s, "journal deletes block id %" PRIu64 " that still has %" PRIu32
-                 " references", id, b->loaded_refs);
+    return cas_problem (s, "journal deletes block id %" PRIu64 " that still has %" PRIu32
+                        " references%s", id, b->loaded_refs,
+                        s->checker && s->checker->repair ? " (repaired: the block is kept)" :
+                        s->checker ? " (the block is kept)" : "");
   ld_remove (ld, id);
   cas_block_free (b);           /* nobody else can see it while loading */
   return 0;
