@@ -911,6 +911,35 @@ open_files (struct cas_store *s)
   return 0;
 }
 
+/* Make the journals FIRST..s->gen that were just replayed durable, with
+ * the directory (names created, renamed or removed by a checkpoint that
+ * crashed).  After kill -9 between a journal write and its sync, the tail
+ * replay applied may be only in the page cache: tidying the data file on
+ * its word before it is durable would let a power loss bring back the
+ * journal without the tail, naming space that was punched.
+ */
+static int
+sync_replayed (struct cas_store *s, uint64_t first)
+{
+  char path[4096];
+
+  for (uint64_t g = first; g <= s->gen; g++) {
+    cas_journal_path (s, g, path, sizeof path);
+    const int fd = open (path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+      if (errno == ENOENT && s->checker)
+        continue;               /* repair recreates a missing journal */
+      cas_error ("open %s: %m", path);
+      return -1;
+    }
+    const int r = cas_fdatasync (fd, path);
+    close (fd);
+    if (r == -1)
+      return -1;
+  }
+  return cas_fsync_dir (s->dir);
+}
+
 /* Remove journals older than GEN (a checkpoint of GEN covers them). */
 static void
 remove_old_journals (struct cas_store *s, uint64_t gen)
@@ -1015,6 +1044,8 @@ cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
   }
   s->next_seq = seq;
   s->durable_seq = seq - 1;
+  if (!s->readonly && sync_replayed (s, gen) == -1)
+    goto err;
   if (finish_load (s, &ld) == -1)
     goto err;
   free (ld.slot);
