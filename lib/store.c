@@ -994,6 +994,7 @@ cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
   pthread_mutex_init (&s->jlock, NULL);
   pthread_mutex_init (&s->flush_lock, NULL);
   pthread_mutex_init (&s->sync_lock, NULL);
+  s->batch_max = CAS_BATCH_MAX;
   pthread_mutex_init (&s->bg_lock, NULL);
   pthread_cond_init (&s->bg_cond, NULL);
   pthread_cond_init (&s->bg_done, NULL);

@@ -33,6 +33,11 @@ struct cas_ptcache;                 /* ptcache.h */
 
 #define CAS_NSTRIPES 1024           /* per-block write locks, hashed */
 #define CAS_JBUF_LIMIT (8u << 20)   /* flush when this many journal bytes wait */
+/* The most bytes one batch holds, BATCH record included.  The batch's
+ * length field is 32 bits; a batch retained across failing journal writes
+ * must never pass it, so a flush writes several batches when more waits.
+ */
+#define CAS_BATCH_MAX (64u << 20)
 #define CAS_DEFAULT_CKPT_BYTES (64u << 20)
 
 /* The steps of a recycler pass, in order (see recycler.c). */
@@ -138,6 +143,7 @@ struct cas_store {
   /* flush_lock guards the journal file (jfd, jpos, gen) and flushing. */
   pthread_mutex_t flush_lock;
   struct jbuf flushing;             /* a batch being written (kept on failure) */
+  size_t batch_max;                 /* CAS_BATCH_MAX; smaller in tests */
   uint64_t flushing_last_seq;
   int jfd;
   uint64_t jpos;                    /* where the next batch goes */

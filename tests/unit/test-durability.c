@@ -294,3 +294,70 @@ Test (durability, open_syncs_the_replayed_journal_before_punching)
   free (log);
   check_clean ();
 }
+
+/* ---- the batch length field ----
+ *
+ * A batch retained across failing journal writes grows with every flush
+ * that merges newer records into it; its length field is 32 bits.  With a
+ * small batch limit and every third journal write failing, no batch may
+ * pass the limit, and every record must still become durable in order.
+ */
+
+#define NBATCHED 64
+
+static size_t largest_batch;
+
+static void
+note_batch (struct cas_store *s)                  /* the batch is built: its size */
+{
+  if (s->flushing.len > largest_batch)
+    largest_batch = s->flushing.len;
+}
+
+static int
+flush_through_failures (void)
+{
+  setenv ("CASDISK_FAULT", "write:journal:3", 1);
+  struct cas_store *s = open_opts (3600, CAS_KEEP_ERASED_ALL);
+  CHILD_CHECK (s != NULL);
+  struct cas_disk *d = cas_disk_find (s, "disk0");
+  uint8_t buf[BS];
+  int failed = 0;
+
+  s->batch_max = 600;              /* the 4 writes between flushes fit, 8 do not */
+  s->data_sync_hook = note_batch;
+  for (unsigned i = 0; i < NBATCHED; i++) {
+    fill_random (buf, BS, 100 + i);
+    CHILD_CHECK (cas_disk_write (d, buf, BS, (uint64_t) i * BS) == 0);
+    if (i % 4 == 3 && cas_store_flush (s) == -1)
+      failed++;
+  }
+  int tries = 0;
+  while (cas_store_flush (s) == -1 && ++tries < 10)
+    ;
+  CHILD_CHECK (tries < 10);
+  CHILD_CHECK (failed > 0);                       /* the faults did hit flushes */
+  if (largest_batch > s->batch_max) {
+    fprintf (stderr, "child: a batch of %zu bytes, over the limit of %zu\n",
+             largest_batch, s->batch_max);
+    return 1;
+  }
+  CHILD_CHECK (s->durable_seq == s->next_seq - 1);
+  return 0;                                       /* crash: recovery replays the journal */
+}
+
+Test (durability, batches_stay_below_the_limit_across_failed_flushes)
+{
+  uint8_t buf[BS];
+
+  in_crashing_child (create_store);
+  in_crashing_child (flush_through_failures);
+  struct cas_store *s = open_opts (3600, CAS_KEEP_ERASED_ALL);
+  cr_assert_not_null (s, "%s", errors);
+  for (unsigned i = 0; i < NBATCHED; i++) {
+    fill_random (buf, BS, 100 + i);
+    read_expect (disk0 (s), buf, BS, (uint64_t) i * BS);
+  }
+  close_ok (s);
+  check_clean ();
+}
