@@ -50,6 +50,12 @@
 
 #define CAS_REF_KILLED 0x80000000u
 
+/* The most references a block may take (the store's ref_max, which tests
+ * lower): well below the KILLED bit.  Not enforced yet.
+ */
+#define CAS_REF_MAX    0x40000000u
+static_assert (CAS_REF_MAX < CAS_REF_KILLED - 1, "the cap must leave the KILLED bit alone");
+
 /* The word `where' packs a block's place, length and flags so that the
  * block fits in 48 bytes:
  *

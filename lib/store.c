@@ -895,6 +895,7 @@ cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
     return NULL;
   }
   s->sb_fd = s->data_fd = s->jfd = -1;
+  s->ref_max = CAS_REF_MAX;
   if (opts)
     s->opts = *opts;
   else
