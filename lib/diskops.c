@@ -104,9 +104,9 @@ unref_copied (struct cas_map *dm, uint64_t pg, unsigned k)
  * loaded_refs (the journal's count, see store.c).  Writers of SRC are
  * excluded by the caller.  Fails with ENOMEM, or EOVERFLOW when a block
  * has ref_max references already (index.h), and then holds no reference:
- * those taken are given back.  (Writers of other disks may take
- * references meanwhile, hence no count first.)  Journal replay is not
- * capped: it repeats what happened.
+ * those taken are given back.  (Writers' dedup takes references outside
+ * the stripe locks, even meanwhile: hence no count first.)  Journal
+ * replay is not capped: it repeats what happened.
  */
 static int
 copy_map (struct cas_disk *dst, const struct cas_disk *src, bool loading)
