@@ -8,7 +8,8 @@
  *      ... (a checkpoint that crashed before it was renamed into place
  *      leaves two journals; both are replayed in order);
  *   3. recount every block's references from the maps: the count is
- *      authoritative, a stored refcount that disagrees is reported;
+ *      authoritative, a stored refcount that disagrees is reported (and a
+ *      count that does not fit in 31 bits refused, see recount);
  *   4. rebuild the allocator from the blocks' locations; blocks nobody
  *      references are dead and wait for the delayed GC again;
  *   5. when writable: deallocate the gaps (a crash can leave written but
@@ -560,18 +561,47 @@ cas_load_map_zero (struct cas_store *s, struct cas_load *ld, uint32_t disk, uint
 }
 
 /* Recount references from the maps into refcount and compare with what the
- * metadata said.
+ * metadata said.  A refcount has 31 bits (the top one is the GC's KILLED
+ * mark, index.h).  New references stop at ref_max, far below; a block that
+ * older code took past it is accepted with its exact count (it takes no
+ * new reference: writes store another copy, clones fail).  A block with
+ * more references than 31 bits hold, which only older code without
+ * asserts or damage can leave, cannot be counted: opening fails (EUCLEAN),
+ * check reports it, and repair refuses (EOVERFLOW): it cannot fix it.
  */
 static int
 recount (struct cas_store *s)
 {
+  const uint32_t most = CAS_REF_KILLED - 1;
+  bool overflow = false;
+
   for (size_t i = 0; i < s->ndisks; i++) {
-    const struct cas_map *m = &s->disks[i]->map;
+    const struct cas_disk *d = s->disks[i];
+    const struct cas_map *m = &d->map;
     for (uint64_t pg = 0; pg < m->npages; pg++)
-      if (m->pages[pg])
-        for (unsigned k = 0; k < CAS_MAP_PAGE; k++)
-          if (m->pages[pg]->e[k])
-            m->pages[pg]->e[k]->refcount++;
+      for (unsigned k = 0; m->pages[pg] && k < CAS_MAP_PAGE; k++) {
+        struct cas_block *b = m->pages[pg]->e[k];
+        if (b == NULL)
+          continue;
+        if (b->refcount < most) {
+          b->refcount++;
+          continue;
+        }
+        if (overflow)
+          continue;             /* reported once; the count stays at MOST */
+        overflow = true;
+        if (s->checker && s->checker->repair) {
+          errno = EOVERFLOW;
+          cas_error ("%s: block id %" PRIu64 " has more than %" PRIu32 " references (disk '%s' "
+                     "block %" PRIu64 "), more than a refcount holds: cannot repair",
+                     s->dir, b->id, most, d->name, pg * CAS_MAP_PAGE + k);
+          return -1;
+        }
+        if (cas_problem (s, "block id %" PRIu64 " has more than %" PRIu32 " references (disk "
+                         "'%s' block %" PRIu64 "), more than a refcount holds", b->id, most,
+                         d->name, pg * CAS_MAP_PAGE + k) == -1)
+          return -1;
+      }
   }
   return 0;
 }
@@ -600,6 +630,10 @@ verify_refs (struct used_list *u, struct cas_block *b)
       cas_debug ("block id %" PRIu64 ": stored refcount %" PRIu32 " corrected to %" PRIu32,
                  b->id, b->loaded_refs, b->refcount);
   }
+  if (b->refcount > s->ref_max)
+    cas_debug ("block id %" PRIu64 " has %" PRIu32 " references, more than the %" PRIu32
+               " a block may take: it takes no more (writes of its content store a copy)",
+               b->id, b->refcount, s->ref_max);
   if (b->refcount == 0) {
     s->ndead++;
     cas_index_note_dead (&s->index, b, cas_now ());
@@ -718,7 +752,8 @@ finish_load (struct cas_store *s, struct cas_load *ld)
   struct stat st;
   int r = -1;
 
-  recount (s);
+  if (recount (s) == -1)
+    return -1;
   u.v = malloc ((ld->n + 1) * sizeof *u.v);
   if (u.v == NULL) {
     cas_error ("loading: %m");
@@ -970,6 +1005,7 @@ cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
     return NULL;
   }
   s->sb_fd = s->data_fd = s->jfd = -1;
+  s->ref_max = CAS_REF_MAX;
   if (opts)
     s->opts = *opts;
   else

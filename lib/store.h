@@ -114,6 +114,8 @@ struct cas_store {
   struct cas_disk *retired;         /* disks_lock */
 
   struct cas_index index;           /* lock-free, see index.h */
+  uint32_t ref_max;                 /* references a block may take: CAS_REF_MAX
+                                       (index.h); tests lower it after opening */
   struct cas_alloc alloc;           /* its own lock, see alloc.h */
   uint64_t ndead;                   /* atomic: blocks with refcount 0 */
 
