@@ -54,6 +54,7 @@ jw_open (struct jw *w)
   cr_assert_geq (len, JRN_HDR_SIZE, "%s: no header", w->path);
   cr_assert_arr_eq (w->buf, CAS_JOURNAL_MAGIC, 8, "%s: not a journal", w->path);
   w->next_seq = get_le64 (w->buf + JRN_FIRST_SEQ);
+  w->gen = get_le64 (w->buf + JRN_GEN);
   /* Skip the complete batches already there. */
   for (pos = JRN_HDR_SIZE; pos + JREC_BATCH_SIZE <= len; ) {
     const uint8_t *h = w->buf + pos;
@@ -124,12 +125,36 @@ void
 jw_commit (struct jw *w)
 {
   cr_assert_eq (w->batch, 0, "jw_commit: a batch is still open");
-  const int fd = open (w->path, O_WRONLY | O_TRUNC);
+  const int fd = open (w->path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
   cr_assert_geq (fd, 0, "open %s", w->path);
   cr_assert_eq (write (fd, w->buf, w->len), (ssize_t) w->len);
   cr_assert_eq (close (fd), 0);
   free (w->buf);
   w->buf = NULL;
+}
+
+void
+jw_next_generation (struct jw *w)
+{
+  char path[400], name[64];
+  size_t len;
+
+  cr_assert_null (w->buf, "jw_next_generation: commit first");
+  path_of (CAS_SB_NAME, path, sizeof path);
+  uint8_t *sb = slurp (path, &len);
+  w->gen++;
+  snprintf (name, sizeof name, CAS_JOURNAL_FMT, w->gen);
+  path_of (name, w->path, sizeof w->path);
+  w->cap = w->len = JRN_HDR_SIZE;
+  w->buf = calloc (1, w->cap);
+  cr_assert_not_null (w->buf);
+  memcpy (w->buf + JRN_MAGIC, CAS_JOURNAL_MAGIC, 8);
+  put_le32 (w->buf + JRN_VERSION, CAS_FORMAT_VERSION);
+  put_le64 (w->buf + JRN_GEN, w->gen);
+  put_le64 (w->buf + JRN_FIRST_SEQ, w->next_seq);
+  memcpy (w->buf + JRN_UUID, sb + SB_UUID, 16);
+  put_le32 (w->buf + JRN_HDR_CRC, cas_crc32c (0, w->buf, JRN_HDR_SIZE));
+  free (sb);
 }
 
 /* ---- typed records ---- */

@@ -32,6 +32,7 @@ struct jw {
   size_t batch;                 /* offset of the open batch's BATCH record, or 0 */
   uint64_t batch_seq;           /* sequence number of its first record */
   unsigned nbatches, nrecords;  /* appended so far */
+  uint64_t gen;                 /* of the journal being written */
 };
 
 void jw_open (struct jw *w);
@@ -40,6 +41,10 @@ void jw_begin (struct jw *w);
 void jw_rec (struct jw *w, int type, const void *payload, uint16_t len);
 void jw_end (struct jw *w);
 void jw_commit (struct jw *w);
+/* After jw_commit: start journal.G+1, continuing G's sequence numbers
+ * (what a checkpoint interrupted before its rename leaves).
+ */
+void jw_next_generation (struct jw *w);
 
 void jw_block_new (struct jw *w, uint64_t id, uint64_t offset, uint64_t key,
                    uint32_t stored_len, uint32_t flags, uint32_t crc);
