@@ -384,11 +384,16 @@ cas_load_disk_clone (struct cas_store *s, struct cas_load *ld, uint32_t id, cons
       (flags & ~CAS_DISK_SNAPSHOT))
     return cas_problem (s, "journal: clone '%s' of an unknown disk %" PRIu32
                         " or with a bad size or flags", name, src);
+  /* Only into a free slot: in check mode a taken one is reported and the
+   * disk there (maybe SRC itself) must not be copied over.
+   */
+  const bool slot_free = id == s->ndisks || (id < s->ndisks && cas_disk_deleted (s->disks[id]));
   if (cas_load_disk_add (s, id, name, size, flags) == -1)
     return -1;
-  if (id >= s->ndisks || cas_disk_deleted (s->disks[id]) ||
+  if (!slot_free || id >= s->ndisks || cas_disk_deleted (s->disks[id]) ||
       strcmp (s->disks[id]->name, name) != 0)
     return 0;                   /* check mode: reported, not added */
+  assert (id != src);
   return copy_map (s->disks[id], s->disks[src], true);
 }
 
