@@ -468,6 +468,7 @@ cas_journal_replay (struct cas_store *s, struct cas_load *ld, uint64_t gen,
       if (!record_ok (buf, bend, p, *seq) || get_le16 (r + 4) == JREC_BATCH)
         return cas_problem (s, "%s: a batch at offset %zu has a valid checksum but a bad "
                             "record at offset %zu", path, pos, p);
+      cas_load_set_seq (ld, *seq);
       if (apply (s, ld, get_le16 (r + 4), r + JREC_HDR_SIZE, plen) == -1)
         return -1;
       (*seq)++;

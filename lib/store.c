@@ -244,7 +244,99 @@ struct cas_load {
   struct cas_block **slot;
   uint64_t mask, n;
   bool indexed;                 /* the blocks are in the index now */
+  uint64_t seq;                 /* the record being replayed; 0: the checkpoint */
+  struct load_history *hist;    /* where blocks lay during the journal, or NULL */
 };
+
+/* Where blocks lay while the journal was written, so that replay can
+ * refuse a journal placing a block (BLOCK_NEW, BLOCK_MOVE) on space that
+ * another block still used at that point, even if that block leaves it
+ * later: the engine reuses space only after the record that freed it.
+ * Each span is an extent a block held from the record START placed it
+ * there (0: the checkpoint) up to the record END that took it away
+ * (BLOCK_DEL, or the source of a BLOCK_MOVE).  Only extents that ended,
+ * and placements, are kept: the journal's size bounds them.
+ */
+struct load_span {
+  uint64_t off, len, id, start, end;
+};
+
+struct load_spans {
+  struct load_span *v;
+  size_t n, cap;
+};
+
+struct load_history {
+  struct load_spans ended;      /* extents left, with START and END */
+  struct load_spans placed;     /* placements: START only */
+};
+
+void
+cas_load_set_seq (struct cas_load *ld, uint64_t seq)
+{
+  ld->seq = seq;
+}
+
+static int
+spans_push (struct load_spans *l, const struct cas_block *b, uint64_t start, uint64_t end)
+{
+  if (l->n == l->cap) {
+    const size_t cap = l->cap ? 2 * l->cap : 256;
+    struct load_span *v = realloc (l->v, cap * sizeof *v);
+    if (v == NULL) {
+      cas_error ("replaying the journal: %m");
+      return -1;
+    }
+    l->v = v;
+    l->cap = cap;
+  }
+  l->v[l->n++] = (struct load_span) {
+    .off = cas_block_offset (b), .len = round_up (cas_block_len (b), CAS_GRANULE),
+    .id = b->id, .start = start, .end = end };
+  return 0;
+}
+
+static void
+history_free (struct cas_load *ld)
+{
+  if (ld->hist) {
+    free (ld->hist->ended.v);
+    free (ld->hist->placed.v);
+    free (ld->hist);
+    ld->hist = NULL;
+  }
+}
+
+static int
+history_get (struct cas_load *ld)
+{
+  if (ld->hist == NULL && (ld->hist = calloc (1, sizeof *ld->hist)) == NULL) {
+    cas_error ("replaying the journal: %m");
+    return -1;
+  }
+  return 0;
+}
+
+/* B leaves its place at the record being replayed (its START is found
+ * among the placements at the end: history_check).
+ */
+static int
+history_left (struct cas_load *ld, const struct cas_block *b)
+{
+  if (ld->seq == 0)
+    return 0;
+  return history_get (ld) == -1 ? -1 : spans_push (&ld->hist->ended, b, 0, ld->seq);
+}
+
+/* B was just placed by the record being replayed. */
+static int
+history_placed (struct cas_load *ld, const struct cas_block *b)
+{
+  if (ld->seq == 0)
+    return 0;                   /* the checkpoint: its blocks are checked at the end */
+  return history_get (ld) == -1 ? -1 :
+    spans_push (&ld->hist->placed, b, ld->seq, UINT64_MAX);
+}
 
 static uint64_t
 id_hash (uint64_t id)
@@ -279,6 +371,7 @@ ld_insert (struct cas_load *ld, struct cas_block *b)
         *ld_find (&bigger, ld->slot[i]->id) = ld->slot[i];
     bigger.n = ld->n;
     bigger.indexed = ld->indexed;
+    bigger.hist = ld->hist;
     free (ld->slot);
     *ld = bigger;
   }
@@ -459,7 +552,7 @@ cas_load_block_new (struct cas_store *s, struct cas_load *ld, uint64_t id, uint6
     cas_error ("loading blocks: %m");
     return -1;
   }
-  return 0;
+  return history_placed (ld, b);
 }
 
 int
@@ -478,6 +571,8 @@ cas_load_block_del (struct cas_store *s, struct cas_load *ld, uint64_t id)
                         " references%s", id, b->loaded_refs,
                         s->checker && s->checker->repair ? " (repaired: the block is kept)" :
                         s->checker ? " (the block is kept)" : "");
+  if (history_left (ld, b) == -1)
+    return -1;
   ld_remove (ld, id);
   cas_block_free (b);           /* nobody else can see it while loading */
   return 0;
@@ -492,15 +587,26 @@ cas_load_block_move (struct cas_store *s, struct cas_load *ld, uint64_t id, uint
     return cas_problem (s, "journal moves unknown block id %" PRIu64, id);
   if (offset % CAS_GRANULE || offset >= CAS_DATA_MAX)
     return cas_problem (s, "journal moves block id %" PRIu64 " to a bad offset", id);
+  if (history_left (ld, b) == -1)
+    return -1;
   cas_block_set_offset (b, offset);
-  return 0;
+  return history_placed (ld, b);
 }
 
+/* The disk a map record of the journal (FROM_JOURNAL) or the checkpoint
+ * names, or NULL after reporting the problem.  Snapshots are read-only:
+ * only the checkpoint sets their entries (DISK_CLONE copies them).
+ */
 static struct cas_disk *
-load_disk (struct cas_store *s, uint32_t disk, uint64_t v, uint64_t count)
+load_disk (struct cas_store *s, uint32_t disk, uint64_t v, uint64_t count, bool from_journal)
 {
   if (disk >= s->ndisks || cas_disk_deleted (s->disks[disk])) {
     cas_problem (s, "map entry for unknown or deleted disk %" PRIu32, disk);
+    return NULL;
+  }
+  if (from_journal && (s->disks[disk]->flags & CAS_DISK_SNAPSHOT)) {
+    cas_problem (s, "journal changes the map of snapshot '%s', which is read-only",
+                 s->disks[disk]->name);
     return NULL;
   }
   if (v > s->disks[disk]->map.nblocks || count > s->disks[disk]->map.nblocks - v) {
@@ -514,7 +620,7 @@ int
 cas_load_map_set (struct cas_store *s, struct cas_load *ld, uint32_t disk, uint64_t v,
                   uint64_t id, bool from_journal)
 {
-  struct cas_disk *d = load_disk (s, disk, v, 1);
+  struct cas_disk *d = load_disk (s, disk, v, 1, from_journal);
   struct cas_block *b = NULL, *old;
 
   if (d == NULL)
@@ -542,7 +648,7 @@ int
 cas_load_map_zero (struct cas_store *s, struct cas_load *ld, uint32_t disk, uint64_t v,
                    uint64_t count)
 {
-  struct cas_disk *d = load_disk (s, disk, v, count);
+  struct cas_disk *d = load_disk (s, disk, v, count, true);
   struct cas_block *old;
 
   (void) ld;
@@ -744,6 +850,130 @@ tidy_at_close (struct cas_store *s)
   return r;
 }
 
+static int
+cmp_placed (const void *a, const void *b)
+{
+  const struct load_span *x = a, *y = b;
+
+  if (x->id != y->id)
+    return x->id < y->id ? -1 : 1;
+  if (x->off != y->off)
+    return x->off < y->off ? -1 : 1;
+  return x->start < y->start ? -1 : x->start > y->start;
+}
+
+static int
+cmp_span_off (const void *a, const void *b)
+{
+  const struct load_span *x = a, *y = b;
+  return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* The record that last placed block ID at OFF before record BEFORE, from
+ * PLACED (sorted by cmp_placed); 0 (the checkpoint) if none did.
+ */
+static uint64_t
+placed_at (const struct load_spans *placed, uint64_t id, uint64_t off, uint64_t before)
+{
+  size_t lo = 0, hi = placed->n;        /* first entry >= (id, off, before) */
+
+  while (lo < hi) {
+    const size_t mid = lo + (hi - lo) / 2;
+    const struct load_span *p = &placed->v[mid];
+    if (p->id < id || (p->id == id && (p->off < off || (p->off == off && p->start < before))))
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (lo > 0 && placed->v[lo - 1].id == id && placed->v[lo - 1].off == off)
+    return placed->v[lo - 1].start;
+  return 0;
+}
+
+static bool
+spans_meet (const struct load_span *a, const struct load_span *b)
+{
+  return a->off < b->off + b->len && b->off < a->off + a->len &&
+    a->start < b->end && b->start < a->end && a->id != b->id;
+}
+
+static int
+span_problem (struct cas_store *s, const struct load_span *a, const struct load_span *b)
+{
+  const struct load_span *early = a->start <= b->start ? a : b, *late = early == a ? b : a;
+
+  return cas_problem (s, "journal places block %" PRIu64 " at data offset %" PRIu64
+                      " (record %" PRIu64 ") while block %" PRIu64 " still uses the same space "
+                      "(until record %" PRIu64 ")", late->id, late->off, late->start,
+                      early->id, early->end == UINT64_MAX ? 0 : early->end);
+}
+
+/* Refuse a journal that placed a block on space another block still held
+ * at that point (see struct load_history): compare every extent a block
+ * left during the journal with every other extent, ended or final, that
+ * overlaps it in space, for an overlap in time.  FINAL[N]: the blocks'
+ * extents now, sorted by offset, tagged with their id.
+ */
+static int
+history_check (struct cas_store *s, struct cas_load *ld, const struct cas_extent *final,
+               size_t n)
+{
+  struct load_history *h = ld->hist;
+  struct load_span *active = NULL;
+  size_t nactive = 0, i = 0, j = 0;
+  int r = -1;
+
+  if (h == NULL || h->ended.n == 0)
+    return 0;                   /* nothing left its place: the final check covers it */
+  qsort (h->placed.v, h->placed.n, sizeof *h->placed.v, cmp_placed);
+  for (size_t k = 0; k < h->ended.n; k++) {
+    struct load_span *e = &h->ended.v[k];
+    e->start = placed_at (&h->placed, e->id, e->off, e->end);
+  }
+  qsort (h->ended.v, h->ended.n, sizeof *h->ended.v, cmp_span_off);
+  active = malloc (h->ended.n * sizeof *active);
+  if (active == NULL) {
+    cas_error ("replaying the journal: %m");
+    return -1;
+  }
+  /* Sweep both lists by offset.  Final extents never overlap each other
+   * (finish_load checks), so the last one seen is the only final extent
+   * that can reach the next; ended extents stay active until passed.
+   */
+  struct load_span last = { .len = 0 };
+  while (i < n || j < h->ended.n) {
+    const bool take_final = j == h->ended.n || (i < n && final[i].off <= h->ended.v[j].off);
+    struct load_span x;
+    if (take_final) {
+      x = (struct load_span) { .off = final[i].off, .len = round_up (final[i].len, CAS_GRANULE),
+                               .id = final[i].tag, .end = UINT64_MAX };
+      x.start = placed_at (&h->placed, x.id, x.off, UINT64_MAX);
+      i++;
+    }
+    else
+      x = h->ended.v[j++];
+    size_t keep = 0;
+    for (size_t k = 0; k < nactive; k++)
+      if (active[k].off + active[k].len > x.off)
+        active[keep++] = active[k];
+    nactive = keep;
+    for (size_t k = 0; k < nactive; k++)
+      if (spans_meet (&active[k], &x) && span_problem (s, &active[k], &x) == -1)
+        goto out;
+    if (take_final)
+      last = x;
+    else {
+      if (last.len && spans_meet (&last, &x) && span_problem (s, &last, &x) == -1)
+        goto out;
+      active[nactive++] = x;
+    }
+  }
+  r = 0;
+ out:
+  free (active);
+  return r;
+}
+
 /* Steps 3 and 4, and 5 when writable. */
 static int
 finish_load (struct cas_store *s, struct cas_load *ld)
@@ -776,6 +1006,8 @@ finish_load (struct cas_store *s, struct cas_load *ld)
         cas_problem (s, "blocks %" PRIu64 " and %" PRIu64 " use the same space at offset %"
                      PRIu64, u.v[i - 1].tag, u.v[i].tag, u.v[i].off) == -1)
       goto out;
+  if (history_check (s, ld, u.v, u.n) == -1)
+    goto out;
   if (fstat (s->data_fd, &st) == -1) {
     cas_error ("stat data file: %m");
     goto out;
@@ -796,6 +1028,7 @@ finish_load (struct cas_store *s, struct cas_load *ld)
     goto out;
   r = 0;
  out:
+  history_free (ld);
   free (u.v);
   return r;
 }
@@ -1125,6 +1358,7 @@ cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
   for (uint64_t i = 0; !ld.indexed && ld.mask && i <= ld.mask; i++)
     cas_block_free (ld.slot[i]);
   free (ld.slot);
+  history_free (&ld);
   free_store (s);
   return NULL;
 }

@@ -230,6 +230,8 @@ void cas_free_block (struct cas_block *b);
 
 /* Loading (checkpoint and journal replay share these).  No concurrency. */
 struct cas_load;                    /* id -> block table while loading */
+/* Replay is applying the record SEQ (0: loading the checkpoint). */
+void cas_load_set_seq (struct cas_load *ld, uint64_t seq);
 int cas_load_block_new (struct cas_store *s, struct cas_load *ld, uint64_t id, uint64_t offset,
                         const uint8_t hash[32], uint32_t stored_len, uint32_t flags,
                         uint32_t crc, uint32_t refcount);

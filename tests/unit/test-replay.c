@@ -1073,10 +1073,9 @@ Test (replay, disk_clone_snapshot_with_a_plain_name)
 
 /* Snapshots are read-only: the engine never journals a MAP_SET or MAP_ZERO
  * for one (writes fail with EROFS), so such a record contradicts the
- * store; replay applies it today and the snapshot changes.  Disabled: a
- * question for the lead (see the report of issue 11), not a settled bug.
+ * store (replay used to apply it, and the snapshot changed).
  */
-Test (replay, map_set_on_a_snapshot, .disabled = true)
+Test (replay, map_set_on_a_snapshot)
 {
   struct jw w;
   uint32_t snap;
