@@ -50,6 +50,11 @@
  * leave, and one the power-loss replay models exactly).
  * A spec that does not parse is reported and the variable ignored.  Off
  * unless the variable is set.
+ *
+ * CASDISK_FAULT_ARM=PATH holds the faults back until the file PATH exists
+ * (checked at each matching call until it does; calls before do not
+ * count), so that a test can aim them at one phase: create PATH just
+ * before the client's flush, the garbage collection, the shutdown...
  */
 #include <config.h>
 
@@ -84,6 +89,8 @@ static struct cas_fault faults[CAS_FAULT_MAX];
 static size_t nfaults;
 static unsigned long fault_calls[CAS_FAULT_MAX];    /* atomic */
 static unsigned long fault_fired;                   /* atomic */
+static char fault_arm_path[4096];
+static bool fault_armed;                            /* atomic */
 static pthread_once_t fault_once = PTHREAD_ONCE_INIT;
 
 /* Parse one OP:FILE:N[:ERRNO][:WHEN] of length LEN at P. */
@@ -192,6 +199,25 @@ fault_init (void)
     return;
   }
   nfaults = r;
+  const char *arm = getenv ("CASDISK_FAULT_ARM");
+  if (arm && *arm)
+    snprintf (fault_arm_path, sizeof fault_arm_path, "%s", arm);
+  else
+    fault_armed = true;
+}
+
+/* Are the faults armed (CASDISK_FAULT_ARM)? */
+static bool
+fault_is_armed (void)
+{
+  if (__atomic_load_n (&fault_armed, __ATOMIC_ACQUIRE))
+    return true;
+  const int saved = errno;
+  const bool now = access (fault_arm_path, F_OK) == 0;
+  errno = saved;
+  if (now)
+    __atomic_store_n (&fault_armed, true, __ATOMIC_RELEASE);
+  return now;
 }
 
 unsigned long
@@ -212,7 +238,7 @@ fault_name (enum cas_fault_op op, const char *name)
   pthread_once (&fault_once, fault_init);
   for (size_t i = 0; i < nfaults; i++) {
     const struct cas_fault *f = &faults[i];
-    if (f->op != op || strncmp (name, f->file, strlen (f->file)) != 0)
+    if (f->op != op || strncmp (name, f->file, strlen (f->file)) != 0 || !fault_is_armed ())
       continue;
     const unsigned long call = __atomic_add_fetch (&fault_calls[i], 1, __ATOMIC_RELAXED);
     if (!hit && cas_fault_hit (f, call)) {

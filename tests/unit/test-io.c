@@ -652,3 +652,28 @@ Test (io, fault_bad_spec_injects_nothing)
   cr_assert (strstr (last_error, "CASDISK_FAULT"), "message: %s", last_error);
   close (fd);
 }
+
+/* CASDISK_FAULT_ARM: nothing counts or fails until the file exists. */
+Test (io, fault_arm_file)
+{
+  char got[16], arm[PATH_MAX + 8];
+  int fd, err = 0;
+
+  snprintf (arm, sizeof arm, "%s.arm", dir);
+  unlink (arm);
+  setenv ("CASDISK_FAULT", "write:data:2:once", 1);
+  setenv ("CASDISK_FAULT_ARM", arm, 1);
+  cr_assert_eq (cas_create_file (path_in ("data"), &fd), 0);
+  write_pattern (fd, 4, got, &err);
+  cr_assert_str_eq (got, "0000");
+  cr_assert_eq (cas_fault_count (), 0);
+  const int a = open (arm, O_CREAT | O_WRONLY, 0600);
+  cr_assert_geq (a, 0);
+  close (a);
+  write_pattern (fd, 4, got, &err);
+  cr_assert_str_eq (got, "0100");
+  /* Armed for good: removing the file changes nothing. */
+  unlink (arm);
+  cr_assert_eq (cas_fault_count (), 1);
+  close (fd);
+}
