@@ -164,6 +164,8 @@ bool cas_disk_is_snapshot (const struct cas_disk *d) __attribute__((nonnull));
  * disk or a snapshot); writes to either never show in the other.
  * cas_snapshot_create: a read-only copy of DISK named "DISK@SNAP" (64
  * bytes at most), served under that export name.
+ * Both fail with EOVERFLOW, changing nothing, if a block would get more
+ * references than a block may have (2^30, lib/index.h).
  * cas_disk_delete: releases every block of disk NAME (their space comes
  * back through the delayed GC); refused (ENOTEMPTY) while it has
  * snapshots.  cas_snapshot_delete: the same for "DISK@SNAP".

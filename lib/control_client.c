@@ -29,6 +29,7 @@ static const struct { int err; const char *name; } errnames[] = {
   { EINVAL, "EINVAL" }, { ENOSPC, "ENOSPC" }, { EROFS, "EROFS" }, { ENOSYS, "ENOSYS" },
   { ETIMEDOUT, "ETIMEDOUT" }, { ECANCELED, "ECANCELED" }, { EUCLEAN, "EUCLEAN" },
   { ENOTSUP, "ENOTSUP" }, { EAGAIN, "EAGAIN" }, { EPROTO, "EPROTO" },
+  { EOVERFLOW, "EOVERFLOW" }, { ENOTEMPTY, "ENOTEMPTY" },
 };
 
 const char *

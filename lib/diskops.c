@@ -25,6 +25,11 @@
  * holds every write completed before it and none after, and after a crash
  * the store has it entirely or not at all.
  *
+ * A clone or snapshot that would give a block more than ref_max references
+ * (index.h: the cap that keeps counts off the KILLED bit) fails with
+ * EOVERFLOW and changes nothing; the references it took are given back
+ * before the stripes are released.
+ *
  * Writers wait while the stripes are held: for a disk of N mapped blocks
  * the pause is the copy of ceil (N / 4096) map pages and N atomic
  * increments (see docs/design.md for a measurement).
@@ -74,14 +79,39 @@ unlock_stripes (struct cas_store *s)
     pthread_mutex_unlock (&s->stripes[i]);
 }
 
+/* Give back the references copy_map took for the entries of DST's map
+ * before page PG, entry K (a failed copy).  Each block is still mapped by
+ * the source: none dies.
+ */
+static void
+unref_copied (struct cas_map *dm, uint64_t pg, unsigned k)
+{
+  for (uint64_t p = 0; p <= pg && p < dm->npages; p++) {
+    const struct cas_map_page *q = dm->pages[p];
+    const unsigned end = p == pg ? k : CAS_MAP_PAGE;
+
+    for (unsigned i = 0; q && i < end; i++)
+      if (q->e[i]) {
+        const uint32_t r = __atomic_sub_fetch (&q->e[i]->refcount, 1, __ATOMIC_RELAXED);
+        assert (r >= 1 && !(r & CAS_REF_KILLED));
+        (void) r;
+      }
+  }
+}
+
 /* Copy SRC's map into DST (new, unpublished, of the same size), taking one
  * reference per entry: a live reference, or when LOADING one more
  * loaded_refs (the journal's count, see store.c).  Writers of SRC are
- * excluded by the caller.  Fails (ENOMEM) before taking any reference.
+ * excluded by the caller.  Fails with ENOMEM, or EOVERFLOW when a block
+ * has ref_max references already (index.h), and then holds no reference:
+ * those taken are given back.  (Writers' dedup takes references outside
+ * the stripe locks, even meanwhile: hence no count first.)  Journal
+ * replay is not capped: it repeats what happened.
  */
 static int
 copy_map (struct cas_disk *dst, const struct cas_disk *src, bool loading)
 {
+  struct cas_store *s = dst->s;
   const struct cas_map *sm = &src->map;
   struct cas_map *dm = &dst->map;
 
@@ -104,16 +134,26 @@ copy_map (struct cas_disk *dst, const struct cas_disk *src, bool loading)
     memcpy (q, p, sizeof *q);
     for (unsigned k = 0; k < CAS_MAP_PAGE; k++) {
       struct cas_block *b = q->e[k];
+      bool revived;
+
       if (b == NULL)
         continue;
       if (loading)
         b->loaded_refs++;
-      else {
-        /* A mapped block has a reference already: never dead, never killed. */
-        const uint32_t r = __atomic_add_fetch (&b->refcount, 1, __ATOMIC_RELAXED);
-        assert (r > 1 && !(r & CAS_REF_KILLED));
-        (void) r;
+      else if (!cas_block_get (b, s->ref_max, &revived)) {
+        /* A mapped block has a reference already: never dead, never
+         * killed; so it is full.
+         */
+        unref_copied (dm, pg, k);
+        errno = EOVERFLOW;
+        cas_error ("%s '%s' of '%s': block id %" PRIu64 " (at disk block %" PRIu64
+                   ") would have more than the %" PRIu32 " references a block may have",
+                   dst->flags & CAS_DISK_SNAPSHOT ? "snapshot" : "clone", dst->name,
+                   src->name, b->id, pg * CAS_MAP_PAGE + k, s->ref_max);
+        return -1;
       }
+      else
+        assert (!revived);
     }
   }
   return 0;

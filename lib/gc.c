@@ -160,12 +160,10 @@ release (struct cas_store *s, const char *step)
   __atomic_add_fetch (&s->erased_bytes, erased, __ATOMIC_RELAXED);
   cas_step (s, CAS_STEP_ERASED, "erase");
   cas_io_context ("erase");
-  const int r = cas_fdatasync (s->data_fd, "data file");
+  const int r = cas_data_sync (s);
   cas_io_context (NULL);
-  if (r == -1) {
-    __atomic_store_n (&s->io_failed, true, __ATOMIC_RELEASE);
+  if (r == -1)
     return;
-  }
   cas_alloc_erased_durable (&s->alloc, freed, s);
   cas_step (s, CAS_STEP_FREED, "free");
 }

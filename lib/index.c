@@ -290,14 +290,14 @@ cas_index_walk (struct cas_index *idx, int (*fn) (void *, struct cas_block *), v
 }
 
 bool
-cas_block_get (struct cas_block *b, bool *revived)
+cas_block_get (struct cas_block *b, uint32_t max, bool *revived)
 {
   uint32_t r = __atomic_load_n (&b->refcount, __ATOMIC_ACQUIRE);
 
+  assert (max <= CAS_REF_MAX);
   do {
-    if (r & CAS_REF_KILLED)
-      return false;
-    assert (r < CAS_REF_KILLED - 1);
+    if ((r & CAS_REF_KILLED) || r >= max)
+      return false;             /* killed, or full (index.h) */
   } while (!__atomic_compare_exchange_n (&b->refcount, &r, r + 1, true,
                                          __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
   *revived = r == 0;

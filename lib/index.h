@@ -20,6 +20,9 @@
  *   block is invisible to look-ups; it is then unlinked and freed after an
  *   RCU grace period.
  *
+ * n stops at the store's cap (CAS_REF_MAX below): cas_block_get refuses a
+ * full block, and the writer stores another copy under the same key.
+ *
  * Context: look-ups, insertion and deletion need the RCU read-side lock
  * (rcu_read_lock) held by the caller; the returned pointer stays valid
  * until rcu_read_unlock unless the caller took a reference with
@@ -49,6 +52,18 @@
 #include "hash.h"
 
 #define CAS_REF_KILLED 0x80000000u
+
+/* The most references a block takes (the store's ref_max, which tests
+ * lower).  A guest can point every block of its disks at one content, and
+ * clones multiply that: a block with this many references takes no more
+ * (cas_block_get refuses), the data path stores another copy of the
+ * content instead (a key may have several blocks) and a clone or snapshot
+ * fails with EOVERFLOW, so a count never runs into the KILLED bit.  Well
+ * below that bit: opening recounts exactly, and a block that older code
+ * took past the cap (up to CAS_REF_KILLED - 1) is accepted as it is.
+ */
+#define CAS_REF_MAX    0x40000000u
+static_assert (CAS_REF_MAX < CAS_REF_KILLED - 1, "the cap must leave the KILLED bit alone");
 
 /* The word `where' packs a block's place, length and flags so that the
  * block fits in 48 bytes:
@@ -150,10 +165,11 @@ void cas_index_resize (struct cas_index *idx) __attribute__((nonnull));
 int cas_index_walk (struct cas_index *idx, int (*fn) (void *, struct cas_block *), void *opaque)
   __attribute__((nonnull (1, 2)));
 
-/* Take a reference; false if the block was killed (look it up again).
- * *REVIVED is set if the block was dead (refcount 0) before.
+/* Take a reference unless the block has MAX (at most CAS_REF_MAX) already:
+ * false if it has, or if it was killed (look it up again, or store a new
+ * copy).  *REVIVED is set if the block was dead (refcount 0) before.
  */
-bool cas_block_get (struct cas_block *b, bool *revived) __attribute__((nonnull));
+bool cas_block_get (struct cas_block *b, uint32_t max, bool *revived) __attribute__((nonnull));
 /* Drop a reference.  Returns true if that was the last one: the block is
  * now dead, listed on IDX's dead list with NOW.
  */

@@ -30,7 +30,14 @@
  * "succeed" without them, and journaling references to those blocks would
  * break invariant 3.  The store fails instead (io_failed): writes, flushes
  * and checkpoints return EIO until nbdkit is restarted, and recovery then
- * uses the journal, which never named the unsynced blocks.  A failed
+ * uses the journal, which never named the unsynced blocks.
+ *
+ * Linux reports a writeback error to one fdatasync per open file
+ * description, and the flush, the GC's erase and the recycler's copies
+ * all sync the same descriptor.  So every data-file sync goes through
+ * cas_data_sync, which holds sync_lock from its check of io_failed to
+ * the store of a failure: whichever sync receives the error, every later
+ * sync, the flush's included, sees io_failed and fails.  A failed
  * journal write or sync is retried safely: the whole unsynced batch is
  * written again.
  */
@@ -146,34 +153,93 @@ cas_check_failed (struct cas_store *s, const char *op)
 }
 
 int
+cas_data_sync (struct cas_store *s)
+{
+  SCOPED_LOCK (sl, &s->sync_lock);
+
+  if (cas_check_failed (s, "sync") == -1)
+    return -1;
+  if (cas_fdatasync (s->data_fd, "data file") == -1) {
+    __atomic_store_n (&s->io_failed, true, __ATOMIC_RELEASE);
+    errno = EIO;
+    return -1;
+  }
+  return 0;
+}
+
+/* How many records P[LEN] holds. */
+static uint64_t
+records_count (const uint8_t *p, size_t len)
+{
+  uint64_t count = 0;
+
+  for (size_t n = 0; n < len; n += round_up (JREC_HDR_SIZE + get_le16 (p + n + 6), 8))
+    count++;
+  return count;
+}
+
+/* The length of the longest prefix of the records in P[LEN] (whole
+ * records only) that fits in ROOM bytes.
+ */
+static size_t
+records_prefix (const uint8_t *p, size_t len, size_t room)
+{
+  size_t n = 0;
+
+  while (n < len) {
+    const size_t total = round_up (JREC_HDR_SIZE + get_le16 (p + n + 6), 8);
+    if (n + total > room)
+      break;
+    n += total;
+  }
+  return n;
+}
+
+int
 cas_journal_sync (struct cas_store *s)
 {
   SCOPED_LOCK (fl, &s->flush_lock);
-  uint64_t last;
+  uint64_t last, target = 0;
+  bool more;
 
   if (cas_check_failed (s, "flush") == -1)
     return -1;
 
-  /* 1. Take the records appended so far (after any batch that failed). */
+ again:
+  /* 1. Take the records appended so far (after any batch that failed), as
+   * many as fit in one batch; the rest go in the next batch of this flush.
+   */
+  more = false;
   {
     SCOPED_LOCK (jl, &s->jlock);
+    if (target == 0)
+      target = s->next_seq - 1;   /* this flush covers every record up to here */
     if (s->active.len > 0) {
-      if (jbuf_reserve (&s->flushing, s->active.len + JREC_BATCH_SIZE) == -1) {
-        cas_error ("flush: %m");
-        return -1;
+      const size_t used = s->flushing.len ? s->flushing.len : JREC_BATCH_SIZE;
+      const size_t take = used >= s->batch_max ? 0 :
+        records_prefix (s->active.p, s->active.len, s->batch_max - used);
+      if (take > 0) {
+        if (jbuf_reserve (&s->flushing, take + JREC_BATCH_SIZE) == -1) {
+          cas_error ("flush: %m");
+          return -1;
+        }
+        if (s->flushing.len == 0) {
+          memset (s->flushing.p, 0, JREC_BATCH_SIZE);   /* the BATCH record, filled below */
+          s->flushing.len = JREC_BATCH_SIZE;
+        }
+        memcpy (s->flushing.p + s->flushing.len, s->active.p, take);
+        s->flushing.len += take;
+        memmove (s->active.p, s->active.p + take, s->active.len - take);
+        __atomic_store_n (&s->active.len, s->active.len - take, __ATOMIC_RELAXED);
+        if (s->active.len == 0)
+          __atomic_store_n (&s->first_unflushed_ns, 0, __ATOMIC_RELAXED);
+        s->flushing_last_seq = s->next_seq - 1 - records_count (s->active.p, s->active.len);
       }
-      if (s->flushing.len == 0) {
-        memset (s->flushing.p, 0, JREC_BATCH_SIZE);   /* the BATCH record, filled below */
-        s->flushing.len = JREC_BATCH_SIZE;
-      }
-      memcpy (s->flushing.p + s->flushing.len, s->active.p, s->active.len);
-      s->flushing.len += s->active.len;
-      __atomic_store_n (&s->active.len, 0, __ATOMIC_RELAXED);
-      __atomic_store_n (&s->first_unflushed_ns, 0, __ATOMIC_RELAXED);
-      s->flushing_last_seq = s->next_seq - 1;
+      more = s->flushing_last_seq < target;
     }
     last = s->flushing_last_seq;
   }
+  assert (s->flushing.len <= s->batch_max);
 
   /* 2. Data before the records that point at it.  Also when there is no
    * record: a client may flush after writes that deduplicated onto blocks
@@ -182,10 +248,10 @@ cas_journal_sync (struct cas_store *s)
    */
   if (s->flushing.len == 0)
     return 0;
-  if (cas_fdatasync (s->data_fd, "data file") == -1) {
-    __atomic_store_n (&s->io_failed, true, __ATOMIC_RELEASE);
+  if (s->data_sync_hook)
+    s->data_sync_hook (s);
+  if (cas_data_sync (s) == -1)
     return -1;
-  }
 
   /* 3. The batch, then its sync. */
   {
@@ -213,6 +279,8 @@ cas_journal_sync (struct cas_store *s)
 
   /* 4. */
   __atomic_store_n (&s->durable_seq, last, __ATOMIC_RELEASE);
+  if (more)
+    goto again;
   return 0;
 }
 

@@ -256,9 +256,8 @@ cas_recycle_pass (struct cas_store *s, uint64_t budget, bool force)
   cas_step (s, CAS_STEP_COPIED, "copy");
   /* Flushed. */
   cas_io_context ("move");
-  if (cas_fdatasync (s->data_fd, "data file") == -1) {
+  if (cas_data_sync (s) == -1) {
     cas_io_context (NULL);
-    __atomic_store_n (&s->io_failed, true, __ATOMIC_RELEASE);
     for (size_t i = 0; i < ncopied; i++)
       cas_alloc_move_end (&s->alloc, c.v[i].to, cas_block_len (c.v[i].b), false);
     goto out;

@@ -8,7 +8,8 @@
  *      ... (a checkpoint that crashed before it was renamed into place
  *      leaves two journals; both are replayed in order);
  *   3. recount every block's references from the maps: the count is
- *      authoritative, a stored refcount that disagrees is reported;
+ *      authoritative, a stored refcount that disagrees is reported (and a
+ *      count that does not fit in 31 bits refused, see recount);
  *   4. rebuild the allocator from the blocks' locations; blocks nobody
  *      references are dead and wait for the delayed GC again;
  *   5. when writable: deallocate the gaps (a crash can leave written but
@@ -468,9 +469,15 @@ cas_load_block_del (struct cas_store *s, struct cas_load *ld, uint64_t id)
 
   if (b == NULL)
     return cas_problem (s, "journal deletes unknown block id %" PRIu64, id);
+  /* Map entries still point at it: the journal contradicts itself.  Freeing
+   * the block would leave them pointing at freed memory (and the next
+   * block would take its place); a check keeps it and reports it.
+   */
   if (b->loaded_refs != 0)
-    cas_problem (s, "journal deletes block id %" PRIu64 " that still has %" PRIu32
-                 " references", id, b->loaded_refs);
+    return cas_problem (s, "journal deletes block id %" PRIu64 " that still has %" PRIu32
+                        " references%s", id, b->loaded_refs,
+                        s->checker && s->checker->repair ? " (repaired: the block is kept)" :
+                        s->checker ? " (the block is kept)" : "");
   ld_remove (ld, id);
   cas_block_free (b);           /* nobody else can see it while loading */
   return 0;
@@ -554,18 +561,47 @@ cas_load_map_zero (struct cas_store *s, struct cas_load *ld, uint32_t disk, uint
 }
 
 /* Recount references from the maps into refcount and compare with what the
- * metadata said.
+ * metadata said.  A refcount has 31 bits (the top one is the GC's KILLED
+ * mark, index.h).  New references stop at ref_max, far below; a block that
+ * older code took past it is accepted with its exact count (it takes no
+ * new reference: writes store another copy, clones fail).  A block with
+ * more references than 31 bits hold, which only older code without
+ * asserts or damage can leave, cannot be counted: opening fails (EUCLEAN),
+ * check reports it, and repair refuses (EOVERFLOW): it cannot fix it.
  */
 static int
 recount (struct cas_store *s)
 {
+  const uint32_t most = CAS_REF_KILLED - 1;
+  bool overflow = false;
+
   for (size_t i = 0; i < s->ndisks; i++) {
-    const struct cas_map *m = &s->disks[i]->map;
+    const struct cas_disk *d = s->disks[i];
+    const struct cas_map *m = &d->map;
     for (uint64_t pg = 0; pg < m->npages; pg++)
-      if (m->pages[pg])
-        for (unsigned k = 0; k < CAS_MAP_PAGE; k++)
-          if (m->pages[pg]->e[k])
-            m->pages[pg]->e[k]->refcount++;
+      for (unsigned k = 0; m->pages[pg] && k < CAS_MAP_PAGE; k++) {
+        struct cas_block *b = m->pages[pg]->e[k];
+        if (b == NULL)
+          continue;
+        if (b->refcount < most) {
+          b->refcount++;
+          continue;
+        }
+        if (overflow)
+          continue;             /* reported once; the count stays at MOST */
+        overflow = true;
+        if (s->checker && s->checker->repair) {
+          errno = EOVERFLOW;
+          cas_error ("%s: block id %" PRIu64 " has more than %" PRIu32 " references (disk '%s' "
+                     "block %" PRIu64 "), more than a refcount holds: cannot repair",
+                     s->dir, b->id, most, d->name, pg * CAS_MAP_PAGE + k);
+          return -1;
+        }
+        if (cas_problem (s, "block id %" PRIu64 " has more than %" PRIu32 " references (disk "
+                         "'%s' block %" PRIu64 "), more than a refcount holds", b->id, most,
+                         d->name, pg * CAS_MAP_PAGE + k) == -1)
+          return -1;
+      }
   }
   return 0;
 }
@@ -594,6 +630,10 @@ verify_refs (struct used_list *u, struct cas_block *b)
       cas_debug ("block id %" PRIu64 ": stored refcount %" PRIu32 " corrected to %" PRIu32,
                  b->id, b->loaded_refs, b->refcount);
   }
+  if (b->refcount > s->ref_max)
+    cas_debug ("block id %" PRIu64 " has %" PRIu32 " references, more than the %" PRIu32
+               " a block may take: it takes no more (writes of its content store a copy)",
+               b->id, b->refcount, s->ref_max);
   if (b->refcount == 0) {
     s->ndead++;
     cas_index_note_dead (&s->index, b, cas_now ());
@@ -645,19 +685,59 @@ collect_extent (void *opaque, struct cas_block *b)
   return 0;
 }
 
-/* At close: every block's extent, sorted, then tidy. */
+/* Count, then collect, the allocator's extents that tidying must keep. */
+struct kept_list {
+  struct used_list *u;
+  size_t cap, n;
+};
+
+static int
+collect_kept (void *opaque, uint64_t off, uint64_t len, enum cas_space_state st)
+{
+  struct kept_list *k = opaque;
+
+  if (st != CAS_SPACE_SETTLING && st != CAS_SPACE_MOVING)
+    return 0;
+  if (k->u == NULL) {
+    k->n++;
+    return 0;
+  }
+  if (k->u->n == k->cap)
+    return -1;                  /* cannot happen: nothing else runs at close */
+  k->u->v[k->u->n++] = (struct cas_extent) { .off = off, .len = len };
+  return 0;
+}
+
+/* At close: tidy around every block's extent and every extent that may
+ * still be named by durable metadata or hold a copy in progress, sorted.
+ * Only free, erased and settled junk space lies between them (the space
+ * map tiles the file), so only that is punched, and the file is never cut
+ * below a pending extent: a BLOCK_DEL or BLOCK_MOVE whose record is not
+ * durable leaves the old place named by the durable journal.
+ */
 static int
 tidy_at_close (struct cas_store *s)
 {
   struct used_list u = { .s = s };
+  struct kept_list k = { 0 };
   int r;
 
-  u.v = malloc ((s->index.count + 1) * sizeof *u.v);
+  cas_alloc_walk (&s->alloc, collect_kept, &k);
+  k.cap = s->index.count + k.n + 1;
+  u.v = malloc (k.cap * sizeof *u.v);
   if (u.v == NULL) {
     cas_error ("close: %m");
     return -1;
   }
   cas_index_walk (&s->index, collect_extent, &u);
+  k.u = &u;
+  k.cap = u.n + k.n;
+  if (cas_alloc_walk (&s->alloc, collect_kept, &k) == -1) {
+    free (u.v);
+    errno = EAGAIN;
+    cas_error ("close: the space map changed while tidying");
+    return -1;
+  }
   qsort (u.v, u.n, sizeof *u.v, cmp_extent);
   r = tidy_data_file (s, u.v, u.n);
   free (u.v);
@@ -672,7 +752,8 @@ finish_load (struct cas_store *s, struct cas_load *ld)
   struct stat st;
   int r = -1;
 
-  recount (s);
+  if (recount (s) == -1)
+    return -1;
   u.v = malloc ((ld->n + 1) * sizeof *u.v);
   if (u.v == NULL) {
     cas_error ("loading: %m");
@@ -865,6 +946,35 @@ open_files (struct cas_store *s)
   return 0;
 }
 
+/* Make the journals FIRST..s->gen that were just replayed durable, with
+ * the directory (names created, renamed or removed by a checkpoint that
+ * crashed).  After kill -9 between a journal write and its sync, the tail
+ * replay applied may be only in the page cache: tidying the data file on
+ * its word before it is durable would let a power loss bring back the
+ * journal without the tail, naming space that was punched.
+ */
+static int
+sync_replayed (struct cas_store *s, uint64_t first)
+{
+  char path[4096];
+
+  for (uint64_t g = first; g <= s->gen; g++) {
+    cas_journal_path (s, g, path, sizeof path);
+    const int fd = open (path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+      if (errno == ENOENT && s->checker)
+        continue;               /* repair recreates a missing journal */
+      cas_error ("open %s: %m", path);
+      return -1;
+    }
+    const int r = cas_fdatasync (fd, path);
+    close (fd);
+    if (r == -1)
+      return -1;
+  }
+  return cas_fsync_dir (s->dir);
+}
+
 /* Remove journals older than GEN (a checkpoint of GEN covers them). */
 static void
 remove_old_journals (struct cas_store *s, uint64_t gen)
@@ -895,6 +1005,7 @@ cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
     return NULL;
   }
   s->sb_fd = s->data_fd = s->jfd = -1;
+  s->ref_max = CAS_REF_MAX;
   if (opts)
     s->opts = *opts;
   else
@@ -918,6 +1029,8 @@ cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
   }
   pthread_mutex_init (&s->jlock, NULL);
   pthread_mutex_init (&s->flush_lock, NULL);
+  pthread_mutex_init (&s->sync_lock, NULL);
+  s->batch_max = CAS_BATCH_MAX;
   pthread_mutex_init (&s->bg_lock, NULL);
   pthread_cond_init (&s->bg_cond, NULL);
   pthread_cond_init (&s->bg_done, NULL);
@@ -968,6 +1081,8 @@ cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
   }
   s->next_seq = seq;
   s->durable_seq = seq - 1;
+  if (!s->readonly && sync_replayed (s, gen) == -1)
+    goto err;
   if (finish_load (s, &ld) == -1)
     goto err;
   free (ld.slot);
@@ -1139,15 +1254,24 @@ cas_store_close (struct cas_store *s)
     r = -1;
   }
   else if (!s->readonly) {
-    if (cas_journal_sync (s) == -1)
+    if (cas_journal_sync (s) == -1) {
+      /* Records that freed space are not durable: the durable journal may
+       * still name that space, so nothing may be erased or cut.  The next
+       * open recovers the last flushed state and tidies then.
+       */
+      cas_error ("%s: closing after a failed flush: the last unflushed changes are lost, "
+                 "the file is left as it is", s->dir);
       r = -1;
-    /* Release what the delayed GC already freed, then checkpoint. */
-    cas_gc_release (s);
-    if (r == 0 && cas_store_checkpoint (s) == -1)
-      r = -1;
-    /* Give back partly freed file-system blocks; cut the file's tail. */
-    if (tidy_at_close (s) == -1)
-      r = -1;
+    }
+    else {
+      /* Release what the delayed GC already freed, then checkpoint. */
+      cas_gc_release (s);
+      if (cas_store_checkpoint (s) == -1)
+        r = -1;
+      /* Give back partly freed file-system blocks; cut the file's tail. */
+      if (tidy_at_close (s) == -1)
+        r = -1;
+    }
   }
   rcu_barrier ();               /* blocks freed with call_rcu */
   free_store (s);

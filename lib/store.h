@@ -8,7 +8,7 @@
  *
  *   recycle_lock -> ckpt_mutex -> ckpt_lock -> disks_lock -> stripes[] (ascending) ->
  *   flush_lock -> jlock -> (alloc.lock, map.grow_lock, index.c's slab_lock and
- *   dead_lock, dio.c's context locks, bcache.c's shard locks: leaves)
+ *   dead_lock, dio.c's context locks, bcache.c's shard locks, sync_lock: leaves)
  *
  * RCU read-side sections may be entered with any of them held, and hold
  * none: readers of maps and of the index never block writers.
@@ -33,6 +33,11 @@ struct cas_ptcache;                 /* ptcache.h */
 
 #define CAS_NSTRIPES 1024           /* per-block write locks, hashed */
 #define CAS_JBUF_LIMIT (8u << 20)   /* flush when this many journal bytes wait */
+/* The most bytes one batch holds, BATCH record included.  The batch's
+ * length field is 32 bits; a batch retained across failing journal writes
+ * must never pass it, so a flush writes several batches when more waits.
+ */
+#define CAS_BATCH_MAX (64u << 20)
 #define CAS_DEFAULT_CKPT_BYTES (64u << 20)
 
 /* The steps of a recycler pass, in order (see recycler.c). */
@@ -109,6 +114,8 @@ struct cas_store {
   struct cas_disk *retired;         /* disks_lock */
 
   struct cas_index index;           /* lock-free, see index.h */
+  uint32_t ref_max;                 /* references a block may take: CAS_REF_MAX
+                                       (index.h); tests lower it after opening */
   struct cas_alloc alloc;           /* its own lock, see alloc.h */
   uint64_t ndead;                   /* atomic: blocks with refcount 0 */
 
@@ -138,12 +145,18 @@ struct cas_store {
   /* flush_lock guards the journal file (jfd, jpos, gen) and flushing. */
   pthread_mutex_t flush_lock;
   struct jbuf flushing;             /* a batch being written (kept on failure) */
+  size_t batch_max;                 /* CAS_BATCH_MAX; smaller in tests */
   uint64_t flushing_last_seq;
   int jfd;
   uint64_t jpos;                    /* where the next batch goes */
   uint64_t jreserved;               /* journal bytes preallocated (see journal.c) */
   uint64_t gen;                     /* generation of the journal file jfd */
   uint64_t durable_seq;             /* atomic: every record <= this is durable */
+  /* sync_lock serialises every fdatasync of the data file with the
+   * io_failed store that follows a failure (cas_data_sync, journal.c).
+   * A leaf, taken under flush_lock or recycle_lock.
+   */
+  pthread_mutex_t sync_lock;
   bool io_failed;                   /* atomic: a data-file sync failed; see journal.c */
 
   /* Background thread (gc.c). */
@@ -169,6 +182,8 @@ struct cas_store {
   /* Tests only: called between the steps of a move (recycler.c). */
   void (*recycle_hook) (void *opaque, struct cas_store *s, enum cas_recycle_step step);
   void *recycle_hook_opaque;
+  /* Tests only: called by a flush just before it syncs the data file. */
+  void (*data_sync_hook) (struct cas_store *s);
 
   /* Compaction on request (cas_gc_compact_now): tickets, under bg_lock. */
   pthread_cond_t bg_done;           /* broadcast when a requested compaction ends */
@@ -252,6 +267,10 @@ int cas_load_disk_del (struct cas_store *s, uint32_t id);
 uint64_t cas_journal_append (struct cas_store *s, int type, const void *payload, uint16_t len);
 /* Write and sync every appended record (after syncing the data file). */
 int cas_journal_sync (struct cas_store *s);
+/* Sync the data file; the only way anything syncs it while the store is
+ * open.  -1 + EIO if this or any earlier sync failed (io_failed).
+ */
+int cas_data_sync (struct cas_store *s);
 /* -1 with errno = EIO (and a message) if the store has failed. */
 int cas_check_failed (struct cas_store *s, const char *op);
 int cas_journal_create (struct cas_store *s, uint64_t gen, uint64_t first_seq, int *fd);

@@ -8,8 +8,9 @@
  *   1. builds the new content (a partial write reads the old block and
  *      merges, holding v's stripe lock so concurrent partial writes to the
  *      same block cannot lose each other's bytes);
- *   2. finds it in the index by its key (dedup: take a reference) or stores
- *      it: compress, allocate, pwrite, then insert + journal BLOCK_NEW;
+ *   2. finds it in the index by its key (dedup: take a reference, unless
+ *      the block has ref_max references already) or stores it: compress,
+ *      allocate, pwrite, then insert + journal BLOCK_NEW;
  *   3. under v's stripe lock: swap the map entry, journal MAP_SET, drop the
  *      reference of the old block (which may then wait for the GC).
  * All-zero content stores nothing: the map entry becomes NULL.  A write of
@@ -240,6 +241,7 @@ struct same_ctx {
   struct cas_store *s;
   const uint8_t *data;          /* block_size bytes being written */
   uint8_t *stored, *plain;      /* buffers, allocated on the first candidate */
+  bool revived;                 /* the block taken was dead (refcount 0) before */
 };
 
 static bool
@@ -264,27 +266,34 @@ same_content (void *opaque, struct cas_block *b)
     memcmp (c->plain, c->data, bs) == 0;
 }
 
+/* cas_index_lookup's test for a block to reference: it holds the content
+ * and a reference was taken on it.  A block with ref_max references takes
+ * no more (index.h): the look-up goes on to the next candidate, and if
+ * none is left the caller stores another copy.  A block killed since the
+ * index found it is passed over the same way.
+ */
+static bool
+same_and_get (void *opaque, struct cas_block *b)
+{
+  struct same_ctx *c = opaque;
+  const uint32_t max = c->s->ref_max;
+
+  if (cas_block_refs (b) >= max)
+    return false;               /* full: not worth reading */
+  return same_content (c, b) && cas_block_get (b, max, &c->revived);
+}
+
 /* A live block holding DATA (key KEY) with a reference taken, or NULL. */
 static struct cas_block *
 find_block (struct cas_store *s, uint64_t key, struct same_ctx *c)
 {
-  for (;;) {
-    bool revived;
-
-    rcu_read_lock ();
-    struct cas_block *b = cas_index_lookup (&s->index, key, same_content, c);
-    if (b == NULL) {
-      rcu_read_unlock ();
-      return NULL;
-    }
-    if (cas_block_get (b, &revived)) {
-      rcu_read_unlock ();
-      if (revived)
-        __atomic_sub_fetch (&s->ndead, 1, __ATOMIC_RELAXED);
-      return b;
-    }
-    rcu_read_unlock ();         /* killed just now: look again */
-  }
+  rcu_read_lock ();
+  c->revived = false;
+  struct cas_block *b = cas_index_lookup (&s->index, key, same_and_get, c);
+  rcu_read_unlock ();
+  if (b && c->revived)
+    __atomic_sub_fetch (&s->ndead, 1, __ATOMIC_RELAXED);
+  return b;
 }
 
 /* How a block's content is stored in the data file. */
@@ -418,10 +427,9 @@ store_block (struct cas_store *s, const void *data, const struct prepared *pre)
   {
     SCOPED_LOCK (jl, &s->jlock);
     rcu_read_lock ();
-    got = cas_index_lookup (&s->index, key, same_content, &same);
-    bool revived = false;
-    if (got && !cas_block_get (got, &revived))
-      got = NULL;               /* killed: ours replaces it */
+    same.revived = false;
+    /* None (killed, or full: ours is another copy), or a reference taken. */
+    got = cas_index_lookup (&s->index, key, same_and_get, &same);
     if (got == NULL) {
       b->id = s->next_id++;
       cas_index_add (&s->index, b);
@@ -439,7 +447,7 @@ store_block (struct cas_store *s, const void *data, const struct prepared *pre)
       got = b;
       b = NULL;
     }
-    else if (revived)
+    else if (same.revived)
       __atomic_sub_fetch (&s->ndead, 1, __ATOMIC_RELAXED);
   }
   if (b) {

@@ -17,6 +17,7 @@
 #include <criterion/criterion.h>
 
 #include "casdisk.h"
+#include "control.h"
 #include "fixture.h"
 
 static void setup (void) { fixture_setup ("control"); }
@@ -249,4 +250,20 @@ Test (control, long_store_path)
   struct stat st;
   sock_path (path, sizeof path);
   cr_assert_eq (stat (path, &st), -1, "the socket outlived the store");
+}
+
+/* Every errno the engine's operations fail with crosses the socket by
+ * name; one the protocol did not name arrived at the tool as EIO.
+ */
+Test (control, errno_names_round_trip)
+{
+  static const int errs[] = { EINVAL, ENOENT, EEXIST, EBUSY, ENOSPC, EROFS, EUCLEAN,
+                              EOVERFLOW, ENOTEMPTY, EAGAIN, ETIMEDOUT };
+
+  for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
+    const char *name = cas_ctl_errno_name (errs[i]);
+    cr_assert_neq (errs[i] != EIO && strcmp (name, "EIO") == 0, true,
+                   "errno %d (%s) has no name", errs[i], strerror (errs[i]));
+    cr_assert_eq (cas_ctl_errno_of (name, strlen (name)), errs[i], "%s", name);
+  }
 }

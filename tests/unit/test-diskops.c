@@ -20,6 +20,7 @@
 
 #include "casdisk.h"
 #include "fixture.h"
+#include "store.h"
 
 static void setup (void) { fixture_setup ("diskops"); }
 
@@ -264,6 +265,139 @@ Test (diskops, delete_releases_blocks_through_the_gc)
   s = open_checked ();
   expect_disk (disk0 (s), 3);
   cr_assert_null (cas_disk_find (s, "copy"));
+  close_ok (s);
+  check_clean ();
+}
+
+/* ---- the reference cap (index.h, CAS_REF_MAX) ---- */
+
+/* Every block of the index, by id, with its refcount. */
+struct all_refs {
+  size_t n;
+  uint64_t id[256];
+  uint32_t refs[256];
+};
+
+static int
+note_block (void *opaque, struct cas_block *b)
+{
+  struct all_refs *a = opaque;
+
+  cr_assert_lt (a->n, 256, "more blocks than the test expects");
+  a->id[a->n] = b->id;
+  a->refs[a->n++] = cas_block_refs (b);
+  return 0;
+}
+
+static void
+expect_same_refs (struct cas_store *s, const struct all_refs *want)
+{
+  struct all_refs got = { 0 };
+
+  cas_index_walk (&s->index, note_block, &got);
+  cr_assert_eq (got.n, want->n, "%zu blocks, %zu before", got.n, want->n);
+  for (size_t i = 0; i < want->n; i++) {
+    size_t j = 0;
+    while (j < got.n && got.id[j] != want->id[i])
+      j++;
+    cr_assert_lt (j, got.n, "block id %" PRIu64 " is gone", want->id[i]);
+    cr_assert_eq (got.refs[j], want->refs[i], "block id %" PRIu64 " has %" PRIu32
+                  " references, %" PRIu32 " before", want->id[i], got.refs[j], want->refs[i]);
+  }
+}
+
+/* Ten different blocks, then one content three times (blocks 10..12). */
+static void
+fill_for_cap (struct cas_disk *d, uint8_t *x)
+{
+  uint8_t buf[BS];
+
+  for (int i = 0; i < 10; i++) {
+    fill_random (buf, BS, 5000 + i);
+    write_ok (d, buf, BS, (uint64_t) i * BS);
+  }
+  fill_random (x, BS, 6000);
+  for (int i = 10; i < 13; i++)
+    write_ok (d, x, BS, (uint64_t) i * BS);
+}
+
+static void
+expect_for_cap (struct cas_disk *d, const uint8_t *x)
+{
+  uint8_t buf[BS];
+
+  for (int i = 0; i < 10; i++) {
+    fill_random (buf, BS, 5000 + i);
+    read_expect (d, buf, BS, (uint64_t) i * BS);
+  }
+  for (int i = 10; i < 13; i++)
+    read_expect (d, x, BS, (uint64_t) i * BS);
+}
+
+static unsigned
+lines (const char *text)
+{
+  unsigned n = 0;
+
+  for (; *text; text++)
+    n += *text == '\n';
+  return n;
+}
+
+Test (diskops, clone_past_the_ref_cap_fails_and_changes_nothing)
+{
+  struct cas_store_stats before, after;
+  struct all_refs refs = { 0 };
+  uint8_t x[BS];
+
+  create (0, 1 << 20);
+  struct cas_store *s = open_checked ();
+  s->ref_max = 8;
+  fill_for_cap (disk0 (s), x);
+  /* x has 3 references, 6 with a clone: a second clone would need 9.  The
+   * ten blocks before it in the map get their reference first, so a
+   * failure must give those back too.
+   */
+  cr_assert_not_null (cas_disk_clone (s, "disk0", "c1"), "clone: %s", errors);
+  cr_assert_eq (cas_store_stats (s, &before), 0);
+  cas_index_walk (&s->index, note_block, &refs);
+  const size_t slots = cas_store_ndisks (s);
+  errors[0] = '\0';
+  cr_assert_null (cas_disk_clone (s, "disk0", "c2"), "a clone took a block past the cap");
+  cr_assert_eq (errno, EOVERFLOW, "errno %d (%s)", errno, strerror (errno));
+  cr_assert_eq (lines (errors), 1, "not one line: %s", errors);
+  cr_assert (strstr (errors, "'c2'") && strstr (errors, "references"), "%s", errors);
+  errors[0] = '\0';
+  cr_assert_null (cas_snapshot_create (s, "disk0", "mon"), "a snapshot took a block past the cap");
+  cr_assert_eq (errno, EOVERFLOW);
+  cr_assert_eq (lines (errors), 1, "not one line: %s", errors);
+
+  /* Nothing changed: no disk, no slot, every refcount as before. */
+  cr_assert_null (cas_disk_find (s, "c2"));
+  cr_assert_null (cas_disk_find (s, "disk0@mon"));
+  cr_assert_eq (cas_store_ndisks (s), slots);
+  cr_assert_eq (cas_store_stats (s, &after), 0);
+  cr_assert_eq (after.ndisks, before.ndisks);
+  cr_assert_eq (after.nblocks, before.nblocks);
+  cr_assert_eq (after.logical_bytes, before.logical_bytes);
+  cr_assert_eq (after.dead_blocks, 0);
+  expect_same_refs (s, &refs);
+  cr_assert_eq (cas_store_verify (s), 0, "verify: %s", errors);
+  expect_for_cap (disk0 (s), x);
+  expect_for_cap (find (s, "c1"), x);
+
+  /* Once x has room again, the same clone succeeds. */
+  cr_assert_eq (cas_disk_zero (find (s, "c1"), 3 * BS, 10 * BS), 0);
+  struct cas_disk *c2 = cas_disk_clone (s, "disk0", "c2");
+  cr_assert_not_null (c2, "clone: %s", errors);
+  expect_for_cap (c2, x);
+  close_ok (s);
+  check_clean ();
+
+  s = open_checked ();
+  expect_for_cap (disk0 (s), x);
+  expect_for_cap (find (s, "c2"), x);
+  read_zero (find (s, "c1"), 3 * BS, 10 * BS);
   close_ok (s);
   check_clean ();
 }

@@ -186,7 +186,7 @@ Test (index, get_put_counts_and_revives)
 
   add (a);
   cr_assert_eq (cas_block_refs (a), 1);
-  cr_assert (cas_block_get (a, &revived));
+  cr_assert (cas_block_get (a, CAS_REF_MAX, &revived));
   cr_assert_not (revived);
   cr_assert_eq (cas_block_refs (a), 2);
   cr_assert_not (cas_block_put (&idx, a, 100), "put of 2 -> 1 reported the last reference");
@@ -197,7 +197,7 @@ Test (index, get_put_counts_and_revives)
   cr_assert_eq (idx.dead[0].since, 200);
   /* A dead block is still found by dedup, and a get revives it. */
   cr_assert_eq (lookup (1, 100), a);
-  cr_assert (cas_block_get (a, &revived));
+  cr_assert (cas_block_get (a, CAS_REF_MAX, &revived));
   cr_assert (revived, "a get of a dead block must report the revival");
   cr_assert_eq (cas_block_refs (a), 1);
   /* The GC drops the entry of a revived block and kills nothing. */
@@ -208,6 +208,32 @@ Test (index, get_put_counts_and_revives)
   /* Dying again lists it again. */
   cr_assert (cas_block_put (&idx, a, 300));
   cr_assert_eq (listed (a), 1);
+}
+
+/* A block with MAX references takes no more; once one is dropped it
+ * does again.  CAS_REF_MAX itself is refused the same way.
+ */
+Test (index, get_stops_at_the_cap)
+{
+  struct cas_block *a = new_block (1, 1, 100);
+  bool revived = false;
+
+  add (a);
+  for (uint32_t n = 1; n < 4; n++)
+    cr_assert (cas_block_get (a, 4, &revived), "get refused at %" PRIu32, n);
+  cr_assert_eq (cas_block_refs (a), 4);
+  cr_assert_not (cas_block_get (a, 4, &revived), "a fifth reference under a cap of 4");
+  cr_assert_eq (cas_block_refs (a), 4, "a refused get changed the count");
+  cr_assert_not (cas_block_put (&idx, a, 100));
+  cr_assert (cas_block_get (a, 4, &revived), "get refused below the cap");
+  cr_assert_not (revived);
+  __atomic_store_n (&a->refcount, CAS_REF_MAX, __ATOMIC_RELAXED);
+  cr_assert_not (cas_block_get (a, CAS_REF_MAX, &revived));
+  cr_assert_eq (cas_block_refs (a), CAS_REF_MAX);
+  __atomic_store_n (&a->refcount, CAS_REF_MAX - 1, __ATOMIC_RELAXED);
+  cr_assert (cas_block_get (a, CAS_REF_MAX, &revived));
+  cr_assert_eq (cas_block_refs (a), CAS_REF_MAX);
+  __atomic_store_n (&a->refcount, 1, __ATOMIC_RELAXED);
 }
 
 Test (index, collect_dead_waits_the_delay)
@@ -251,7 +277,7 @@ Test (index, died_again_restarts_the_wait)
 
   add (a);
   cr_assert (cas_block_put (&idx, a, 100));
-  cr_assert (cas_block_get (a, &revived));
+  cr_assert (cas_block_get (a, CAS_REF_MAX, &revived));
   cr_assert (revived);
   cr_assert (cas_block_put (&idx, a, 108));     /* listed already: marked */
   cr_assert_eq (listed (a), 1, "a block listed twice");
@@ -278,7 +304,7 @@ Test (index, kill_life_cycle)
   cr_assert_eq (cas_block_refs (a), CAS_REF_KILLED);
   /* Killed: invisible to look-ups, and get fails. */
   cr_assert_null (lookup (1, 100));
-  cr_assert_not (cas_block_get (a, &revived));
+  cr_assert_not (cas_block_get (a, CAS_REF_MAX, &revived));
   cr_assert_eq (cas_block_refs (a), CAS_REF_KILLED);
   cr_assert_not (cas_block_try_kill (a), "killed twice");
 
@@ -306,7 +332,7 @@ Test (index, revived_block_cannot_be_killed)
 
   add (a);
   cr_assert (cas_block_put (&idx, a, 1));
-  cr_assert (cas_block_get (a, &revived));
+  cr_assert (cas_block_get (a, CAS_REF_MAX, &revived));
   cr_assert (revived);
   cr_assert_not (cas_block_try_kill (a));
   cr_assert_eq (lookup (1, 100), a);
@@ -422,7 +448,7 @@ get_or_store (uint32_t content)
   for (;;) {
     rcu_read_lock ();
     b = cas_index_lookup (&idx, key, same_content, &content);
-    if (b && cas_block_get (b, &revived)) {
+    if (b && cas_block_get (b, CAS_REF_MAX, &revived)) {
       rcu_read_unlock ();
       return b;
     }
@@ -435,7 +461,7 @@ get_or_store (uint32_t content)
   SCOPED_LOCK (l, &add_lock);
   rcu_read_lock ();
   b = cas_index_lookup (&idx, key, same_content, &content);
-  if (b && cas_block_get (b, &revived)) {
+  if (b && cas_block_get (b, CAS_REF_MAX, &revived)) {
     rcu_read_unlock ();
     cas_block_free (nb);        /* lost the race */
     return b;
@@ -539,7 +565,7 @@ getter (void *arg)
     if (b) {
       if (b != race[i])
         abort ();
-      if (cas_block_get (b, &revived))
+      if (cas_block_get (b, CAS_REF_MAX, &revived))
         __atomic_add_fetch (&race_gets[i], 1, __ATOMIC_RELAXED);
     }
     rcu_read_unlock ();
@@ -621,7 +647,7 @@ churner (void *arg)
       struct cas_block *b = cas_index_lookup (&idx, k, same_content, &content);
       if (b && b != churn[k])
         abort ();
-      if (b && cas_block_get (b, &revived))
+      if (b && cas_block_get (b, CAS_REF_MAX, &revived))
         held[k]++;
       rcu_read_unlock ();
     }

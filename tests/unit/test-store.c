@@ -1499,6 +1499,191 @@ Test (store, gc_delay_lets_dedup_revive)
   check_clean ();
 }
 
+/* ---- the reference cap (index.h, CAS_REF_MAX) ----
+ *
+ * A guest can point every block of its disk at one content; 2^31
+ * references would run into the KILLED bit.  Past the store's ref_max the
+ * data path stores another copy instead of taking a reference.  These
+ * tests lower ref_max (the tests' hook) so that a few writes reach it.
+ */
+
+/* The blocks of the index that hold references: their ids and refcounts. */
+struct live_refs {
+  size_t n;
+  uint64_t id[64];
+  uint32_t refs[64];
+  uint64_t total;               /* sum of refs */
+  uint32_t max;                 /* the largest */
+};
+
+static int
+note_live (void *opaque, struct cas_block *b)
+{
+  struct live_refs *l = opaque;
+  const uint32_t r = cas_block_refs (b);
+
+  if (r == 0)
+    return 0;
+  cr_assert_lt (l->n, 64, "more live blocks than the test expects");
+  l->id[l->n] = b->id;
+  l->refs[l->n++] = r;
+  l->total += r;
+  if (r > l->max)
+    l->max = r;
+  return 0;
+}
+
+static struct live_refs
+live_refs (struct cas_store *s)
+{
+  struct live_refs l = { 0 };
+
+  cas_index_walk (&s->index, note_live, &l);
+  return l;
+}
+
+/* Refcount of block ID, or UINT32_MAX if it is not in the index. */
+struct id_refs {
+  uint64_t id;
+  uint32_t refs;
+};
+
+static int
+find_id (void *opaque, struct cas_block *b)
+{
+  struct id_refs *w = opaque;
+
+  if (b->id != w->id)
+    return 0;
+  w->refs = cas_block_refs (b);
+  return 1;
+}
+
+static uint32_t
+refs_of_id (struct cas_store *s, uint64_t id)
+{
+  struct id_refs w = { .id = id, .refs = UINT32_MAX };
+
+  cas_index_walk (&s->index, find_id, &w);
+  return w.refs;
+}
+
+Test (store, ref_cap_stores_copies_of_one_content)
+{
+  const uint32_t bs = 4096, cap = 8, n = 21;
+  uint8_t x[4096], y[4096], many[8 * 4096];
+
+  create (bs, 0, 64 * bs);
+  struct cas_store *s = open_rw ();
+  s->ref_max = cap;
+  struct cas_disk *d = disk0 (s);
+  fill_random (x, bs, 5);
+  /* 21 references to one content, by every way of writing a block: whole
+   * single blocks, one multi-block write, and a partial write that
+   * completes a block (read, merge, store under the stripe lock).
+   */
+  for (uint32_t v = 0; v < 12; v++)
+    write_ok (d, x, bs, (uint64_t) v * bs);
+  for (uint32_t i = 0; i < 8; i++)
+    memcpy (many + i * bs, x, bs);
+  write_ok (d, many, sizeof many, 12 * (uint64_t) bs);
+  write_ok (d, x, bs / 2, 20 * (uint64_t) bs);
+  write_ok (d, x + bs / 2, bs / 2, 20 * (uint64_t) bs + bs / 2);
+  for (uint32_t v = 0; v < n; v++)
+    read_expect (d, x, bs, (uint64_t) v * bs);
+
+  struct live_refs l = live_refs (s);
+  cr_assert_eq (l.total, n, "%" PRIu64 " references, %" PRIu32 " written", l.total, n);
+  cr_assert_leq (l.max, cap, "a block has %" PRIu32 " references, the cap is %" PRIu32,
+                 l.max, cap);
+  cr_assert_eq (l.n, (n + cap - 1) / cap, "%zu blocks hold the content, expected %" PRIu32
+                " (copies of at most %" PRIu32 " references)", l.n, (n + cap - 1) / cap, cap);
+  cr_assert_eq (cas_store_verify (s), 0, "verify: %s", errors);
+  close_ok (s);
+  check_clean ();
+
+  /* Reopened (the cap back at CAS_REF_MAX): the recount finds the same
+   * copies and counts, and the content reads back from each.
+   */
+  s = open_rw ();
+  d = disk0 (s);
+  const struct live_refs again = live_refs (s);
+  cr_assert_eq (again.n, l.n);
+  for (size_t i = 0; i < l.n; i++)
+    cr_assert_eq (refs_of_id (s, l.id[i]), l.refs[i], "block id %" PRIu64 " recounted to %"
+                  PRIu32 ", had %" PRIu32, l.id[i], refs_of_id (s, l.id[i]), l.refs[i]);
+  for (uint32_t v = 0; v < n; v++)
+    read_expect (d, x, bs, (uint64_t) v * bs);
+
+  /* Blocks past the cap (as a store from older code may hold: the cap
+   * lowered below the counts here) are accepted: they take no new
+   * reference and still lose theirs.
+   */
+  s->ref_max = cap / 2;
+  write_ok (d, x, bs, 30 * (uint64_t) bs);
+  l = live_refs (s);
+  cr_assert_eq (l.n, again.n + 1, "a full block took a reference: %zu blocks", l.n);
+  cr_assert_eq (l.total, n + 1);
+  fill_random (y, bs, 6);
+  write_ok (d, y, bs, 0);
+  cr_assert_eq (live_refs (s).total, n + 1, "x lost one, y has one");
+  read_expect (d, y, bs, 0);
+  read_expect (d, x, bs, 30 * (uint64_t) bs);
+  cr_assert_eq (cas_store_verify (s), 0, "verify: %s", errors);
+  close_ok (s);
+  check_clean ();
+}
+
+Test (store, ref_cap_copies_are_freed_by_overwrite_and_trim)
+{
+  const uint32_t bs = 4096, cap = 4, n = 10;
+  uint8_t x[4096], other[4096];
+
+  create (bs, 3, 64 * bs);
+  struct cas_store *s = open_rw ();
+  s->ref_max = cap;
+  struct cas_disk *d = disk0 (s);
+  fill_text (x, bs, 7);                 /* compressed copies */
+  for (uint32_t v = 0; v < n; v++)
+    write_ok (d, x, bs, (uint64_t) v * bs);
+  const struct live_refs l = live_refs (s);
+  cr_assert_eq (l.n, 3, "%zu blocks hold the content, expected 3 (4 + 4 + 2)", l.n);
+  cr_assert_eq (l.total, n);
+
+  /* Overwrite half of them with other contents, trim the rest: every
+   * copy loses every reference and is dead.
+   */
+  for (uint32_t v = 0; v < n / 2; v++) {
+    fill_random (other, bs, 100 + v);
+    write_ok (d, other, bs, (uint64_t) v * bs);
+  }
+  cr_assert_eq (cas_disk_zero (d, (n / 2) * bs, (uint64_t) (n / 2) * bs), 0, "%s", errors);
+  for (size_t i = 0; i < l.n; i++)
+    cr_assert_eq (refs_of_id (s, l.id[i]), 0, "block id %" PRIu64 " still has %" PRIu32
+                  " references", l.id[i], refs_of_id (s, l.id[i]));
+  struct cas_store_stats st = stats (s);
+  cr_assert_eq (st.dead_blocks, l.n, "%" PRIu64 " dead blocks", st.dead_blocks);
+  cr_assert_eq (st.nblocks, l.n + n / 2);
+
+  /* The GC kills and frees them (compact does not wait for gc-delay). */
+  cr_assert_geq (cas_store_compact (s, NULL, NULL), 0, "compact: %s", errors);
+  st = stats (s);
+  cr_assert_eq (st.dead_blocks, 0);
+  cr_assert_eq (st.nblocks, n / 2, "%" PRIu64 " blocks left", st.nblocks);
+  cr_assert_eq (st.gc_freed_blocks, l.n);
+  for (size_t i = 0; i < l.n; i++)
+    cr_assert_eq (refs_of_id (s, l.id[i]), UINT32_MAX, "block id %" PRIu64 " is still indexed",
+                  l.id[i]);
+  /* The content is stored afresh when written again. */
+  write_ok (d, x, bs, (uint64_t) (n - 1) * bs);
+  read_expect (d, x, bs, (uint64_t) (n - 1) * bs);
+  read_zero (d, bs, (uint64_t) (n / 2) * bs);
+  cr_assert_eq (live_refs (s).total, n / 2 + 1);
+  cr_assert_eq (cas_store_verify (s), 0, "verify: %s", errors);
+  close_ok (s);
+  check_clean ();
+}
+
 /* ---- concurrency ---- */
 
 #define NWRITERS 4
