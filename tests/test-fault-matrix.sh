@@ -16,7 +16,8 @@ requires flock
 
 keep=${FAULT_MATRIX_KEEP_DIR:-$top_builddir/tests/fault-kept}
 limit=170
-[ "${FAULT_MATRIX_FULL:-}" = 1 ] && limit=1500
+[ "${CASDISK_SANITIZERS:-}" = yes ] && limit=600
+[ "${FAULT_MATRIX_FULL:-}" = 1 ] && limit=3000
 $PYTHON "$top_srcdir/tests/fault-matrix.py" --nbdkit "$NBDKIT" --plugin "$PLUGIN" \
   --casdisk "$CASDISK" --workdir "$tmp/matrix" --keep-dir "$keep" --time-limit $limit ||
   fail "fault matrix: cells failed (evidence in $keep)"
