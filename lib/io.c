@@ -25,10 +25,36 @@
  * produce (tests/crash/ does that).  Off unless the variable is set.
  *
  * Fault injection, for tests of I/O errors from the backing storage:
- * CASDISK_FAULT=OP:FILE:N makes every Nth OP (read, write or sync) on the
- * store files whose names start with FILE (data, journal, checkpoint...)
- * fail with EIO, e.g.
- * CASDISK_FAULT=read:data:20.  Off unless the variable is set.
+ * CASDISK_FAULT=SPEC[,SPEC...] (at most CAS_FAULT_MAX specs), each
+ *
+ *   OP:FILE:N[:ERRNO][:WHEN]
+ *
+ *   OP     read, write, sync (fdatasync), truncate (ftruncate), punch (hole
+ *          punch), create, rename (matched on the old name, e.g.
+ *          checkpoint.tmp), unlink, dirsync (fsync of the store directory:
+ *          FILE is matched against "dir")
+ *   FILE   a prefix of the base name of the store file (data, journal,
+ *          checkpoint, checkpoint.tmp, ...); "*" matches every file
+ *   N      counts the calls of OP on matching files (from 1), per spec
+ *   ERRNO  eio (default) or enospc
+ *   WHEN   every (default): calls N, 2N, 3N... fail;
+ *          once: only call N fails;
+ *          sticky: call N and every later one fail (a file system that
+ *          stays full, a disk that died)
+ *
+ * e.g. CASDISK_FAULT=read:data:20 (every 20th read of the data file gets
+ * EIO, as before these options existed), CASDISK_FAULT=write:journal:3:
+ * enospc:sticky, CASDISK_FAULT=sync:data:2:once,punch:data:1.  An injected
+ * failure is reported with "(injected)" in its message; the operation is
+ * neither performed nor written to the I/O log (a state a real error can
+ * leave, and one the power-loss replay models exactly).
+ * A spec that does not parse is reported and the variable ignored.  Off
+ * unless the variable is set.
+ *
+ * CASDISK_FAULT_ARM=PATH holds the faults back until the file PATH exists
+ * (checked at each matching call until it does; calls before do not
+ * count), so that a test can aim them at one phase: create PATH just
+ * before the client's flush, the garbage collection, the shutdown...
  */
 #include <config.h>
 
@@ -52,44 +78,202 @@
 
 /* ---- fault injection ---- */
 
-enum fault_op { FAULT_NONE, FAULT_READ, FAULT_WRITE, FAULT_SYNC };
-static enum fault_op fault_op;
-static char fault_file[64];
-static unsigned long fault_every;
-static unsigned long fault_count;     /* atomic */
+static const char *const fault_op_names[] = {
+  [CAS_FAULT_READ] = "read", [CAS_FAULT_WRITE] = "write", [CAS_FAULT_SYNC] = "sync",
+  [CAS_FAULT_TRUNCATE] = "truncate", [CAS_FAULT_PUNCH] = "punch",
+  [CAS_FAULT_CREATE] = "create", [CAS_FAULT_RENAME] = "rename",
+  [CAS_FAULT_UNLINK] = "unlink", [CAS_FAULT_DIRSYNC] = "dirsync",
+};
+
+static struct cas_fault faults[CAS_FAULT_MAX];
+static size_t nfaults;
+static unsigned long fault_calls[CAS_FAULT_MAX];    /* atomic */
+static unsigned long fault_fired;                   /* atomic */
+static char fault_arm_path[4096];
+static bool fault_armed;                            /* atomic */
 static pthread_once_t fault_once = PTHREAD_ONCE_INIT;
+
+/* Parse one OP:FILE:N[:ERRNO][:WHEN] of length LEN at P. */
+static int
+fault_parse_one (const char *p, size_t len, struct cas_fault *f)
+{
+  char buf[128], *fields[6], *save = NULL, *tok, *end;
+  size_t n = 0;
+
+  if (len == 0 || len >= sizeof buf)
+    return -1;
+  memcpy (buf, p, len);
+  buf[len] = '\0';
+  if (buf[len - 1] == ':' || strstr (buf, "::"))
+    return -1;                  /* strtok_r would hide an empty field */
+  for (tok = strtok_r (buf, ":", &save); tok; tok = strtok_r (NULL, ":", &save)) {
+    if (n == 5)
+      return -1;
+    fields[n++] = tok;
+  }
+  if (n < 3 || buf[0] == ':')
+    return -1;
+  memset (f, 0, sizeof *f);
+  f->op = CAS_FAULT_NONE;
+  for (size_t i = 1; i < sizeof fault_op_names / sizeof fault_op_names[0]; i++)
+    if (fault_op_names[i] && strcmp (fields[0], fault_op_names[i]) == 0)
+      f->op = i;
+  if (f->op == CAS_FAULT_NONE)
+    return -1;
+  if (strlen (fields[1]) >= sizeof f->file)
+    return -1;
+  for (const char *c = fields[1]; *c; c++)
+    if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '.' ||
+          *c == '-' || *c == '_'))
+      if (!(c == fields[1] && c[0] == '*' && c[1] == '\0'))
+        return -1;
+  strcpy (f->file, strcmp (fields[1], "*") == 0 ? "" : fields[1]);
+  if (fields[2][0] < '0' || fields[2][0] > '9')
+    return -1;
+  errno = 0;
+  f->n = strtoul (fields[2], &end, 10);
+  if (errno || *end || f->n == 0)
+    return -1;
+  f->err = EIO;
+  f->when = CAS_FAULT_EVERY;
+  bool have_err = false, have_when = false;
+  for (size_t i = 3; i < n; i++) {
+    if (!have_err && strcmp (fields[i], "eio") == 0)
+      f->err = EIO, have_err = true;
+    else if (!have_err && strcmp (fields[i], "enospc") == 0)
+      f->err = ENOSPC, have_err = true;
+    else if (!have_when && strcmp (fields[i], "every") == 0)
+      f->when = CAS_FAULT_EVERY, have_when = true;
+    else if (!have_when && strcmp (fields[i], "once") == 0)
+      f->when = CAS_FAULT_ONCE, have_when = true;
+    else if (!have_when && strcmp (fields[i], "sticky") == 0)
+      f->when = CAS_FAULT_STICKY, have_when = true;
+    else
+      return -1;
+  }
+  return 0;
+}
+
+int
+cas_fault_parse (const char *spec, struct cas_fault *out, size_t max)
+{
+  size_t k = 0;
+  const char *p = spec;
+
+  for (;;) {
+    const char *comma = strchr (p, ',');
+    const size_t len = comma ? (size_t) (comma - p) : strlen (p);
+    if (k == max || fault_parse_one (p, len, &out[k]) == -1) {
+      errno = EINVAL;
+      return -1;
+    }
+    k++;
+    if (comma == NULL)
+      return k;
+    p = comma + 1;
+  }
+}
+
+bool
+cas_fault_hit (const struct cas_fault *f, unsigned long call)
+{
+  switch (f->when) {
+  case CAS_FAULT_ONCE: return call == f->n;
+  case CAS_FAULT_STICKY: return call >= f->n;
+  default: return call % f->n == 0;
+  }
+}
 
 static void
 fault_init (void)
 {
   const char *spec = getenv ("CASDISK_FAULT");
-  char op[16];
+  int r;
 
-  if (spec == NULL ||
-      sscanf (spec, "%15[a-z]:%63[a-z0-9.]:%lu", op, fault_file, &fault_every) != 3 ||
-      fault_every == 0)
+  if (spec == NULL || *spec == '\0')
     return;
-  fault_op = strcmp (op, "read") == 0 ? FAULT_READ :
-    strcmp (op, "write") == 0 ? FAULT_WRITE : strcmp (op, "sync") == 0 ? FAULT_SYNC : FAULT_NONE;
+  r = cas_fault_parse (spec, faults, CAS_FAULT_MAX);
+  if (r == -1) {
+    cas_error ("CASDISK_FAULT=%s: not OP:FILE:N[:eio|enospc][:every|once|sticky][,...]; "
+               "no faults injected", spec);
+    return;
+  }
+  nfaults = r;
+  const char *arm = getenv ("CASDISK_FAULT_ARM");
+  if (arm && *arm)
+    snprintf (fault_arm_path, sizeof fault_arm_path, "%s", arm);
+  else
+    fault_armed = true;
+}
+
+/* Are the faults armed (CASDISK_FAULT_ARM)? */
+static bool
+fault_is_armed (void)
+{
+  if (__atomic_load_n (&fault_armed, __ATOMIC_ACQUIRE))
+    return true;
+  const int saved = errno;
+  const bool now = access (fault_arm_path, F_OK) == 0;
+  errno = saved;
+  if (now)
+    __atomic_store_n (&fault_armed, true, __ATOMIC_RELEASE);
+  return now;
+}
+
+unsigned long
+cas_fault_count (void)
+{
+  return __atomic_load_n (&fault_fired, __ATOMIC_RELAXED);
 }
 
 static void fd_name (int fd, char *buf, size_t len);
 
-/* Should this OP on FD fail?  Sets errno = EIO if so. */
+/* Should this OP on the file NAME fail?  Sets errno if so. */
 static bool
-fault (enum fault_op op, int fd)
+fault_name (enum cas_fault_op op, const char *name)
+{
+  bool hit = false;
+  int err = 0;
+
+  pthread_once (&fault_once, fault_init);
+  for (size_t i = 0; i < nfaults; i++) {
+    const struct cas_fault *f = &faults[i];
+    if (f->op != op || strncmp (name, f->file, strlen (f->file)) != 0 || !fault_is_armed ())
+      continue;
+    const unsigned long call = __atomic_add_fetch (&fault_calls[i], 1, __ATOMIC_RELAXED);
+    if (!hit && cas_fault_hit (f, call)) {
+      hit = true;
+      err = f->err;
+    }
+  }
+  if (!hit)
+    return false;
+  __atomic_add_fetch (&fault_fired, 1, __ATOMIC_RELAXED);
+  errno = err;
+  return true;
+}
+
+/* The same for an OP on FD. */
+static bool
+fault (enum cas_fault_op op, int fd)
 {
   char name[256];
 
   pthread_once (&fault_once, fault_init);
-  if (fault_op != op)
+  if (nfaults == 0)
     return false;
   fd_name (fd, name, sizeof name);
-  if (strncmp (name, fault_file, strlen (fault_file)) != 0 ||
-      __atomic_add_fetch (&fault_count, 1, __ATOMIC_RELAXED) % fault_every != 0)
-    return false;
-  errno = EIO;
-  return true;
+  return fault_name (op, name);
+}
+
+static const char *base_name (const char *path);
+
+/* The same for an OP on the file at PATH. */
+static bool
+fault_path (enum cas_fault_op op, const char *path)
+{
+  pthread_once (&fault_once, fault_init);
+  return nfaults > 0 && fault_name (op, base_name (path));
 }
 
 /* ---- the I/O log ---- */
@@ -181,6 +365,11 @@ cas_io_context (const char *label)
 int
 cas_create_file (const char *path, int *fdp)
 {
+  if (fault_path (CAS_FAULT_CREATE, path)) {
+    cas_error ("create %s: %m (injected)", path);
+    *fdp = -1;
+    return -1;
+  }
   if (iolog_on ())
     iolog (NULL, 0, "C %s\n", base_name (path));
   *fdp = open (path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -194,6 +383,10 @@ cas_create_file (const char *path, int *fdp)
 int
 cas_ftruncate (int fd, uint64_t size, const char *what)
 {
+  if (fault (CAS_FAULT_TRUNCATE, fd)) {
+    cas_error ("truncate %s: %m (injected)", what);
+    return -1;
+  }
   if (iolog_on ()) {
     char name[256];
     fd_name (fd, name, sizeof name);
@@ -209,6 +402,10 @@ cas_ftruncate (int fd, uint64_t size, const char *what)
 int
 cas_unlink (const char *path)
 {
+  if (fault_path (CAS_FAULT_UNLINK, path)) {
+    cas_error ("unlink %s: %m (injected)", path);
+    return -1;
+  }
   if (iolog_on ())
     iolog (NULL, 0, "U %s\n", base_name (path));
   if (unlink (path) == -1 && errno != ENOENT) {
@@ -223,7 +420,7 @@ cas_pread_full (int fd, void *buf, size_t len, uint64_t off, const char *what)
 {
   char *p = buf;
 
-  if (fault (FAULT_READ, fd)) {
+  if (fault (CAS_FAULT_READ, fd)) {
     cas_error ("read %s at offset %" PRIu64 ": %m (injected)", what, off);
     return -1;
   }
@@ -259,7 +456,7 @@ cas_preadv_full (int fd, const struct iovec *iov_in, int iovcnt, uint64_t off, c
     return -1;
   }
   memcpy (iov, iov_in, iovcnt * sizeof *iov);
-  if (fault (FAULT_READ, fd)) {
+  if (fault (CAS_FAULT_READ, fd)) {
     cas_error ("read %s at offset %" PRIu64 ": %m (injected)", what, off);
     return -1;
   }
@@ -294,14 +491,14 @@ cas_pwrite_full (int fd, const void *buf, size_t len, uint64_t off, const char *
 {
   const char *p = buf;
 
+  if (fault (CAS_FAULT_WRITE, fd)) {
+    cas_error ("write %s at offset %" PRIu64 ": %m (injected)", what, off);
+    return -1;
+  }
   if (iolog_on ()) {
     char name[256];
     fd_name (fd, name, sizeof name);
     iolog (buf, len, "W %s %" PRIu64 " %zu\n", name, off, len);
-  }
-  if (fault (FAULT_WRITE, fd)) {
-    cas_error ("write %s at offset %" PRIu64 ": %m (injected)", what, off);
-    return -1;
   }
   while (len > 0) {
     const ssize_t r = pwrite (fd, p, len, off);
@@ -321,14 +518,14 @@ cas_pwrite_full (int fd, const void *buf, size_t len, uint64_t off, const char *
 int
 cas_io_before_write (int fd, const void *buf, size_t len, uint64_t off, const char *what)
 {
+  if (fault (CAS_FAULT_WRITE, fd)) {
+    cas_error ("write %s at offset %" PRIu64 ": %m (injected)", what, off);
+    return -1;
+  }
   if (iolog_on ()) {
     char name[256];
     fd_name (fd, name, sizeof name);
     iolog (buf, len, "W %s %" PRIu64 " %zu\n", name, off, len);
-  }
-  if (fault (FAULT_WRITE, fd)) {
-    cas_error ("write %s at offset %" PRIu64 ": %m (injected)", what, off);
-    return -1;
   }
   return 0;
 }
@@ -336,7 +533,7 @@ cas_io_before_write (int fd, const void *buf, size_t len, uint64_t off, const ch
 int
 cas_io_before_read (int fd, uint64_t off, const char *what)
 {
-  if (fault (FAULT_READ, fd)) {
+  if (fault (CAS_FAULT_READ, fd)) {
     cas_error ("read %s at offset %" PRIu64 ": %m (injected)", what, off);
     return -1;
   }
@@ -346,12 +543,16 @@ cas_io_before_read (int fd, uint64_t off, const char *what)
 int
 cas_fdatasync (int fd, const char *what)
 {
+  if (fault (CAS_FAULT_SYNC, fd)) {
+    cas_error ("fdatasync %s: %m (injected)", what);
+    return -1;
+  }
   if (iolog_on ()) {
     char name[256];
     fd_name (fd, name, sizeof name);
     iolog (NULL, 0, "S %s\n", name);
   }
-  if (fault (FAULT_SYNC, fd) || fdatasync (fd) == -1) {
+  if (fdatasync (fd) == -1) {
     cas_error ("fdatasync %s: %m", what);
     return -1;
   }
@@ -363,6 +564,13 @@ cas_fsync_dir (const char *dir)
 {
   const int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
+  if (fd != -1 && fault_name (CAS_FAULT_DIRSYNC, "dir")) {
+    const int saved = errno;
+    cas_error ("fsync %s: %m (injected)", dir);
+    close (fd);
+    errno = saved;
+    return -1;
+  }
   iolog (NULL, 0, "D\n");
   if (fd == -1) {
     cas_error ("open %s: %m", dir);
@@ -382,6 +590,10 @@ cas_punch_hole (int fd, uint64_t off, uint64_t len, const char *what)
 {
   if (len == 0)
     return 0;
+  if (fault (CAS_FAULT_PUNCH, fd)) {
+    cas_error ("punch hole in %s at offset %" PRIu64 ": %m (injected)", what, off);
+    return -1;
+  }
   if (iolog_on ()) {
     char name[256];
     fd_name (fd, name, sizeof name);
@@ -445,6 +657,13 @@ cas_write_file_atomic (const char *dir, const char *name, const void *buf, size_
     return -1;
   }
   close (fd);
+  if (fault_path (CAS_FAULT_RENAME, tmp)) {
+    const int saved = errno;
+    cas_error ("rename %s: %m (injected)", tmp);
+    cas_unlink (tmp);
+    errno = saved;
+    return -1;
+  }
   iolog (NULL, 0, "R %s %s\n", base_name (tmp), base_name (path));
   if (rename (tmp, path) == -1) {
     cas_error ("rename %s: %m", tmp);

@@ -5,6 +5,7 @@
 #ifndef CAS_IO_H
 #define CAS_IO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -44,7 +45,8 @@ void cas_io_context (const char *label);
 /* For transfers done outside this file (dio.c, with libaio): what
  * cas_pwrite_full and cas_pread_full do before the transfer.  Log a write
  * of LEN bytes of BUF at OFF in the I/O log, and inject the faults of
- * CASDISK_FAULT: -1 with errno = EIO (logged) if this one must fail.
+ * CASDISK_FAULT: -1 with errno set (EIO or ENOSPC; the error logged, the
+ * write not in the I/O log) if this one must fail.
  */
 int cas_io_before_write (int fd, const void *buf, size_t len, uint64_t off, const char *what)
   __attribute__((nonnull));
@@ -52,5 +54,30 @@ int cas_io_before_read (int fd, uint64_t off, const char *what) __attribute__((n
 /* Allocated bytes (st_blocks * 512) and apparent size of PATH; 0 if missing. */
 int cas_file_usage (const char *path, uint64_t *allocated, uint64_t *apparent)
   __attribute__((nonnull));
+
+
+/* Fault injection (CASDISK_FAULT, see the comment at the top of io.c). */
+enum cas_fault_op {
+  CAS_FAULT_NONE, CAS_FAULT_READ, CAS_FAULT_WRITE, CAS_FAULT_SYNC, CAS_FAULT_TRUNCATE,
+  CAS_FAULT_PUNCH, CAS_FAULT_CREATE, CAS_FAULT_RENAME, CAS_FAULT_UNLINK, CAS_FAULT_DIRSYNC,
+};
+enum cas_fault_when { CAS_FAULT_EVERY, CAS_FAULT_ONCE, CAS_FAULT_STICKY };
+#define CAS_FAULT_MAX 8
+struct cas_fault {
+  enum cas_fault_op op;
+  char file[64];                /* prefix of the base name; "" = every file */
+  unsigned long n;              /* >= 1 */
+  int err;                      /* EIO or ENOSPC */
+  enum cas_fault_when when;
+};
+/* Parse SPEC (SPEC[,SPEC...]) into at most MAX faults: their number, or
+ * -1 (EINVAL) if it does not parse.  Exposed for the unit tests.
+ */
+int cas_fault_parse (const char *spec, struct cas_fault *out, size_t max)
+  __attribute__((nonnull));
+/* Does the CALL-th matching call (from 1) of F fail? */
+bool cas_fault_hit (const struct cas_fault *f, unsigned long call) __attribute__((nonnull));
+/* How many failures CASDISK_FAULT has injected in this process. */
+unsigned long cas_fault_count (void);
 
 #endif

@@ -338,6 +338,8 @@ class Workload:
                                      "fua", "trim", "zero", "flush", "read_check", "snapshot")}
         self.errors = []
         self.read_mismatch = []
+        self.tolerated = 0                     # --tolerate-errors: errors logged and passed over
+        self.unsure = False                    # a write failed: its blocks' content is unknown
         # Content pool for dedup across offsets and disks.
         self.pool = [self.content("random") for _ in range(6)] + \
                     [self.content("text") for _ in range(6)]
@@ -460,7 +462,8 @@ class Workload:
                 try:
                     h.flush()
                 except nbd.Error as e:
-                    self.fail(fid, e)
+                    if self.fail(fid, e):
+                        continue
                     return
                 with self.lock:
                     self.log("FA %s%s\n" % (fid, self.iolog_size()))
@@ -515,13 +518,14 @@ class Workload:
             except nbd.Error as e:
                 with self.lock:
                     self.busy[d].difference_update(range(b0, b1))
-                self.fail(None if kind == "read_check" else op, e)
+                if self.fail(None if kind == "read_check" else op, e):
+                    continue
                 return
             with self.lock:
                 self.busy[d].difference_update(range(b0, b1))
                 if kind == "read_check":
                     self.stats["read_check"] += 1
-                    if got != expect:
+                    if got != expect and not self.unsure:
                         self.read_mismatch.append((d, off, n))
                     continue
                 self.log("A %s\n%s" % (op, "FA u%s%s\n" % (op, self.iolog_size())
@@ -543,12 +547,26 @@ class Workload:
             return " 0"
 
     def fail(self, op, e):
+        """Log a failed command.  With --tolerate-errors (injected faults)
+        the failure is expected: returns True and the worker goes on (the
+        model keeps the command as one that may or may not have happened;
+        a failed flush covers nothing).  Else stops the workload."""
+        import nbd
         with self.lock:
             if op is not None:
                 self.log("E %s %s\n" % (op, str(e).replace("\n", " ")[:200]))
+            if self.a.tolerate_errors and isinstance(e, nbd.Error) and not self.killed.is_set():
+                self.tolerated += 1
+                self.stats["errors_tolerated"] = self.tolerated
+                if op is not None and not op.startswith("f"):
+                    self.unsure = True         # online reads can no longer be judged
+                if self.tolerated % 50 == 0:
+                    time.sleep(0.05)           # a sticky fault: do not spin
+                return True
             if not self.killed.is_set():
                 self.errors.append(str(e))
         self.stop.set()
+        return False
 
     def snapshotter(self):
         """Take snapshots of disk a online while the workers write."""
@@ -661,6 +679,8 @@ def main():
     r.add_argument("--kill-after", type=float, default=1.0)
     r.add_argument("--kill-at-flush", type=int, help="kill right after the K-th flush is issued")
     r.add_argument("--kill-jitter", type=float, default=0.003)
+    r.add_argument("--tolerate-errors", action="store_true",
+                   help="I/O errors are expected (CASDISK_FAULT): log them and go on")
     r.add_argument("--snapshot-every", type=float, default=0,
                    help="take a snapshot of disk a every this many seconds on average (0 = none)")
     r.add_argument("--casdisk", help="the casdisk tool (for --snapshot-every)")

@@ -11,6 +11,25 @@ checks that every block holds a value the model allows, then that
               the baseline copy plus the log, with unsynced operations
               randomly kept, dropped or torn (powerloss.py)
 
+Kinds that add injected I/O errors (CASDISK_FAULT, lib/io.c) or a
+second run:
+
+  fault       nbdkit runs with a fault (EIO or ENOSPC, on the journal or
+              the data file, the Nth call, once or sticky), armed from the
+              start of the workload or from the shutdown; then a kill -9 or
+              a power loss as above.  A flush that failed covers nothing;
+              one that succeeded must still hold.
+  krp         kill -9, restart, power loss: the first run's I/O log is cut
+              just before a journal fdatasync and applied whole (a kill
+              there), nbdkit opens that state (recovery) with a second I/O
+              log and is killed; then a power loss over both logs, in
+              which the first run's unsynced writes are durable only if
+              the recovery synced their file
+  fullfs      a file system that stays full: sticky ENOSPC on data writes
+              during the workload and during the recovery run (which gets
+              a few client writes too), then a kill -9 or a power loss of
+              the recovery run, and the final recovery without the fault
+
 and crash moments (for either kind):
 
   workload    a random time into the workload (GC runs: gc-delay=0)
@@ -24,7 +43,8 @@ the next iteration's starting content), and is replaced by a fresh one
 iterations and after a violation.
 
 Prints one summary line:
-  crash: N iterations, K kill -9, P power-loss, V violations, recovery median X ms max Y ms
+  crash: N iterations, K kill -9, P power-loss, F fault, R krp, S fullfs, V violations,
+  recovery median X ms max Y ms
 and exits 1 if V > 0 (the evidence is kept in --keep-dir, path printed).
 """
 
@@ -73,6 +93,9 @@ class Harness:
         self.env_extra = sanitizer_env()
         self.env_extra.update(e.split("=", 1) for e in a.env)
         self.n = self.nkill9 = self.nkill9cut = self.npower = self.violations = 0
+        self.nfault = self.nkrp = self.nfullfs = 0
+        self.fault_specs = {}       # fault kinds: "eio once", "enospc sticky", ... -> count
+        self.fault_fired = 0        # fault iterations whose fault fired
         self.anomalies = 0
         self.recovery_ms = []
         self.moments = {}
@@ -111,7 +134,7 @@ class Harness:
             raise Fail("casdisk %s: exit %d: %s%s" % (" ".join(args), r.returncode, r.stdout, r.stderr))
         return r
 
-    def start_nbdkit(self, it, tag, iolog=None):
+    def start_nbdkit(self, it, tag, iolog=None, fault=None, arm=None):
         sock = os.path.join(it, "sock")
         pidf = os.path.join(it, "pid")
         for p in (sock, pidf):
@@ -119,9 +142,14 @@ class Harness:
                 os.unlink(p)
         env = dict(os.environ)
         env.update(self.env_extra)
-        env.pop("CASDISK_IOLOG", None)
+        for k in ("CASDISK_IOLOG", "CASDISK_FAULT", "CASDISK_FAULT_ARM"):
+            env.pop(k, None)
         if iolog:
             env["CASDISK_IOLOG"] = iolog
+        if fault:
+            env["CASDISK_FAULT"] = fault
+            if arm:
+                env["CASDISK_FAULT_ARM"] = arm
         args = [self.a.nbdkit, "-f", "-U", sock, "-P", pidf, self.a.plugin,
                 "store=" + self.store, "gc-delay=%d" % self.gc_delay] + self.extra_keys
         logf = open(os.path.join(it, "nbdkit-%s.log" % tag), "ab")
@@ -178,22 +206,24 @@ class Harness:
 
     # ------------------------------------------------------------ iteration
 
-    def crash_run(self, it, tag, kind, action, info):
+    def crash_run(self, it, tag, kind, action, info, fault=None, arm=None):
         """Run nbdkit on the store, let ACTION(p, sock, t0) crash it, and
         leave the crashed (kill9) or simulated (powerloss) state in the store."""
         iolog = None
-        if kind in ("powerloss", "kill9-cut"):
+        if kind in ("powerloss", "kill9-cut", "krp"):
             iolog = os.path.join(it, "iolog-" + tag)
             copy_tree(self.store, os.path.join(it, "baseline-" + tag))
         self.cur_iolog = iolog
-        p, sock, t0 = self.start_nbdkit(it, tag, iolog)
+        p, sock, t0 = self.start_nbdkit(it, tag, iolog, fault, arm)
         try:
             action(p, sock, t0)
         finally:
             if p.poll() is None:
                 self.kill9(p)
         info["exit-" + tag] = p.returncode
-        if kind in ("powerloss", "kill9-cut"):
+        if kind == "krp":
+            self.krp_first(it, tag, iolog, info)
+        elif kind in ("powerloss", "kill9-cut"):
             log = b""                    # killed before the engine opened its log
             if os.path.exists(iolog):
                 with open(iolog, "rb") as f:
@@ -218,6 +248,80 @@ class Harness:
         else:
             copy_tree(self.store, os.path.join(it, "crashed-" + tag))
 
+    def krp_first(self, it, tag, iolog, info):
+        """kill -9 between a journal write and its fdatasync: the log of the
+        run cut just before one of its journal syncs, applied whole."""
+        log = b""
+        if os.path.exists(iolog):
+            with open(iolog, "rb") as f:
+                log = f.read()
+        starts = []
+        recs, used = powerloss.parse(log, starts)
+        idx = [k for k, x in enumerate(recs) if x[0] == "S" and x[1][0].startswith("journal")]
+        if idx:
+            k = self.rng.choice(idx)
+            cut, where = starts[k], "before S %s #%d (kill)" % (recs[k][1][0], k)
+        else:
+            cut, where = used, "end (no journal sync)"
+        info["cut-" + tag] = [cut, where]
+        self.krp_log = log[:cut]
+        sim = os.path.join(it, "killed-" + tag)
+        st = powerloss.simulate(os.path.join(it, "baseline-" + tag), log[:cut], sim,
+                                random.Random(self.rng.randrange(1 << 30)), keep_all=True)
+        info["powerloss-" + tag] = st
+        shutil.rmtree(self.store)
+        copy_tree(sim, self.store)
+
+    def krp_restart(self, it, info):
+        """The restart (recovery) with its own I/O log, killed; then a power
+        loss over both logs: the first run's writes after its last sync of
+        a file are durable only if the recovery synced that file."""
+        iolog2 = os.path.join(it, "iolog-restart")
+        p, sock, t0 = self.start_nbdkit(it, "restart", iolog2)
+        try:
+            try:
+                self.wait_ready(p, sock, t0)
+            except Fail as e:
+                info["restart"] = str(e)  # the final recovery will tell
+            time.sleep(self.rng.random() * 0.5)
+        finally:
+            self.kill9(p)
+        log2 = b""
+        if os.path.exists(iolog2):
+            with open(iolog2, "rb") as f:
+                log2 = f.read()
+        cut2, where = powerloss.cut_points(log2, self.rng, 0.3)
+        info["cut-restart"] = [cut2, where]
+        bg = where.rsplit("[bg ", 1)[-1].rstrip("]") if "[bg " in where else "-"
+        self.bg_steps[bg] = self.bg_steps.get(bg, 0) + 1
+        sim = os.path.join(it, "simulated-restart")
+        st = powerloss.simulate(os.path.join(it, "baseline-run"), self.krp_log + log2[:cut2], sim,
+                                random.Random(self.rng.randrange(1 << 30)))
+        info["powerloss-restart"] = st
+        for k, v in st["ops"].items():
+            self.ops_total[k] = self.ops_total.get(k, 0) + v
+        shutil.rmtree(self.store)
+        copy_tree(sim, self.store)
+
+    def fullfs_restart(self, it, info):
+        """The recovery run on a file system still full (sticky ENOSPC on
+        every data write, from the start): open, the background work
+        (erasing with secure-erase, moves), crashed by kill -9 or a power
+        loss, at a random time or during the shutdown."""
+        kind = "powerloss" if self.rng.random() < 0.5 else "kill9"
+        info["fullfs-restart"] = kind
+        rng = self.rng
+
+        def action(p, sock, t0):
+            self.wait_ready(p, sock, t0)
+            time.sleep(rng.random() * 1.5)
+            if rng.random() < 0.5:
+                p.send_signal(signal.SIGTERM)
+                time.sleep(rng.random() * 0.5)
+            self.kill9(p)
+        self.crash_run(it, "fullfs", kind, action, info, "write:data:1:enospc:sticky")
+        info["fault_fired_restart"] = count_in(os.path.join(it, "nbdkit-fullfs.log"), b"(injected)")
+
     def iteration(self, i, info):
         a = self.a
         rng = self.rng
@@ -229,6 +333,33 @@ class Harness:
             kind = "kill9-cut"
         moment = rng.choices(("workload", "flush", "open", "close"), a.moment_weights)[0]
         double = rng.random() < a.double_fraction
+        # The kinds with injected faults or a second run (see the docstring).
+        special = None
+        r = rng.random()
+        for name, frac in (("fault", a.fault_fraction), ("krp", a.krp_fraction),
+                           ("fullfs", a.fullfs_fraction)):
+            if r < frac:
+                special = name
+                break
+            r -= frac
+        fault = arm = None
+        if special:
+            double = False
+            if moment == "open":
+                moment = "workload"
+            arm = os.path.join(it, "arm")
+        if special == "fault":
+            op = rng.choice(("write", "write", "sync"))
+            f = rng.choice(("journal", "data"))
+            err = rng.choice(("eio", "enospc")) if op == "write" else "eio"
+            when = rng.choice(("once", "sticky"))
+            fault = "%s:%s:%d:%s:%s" % (op, f, rng.choice((1, 1, 2, 3, 5, 10, 30)), err, when)
+            self.fault_specs[err + " " + when] = self.fault_specs.get(err + " " + when, 0) + 1
+        elif special == "krp":
+            kind, moment = "krp", rng.choice(("workload", "flush"))
+        elif special == "fullfs":
+            kind, moment = "kill9", "workload"
+            fault = "write:data:%d:enospc:sticky" % rng.choice((1, 5, 20, 100, 400))
         self.gc_delay = rng.choice((0, 0, 0, 1))
         self.extra_keys = []
         if self.has_recycler:
@@ -243,8 +374,9 @@ class Harness:
                                 "secure-erase=%s" % rng.choice(("false", "false", "true"))]
         seed = rng.randrange(1 << 30)
         # Online snapshots of disk a during the workload, in half of the runs.
-        snap_every = rng.choice((0, 0.2, 0.5)) if self.has_snapshots else 0
+        snap_every = rng.choice((0, 0.2, 0.5)) if self.has_snapshots and not special else 0
         info.update({"iteration": i, "kind": kind, "moment": moment, "double": double,
+                     "special": special, "fault": fault,
                      "keys": self.extra_keys, "snapshot_every": snap_every,
                      "seed": seed, "block_size": self.bs, "compression": self.comp,
                      "size": a.size, "gc_delay": self.gc_delay, "epoch": self.epoch,
@@ -268,6 +400,10 @@ class Harness:
                      "--flush-prob", str(rng.choice((0.003, 0.02, 0.07)))]
             if self.cur_iolog:
                 dargs += ["--iolog", self.cur_iolog]
+            if fault:
+                dargs += ["--tolerate-errors"]
+                if moment != "close":
+                    open(arm, "w").close()      # the fault from the workload on
             if snap_every:
                 dargs += ["--snapshot-every", str(snap_every), "--casdisk", a.casdisk,
                           "--store", self.store]
@@ -291,10 +427,20 @@ class Harness:
                 raise Fail("driver (workload) exited with status %d: %s %s" %
                            (r.returncode, r.stdout[-1500:], r.stderr[-1500:]), "driver")
             if moment == "close":
+                if fault:
+                    open(arm, "w").close()      # the fault during the shutdown
                 p.send_signal(signal.SIGTERM)
                 time.sleep(rng.random() * a.close_window)
             self.kill9(p)
-        self.crash_run(it, "run", kind, workload, info)
+        self.crash_run(it, "run", kind, workload, info, fault, arm)
+        if fault:
+            info["fault_fired"] = count_in(os.path.join(it, "nbdkit-run.log"), b"(injected)")
+            if special == "fault" and info["fault_fired"]:
+                self.fault_fired += 1
+        if special == "krp":
+            self.krp_restart(it, info)
+        elif special == "fullfs":
+            self.fullfs_restart(it, info)
 
         # 2. optionally crash again, during the recovery (open) itself
         if double:
@@ -419,10 +565,17 @@ class Harness:
             self.n += 1
             if info.get("kind") == "powerloss":
                 self.npower += 1
-            elif info.get("kind") in ("kill9", "kill9-cut"):
+            elif info.get("kind") in ("kill9", "kill9-cut", "krp"):
                 self.nkill9 += 1
                 if info["kind"] == "kill9-cut":
                     self.nkill9cut += 1
+            sp = info.get("special")
+            if sp == "fault":
+                self.nfault += 1
+            elif sp == "krp":
+                self.nkrp += 1
+            elif sp == "fullfs":
+                self.nfullfs += 1
             m = info.get("moment")
             self.moments[m] = self.moments.get(m, 0) + 1
             mc = info.get("model") or {}
@@ -458,9 +611,16 @@ class Harness:
         rec = self.recovery_ms
         med = statistics.median(rec) if rec else 0
         mx = max(rec) if rec else 0
-        print("crash: %d iterations, %d kill -9, %d power-loss, %d violations, "
-              "recovery median %.0f ms max %.0f ms" %
-              (self.n, self.nkill9, self.npower, self.violations, med, mx), flush=True)
+        print("crash: %d iterations, %d kill -9, %d power-loss, %d fault, %d krp, %d fullfs, "
+              "%d violations, recovery median %.0f ms max %.0f ms" %
+              (self.n, self.nkill9, self.npower, self.nfault, self.nkrp, self.nfullfs,
+               self.violations, med, mx), flush=True)
+        if self.nfault or self.nkrp or self.nfullfs:
+            print("crash: fault iterations %d (fault fired in %d; %s), kill-restart-power-loss %d, "
+                  "full file system across a restart %d" %
+                  (self.nfault, self.fault_fired,
+                   ", ".join("%s %d" % kv for kv in sorted(self.fault_specs.items())) or "-",
+                   self.nkrp, self.nfullfs), flush=True)
         print("crash: of the kill -9, %d replayed the I/O log up to a chosen operation "
               "(the process dying just before it)" % self.nkill9cut)
         if self.bg_steps:
@@ -482,6 +642,14 @@ class Harness:
             print("crash: self-test: %d of %d sabotaged runs detected" % (self.violations, self.n))
             return 0 if self.violations else 1
         return 1 if self.violations else 0
+
+
+def count_in(path, needle):
+    try:
+        with open(path, "rb") as f:
+            return f.read().count(needle)
+    except OSError:
+        return 0
 
 
 def copy_tree(src, dst):
@@ -567,6 +735,12 @@ def main():
                    help="fraction of iterations that crash again during recovery")
     p.add_argument("--moment-weights", default="4,3,1,1",
                    help="weights of the crash moments workload,flush,open,close")
+    p.add_argument("--fault-fraction", type=float, default=0.1,
+                   help="fraction of iterations with an injected fault (CASDISK_FAULT)")
+    p.add_argument("--krp-fraction", type=float, default=0.05,
+                   help="fraction of kill -9 / restart / power-loss iterations")
+    p.add_argument("--fullfs-fraction", type=float, default=0.05,
+                   help="fraction of iterations with a file system that stays full")
     p.add_argument("--self-test", action="store_true",
                    help="sabotage the power-loss simulation (forget the last journal sync): "
                         "violations must be found")
@@ -589,6 +763,7 @@ def main():
     a.moment_weights = [float(x) for x in a.moment_weights.split(",")]
     if a.self_test:
         a.power_fraction, a.double_fraction, a.moment_weights = 1, 0, [1, 1, 0, 0]
+        a.fault_fraction = a.krp_fraction = a.fullfs_fraction = 0
     tmp = None
     if not a.workdir:
         tmp = a.workdir = __import__("tempfile").mkdtemp(prefix="casdisk-crash.")

@@ -379,3 +379,301 @@ Test (io, iolog_off_by_default)
   close (fd);
   cr_assert_eq (access (logpath, F_OK), -1);
 }
+
+/* ---- fault injection (CASDISK_FAULT) ---- */
+
+Test (io, fault_parse_valid)
+{
+  struct cas_fault f[CAS_FAULT_MAX];
+
+  /* The original syntax: every Nth call, EIO. */
+  cr_assert_eq (cas_fault_parse ("read:data:20", f, CAS_FAULT_MAX), 1);
+  cr_assert_eq (f[0].op, CAS_FAULT_READ);
+  cr_assert_str_eq (f[0].file, "data");
+  cr_assert_eq (f[0].n, 20);
+  cr_assert_eq (f[0].err, EIO);
+  cr_assert_eq (f[0].when, CAS_FAULT_EVERY);
+
+  cr_assert_eq (cas_fault_parse ("write:journal:3:enospc:sticky", f, CAS_FAULT_MAX), 1);
+  cr_assert_eq (f[0].op, CAS_FAULT_WRITE);
+  cr_assert_str_eq (f[0].file, "journal");
+  cr_assert_eq (f[0].n, 3);
+  cr_assert_eq (f[0].err, ENOSPC);
+  cr_assert_eq (f[0].when, CAS_FAULT_STICKY);
+
+  /* Options in either order, either alone. */
+  cr_assert_eq (cas_fault_parse ("sync:data:2:once:eio", f, CAS_FAULT_MAX), 1);
+  cr_assert_eq (f[0].err, EIO);
+  cr_assert_eq (f[0].when, CAS_FAULT_ONCE);
+  cr_assert_eq (cas_fault_parse ("sync:data:2:once", f, CAS_FAULT_MAX), 1);
+  cr_assert_eq (f[0].when, CAS_FAULT_ONCE);
+  cr_assert_eq (cas_fault_parse ("sync:data:2:enospc", f, CAS_FAULT_MAX), 1);
+  cr_assert_eq (f[0].err, ENOSPC);
+  cr_assert_eq (f[0].when, CAS_FAULT_EVERY);
+  cr_assert_eq (cas_fault_parse ("write:data:1:every", f, CAS_FAULT_MAX), 1);
+
+  /* Every op, "*" for every file, several specs. */
+  cr_assert_eq (cas_fault_parse ("truncate:data:1,punch:data:2,create:checkpoint.tmp:1,"
+                                 "rename:checkpoint.tmp:1,unlink:*:4,dirsync:dir:1",
+                                 f, CAS_FAULT_MAX), 6);
+  cr_assert_eq (f[0].op, CAS_FAULT_TRUNCATE);
+  cr_assert_eq (f[1].op, CAS_FAULT_PUNCH);
+  cr_assert_eq (f[1].n, 2);
+  cr_assert_eq (f[2].op, CAS_FAULT_CREATE);
+  cr_assert_str_eq (f[2].file, "checkpoint.tmp");
+  cr_assert_eq (f[3].op, CAS_FAULT_RENAME);
+  cr_assert_eq (f[4].op, CAS_FAULT_UNLINK);
+  cr_assert_str_eq (f[4].file, "");
+  cr_assert_eq (f[5].op, CAS_FAULT_DIRSYNC);
+}
+
+Test (io, fault_parse_invalid)
+{
+  struct cas_fault f[2];
+  static const char *const bad[] = {
+    "", "read", "read:data", "read:data:", "read:data:0", "read:data:x", "read:data:-1",
+    "read:data:3x", "fsync:data:1", "READ:data:1", "read::1", ":data:1",
+    "read:data:1:", "read:data:1:eagain", "read:data:1:eio:enospc",
+    "read:data:1:once:sticky", "read:data:1:eio:once:x", "read:da/ta:1", "read:d*:1",
+    "read:data:1,", ",read:data:1", "read:data:1,,write:data:1",
+    "read:data:1,write:data:1,sync:data:1",           /* more than max (2) */
+    "read:0123456789012345678901234567890123456789012345678901234567890123456789:1",
+  };
+
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    errno = 0;
+    cr_assert_eq (cas_fault_parse (bad[i], f, 2), -1, "\"%s\" parsed", bad[i]);
+    cr_assert_eq (errno, EINVAL, "\"%s\"", bad[i]);
+  }
+  cr_assert_eq (cas_fault_parse ("read:data:1,write:data:1", f, 2), 2);
+}
+
+Test (io, fault_hit_modes)
+{
+  struct cas_fault f;
+  static const char every[] = "0010010010", once[] = "0010000000", sticky[] = "0011111111";
+
+  cr_assert_eq (cas_fault_parse ("read:data:3", &f, 1), 1);
+  for (unsigned long c = 1; c <= 10; c++)
+    cr_assert_eq (cas_fault_hit (&f, c), every[c - 1] == '1', "every, call %lu", c);
+  cr_assert_eq (cas_fault_parse ("read:data:3:once", &f, 1), 1);
+  for (unsigned long c = 1; c <= 10; c++)
+    cr_assert_eq (cas_fault_hit (&f, c), once[c - 1] == '1', "once, call %lu", c);
+  cr_assert_eq (cas_fault_parse ("read:data:3:sticky", &f, 1), 1);
+  for (unsigned long c = 1; c <= 10; c++)
+    cr_assert_eq (cas_fault_hit (&f, c), sticky[c - 1] == '1', "sticky, call %lu", c);
+}
+
+/* Write a byte at offset I of FD N times; return the calls that failed as
+ * a string of 0/1, and their errno in *ERR.
+ */
+static void
+write_pattern (int fd, int n, char *out, int *err)
+{
+  for (int i = 0; i < n; i++) {
+    errno = 0;
+    const int r = cas_pwrite_full (fd, "w", 1, i, "f");
+    out[i] = r == -1 ? '1' : '0';
+    if (r == -1)
+      *err = errno;
+  }
+  out[n] = '\0';
+}
+
+Test (io, fault_write_once_enospc)
+{
+  char got[16];
+  int fd, err = 0;
+  uint8_t buf[6];
+
+  setenv ("CASDISK_FAULT", "write:data:2:enospc:once", 1);
+  cr_assert_eq (cas_create_file (path_in ("data.x"), &fd), 0);
+  write_pattern (fd, 6, got, &err);
+  cr_assert_str_eq (got, "010000");
+  cr_assert_eq (err, ENOSPC);
+  cr_assert_eq (cas_fault_count (), 1);
+  cr_assert (strstr (last_error, "(injected)"), "message: %s", last_error);
+  /* The failed write was not performed. */
+  cr_assert_eq (cas_pread_full (fd, buf, 6, 0, "f"), 0);
+  cr_assert_arr_eq (buf, "w\0wwww", 6);
+  close (fd);
+}
+
+Test (io, fault_write_sticky_and_file_prefix)
+{
+  char got[16];
+  int fd, other, err = 0;
+
+  setenv ("CASDISK_FAULT", "write:journal:3:enospc:sticky", 1);
+  cr_assert_eq (cas_create_file (path_in ("journal.1"), &fd), 0);
+  cr_assert_eq (cas_create_file (path_in ("data"), &other), 0);
+  write_pattern (fd, 8, got, &err);
+  cr_assert_str_eq (got, "00111111");
+  cr_assert_eq (err, ENOSPC);
+  /* Other files are not affected, nor do they count. */
+  write_pattern (other, 8, got, &err);
+  cr_assert_str_eq (got, "00000000");
+  cr_assert_eq (cas_fault_count (), 6);
+  close (fd);
+  close (other);
+}
+
+Test (io, fault_every_nth_is_the_old_behaviour)
+{
+  char got[16];
+  int fd, err = 0;
+  uint8_t b;
+
+  setenv ("CASDISK_FAULT", "read:data:3", 1);
+  cr_assert_eq (cas_create_file (path_in ("data"), &fd), 0);
+  write_pattern (fd, 1, got, &err);
+  for (int i = 0; i < 9; i++) {
+    errno = 0;
+    const int r = cas_pread_full (fd, &b, 1, 0, "data");
+    got[i] = r == -1 ? '1' : '0';
+    if (r == -1)
+      cr_assert_eq (errno, EIO);
+  }
+  got[9] = '\0';
+  cr_assert_str_eq (got, "001001001");
+  close (fd);
+}
+
+Test (io, fault_sync_truncate_punch)
+{
+  int fd;
+
+  setenv ("CASDISK_FAULT", "sync:data:2:once,truncate:data:1:enospc:once,punch:data:1", 1);
+  cr_assert_eq (cas_create_file (path_in ("data"), &fd), 0);
+  cr_assert_eq (cas_pwrite_full (fd, "abcd", 4, 0, "data"), 0);
+  cr_assert_eq (cas_fdatasync (fd, "data"), 0);
+  cr_assert_eq (cas_fdatasync (fd, "data"), -1);
+  cr_assert_eq (errno, EIO);
+  cr_assert_eq (cas_fdatasync (fd, "data"), 0);
+  cr_assert_eq (cas_ftruncate (fd, 2, "data"), -1);
+  cr_assert_eq (errno, ENOSPC);
+  struct stat st;
+  cr_assert_eq (fstat (fd, &st), 0);
+  cr_assert_eq (st.st_size, 4, "the failed truncate was performed");
+  cr_assert_eq (cas_ftruncate (fd, 2, "data"), 0);
+  cr_assert_eq (cas_punch_hole (fd, 0, 2, "data"), -1);
+  cr_assert_eq (errno, EIO);
+  char b[2];
+  cr_assert_eq (cas_pread_full (fd, b, 2, 0, "data"), 0);
+  cr_assert_arr_eq (b, "ab", 2, "the failed punch was performed");
+  cr_assert_eq (cas_fault_count (), 3);
+  close (fd);
+}
+
+Test (io, fault_checkpoint_create_rename)
+{
+  void *buf;
+  size_t len;
+
+  /* The faults are read once, at the first operation: set them first.
+   * The first write (create 1, rename 1, directory sync 1) succeeds. */
+  setenv ("CASDISK_FAULT", "create:checkpoint.tmp:2:once,rename:checkpoint:2:enospc:once,"
+          "dirsync:dir:4:once", 1);
+  cr_assert_eq (cas_write_file_atomic (dir, "checkpoint", "old", 3), 0);
+  /* 1: the create fails. */
+  cr_assert_eq (cas_write_file_atomic (dir, "checkpoint", "new", 3), -1);
+  cr_assert_eq (errno, EIO);
+  cr_assert_eq (access (path_in ("checkpoint.tmp"), F_OK), -1);
+  /* 2: the rename fails: the old file stays, the temporary is removed. */
+  cr_assert_eq (cas_write_file_atomic (dir, "checkpoint", "new", 3), -1);
+  cr_assert_eq (errno, ENOSPC);
+  cr_assert_eq (access (path_in ("checkpoint.tmp"), F_OK), -1);
+  cr_assert_eq (cas_read_file (path_in ("checkpoint"), &buf, &len), 0);
+  cr_assert_eq (len, 3);
+  cr_assert_arr_eq (buf, "old", 3);
+  free (buf);
+  /* 3: succeeds (directory sync 2); then the fourth directory sync fails. */
+  cr_assert_eq (cas_write_file_atomic (dir, "checkpoint", "new", 3), 0);
+  cr_assert_eq (cas_fsync_dir (dir), 0);
+  cr_assert_eq (cas_fsync_dir (dir), -1);
+  cr_assert_eq (errno, EIO);
+  cr_assert_eq (cas_fsync_dir (dir), 0);
+  cr_assert_eq (cas_fault_count (), 3);
+}
+
+Test (io, fault_unlink)
+{
+  int fd;
+
+  setenv ("CASDISK_FAULT", "unlink:*:1:once", 1);
+  cr_assert_eq (cas_create_file (path_in ("journal.7"), &fd), 0);
+  close (fd);
+  cr_assert_eq (cas_unlink (path_in ("journal.7")), -1);
+  cr_assert_eq (errno, EIO);
+  cr_assert_eq (access (path_in ("journal.7"), F_OK), 0);
+  cr_assert_eq (cas_unlink (path_in ("journal.7")), 0);
+  cr_assert_eq (access (path_in ("journal.7"), F_OK), -1);
+}
+
+/* An injected failure is not in the I/O log: the power-loss replay must
+ * not apply an operation that never happened.
+ */
+Test (io, fault_not_in_iolog)
+{
+  char logpath[PATH_MAX + 16];
+  void *buf;
+  size_t len;
+  int fd;
+
+  snprintf (logpath, sizeof logpath, "%s.iolog", dir);
+  setenv ("CASDISK_IOLOG", logpath, 1);
+  setenv ("CASDISK_FAULT", "write:data:2:once,sync:data:1:once", 1);
+  cr_assert_eq (cas_create_file (path_in ("data"), &fd), 0);
+  cr_assert_eq (cas_pwrite_full (fd, "a", 1, 0, "data"), 0);
+  cr_assert_eq (cas_pwrite_full (fd, "b", 1, 1, "data"), -1);
+  cr_assert_eq (cas_fdatasync (fd, "data"), -1);
+  cr_assert_eq (cas_pwrite_full (fd, "c", 1, 2, "data"), 0);
+  cr_assert_eq (cas_fdatasync (fd, "data"), 0);
+  close (fd);
+  unsetenv ("CASDISK_IOLOG");
+  cr_assert_eq (cas_read_file (logpath, &buf, &len), 0);
+  unlink (logpath);
+  const char want[] = "C data\nW data 0 1\naW data 2 1\ncS data\n";
+  cr_assert_eq (len, sizeof want - 1, "log:\n%.*s", (int) len, (char *) buf);
+  cr_assert_arr_eq (buf, want, len, "log:\n%.*s", (int) len, (char *) buf);
+  free (buf);
+}
+
+Test (io, fault_bad_spec_injects_nothing)
+{
+  int fd;
+  uint8_t b;
+
+  setenv ("CASDISK_FAULT", "read:data:1:sometimes", 1);
+  cr_assert_eq (cas_create_file (path_in ("data"), &fd), 0);
+  cr_assert_eq (cas_pwrite_full (fd, "x", 1, 0, "data"), 0);
+  cr_assert_eq (cas_pread_full (fd, &b, 1, 0, "data"), 0);
+  cr_assert_eq (cas_fault_count (), 0);
+  cr_assert (strstr (last_error, "CASDISK_FAULT"), "message: %s", last_error);
+  close (fd);
+}
+
+/* CASDISK_FAULT_ARM: nothing counts or fails until the file exists. */
+Test (io, fault_arm_file)
+{
+  char got[16], arm[PATH_MAX + 8];
+  int fd, err = 0;
+
+  snprintf (arm, sizeof arm, "%s.arm", dir);
+  unlink (arm);
+  setenv ("CASDISK_FAULT", "write:data:2:once", 1);
+  setenv ("CASDISK_FAULT_ARM", arm, 1);
+  cr_assert_eq (cas_create_file (path_in ("data"), &fd), 0);
+  write_pattern (fd, 4, got, &err);
+  cr_assert_str_eq (got, "0000");
+  cr_assert_eq (cas_fault_count (), 0);
+  const int a = open (arm, O_CREAT | O_WRONLY, 0600);
+  cr_assert_geq (a, 0);
+  close (a);
+  write_pattern (fd, 4, got, &err);
+  cr_assert_str_eq (got, "0100");
+  /* Armed for good: removing the file changes nothing. */
+  unlink (arm);
+  cr_assert_eq (cas_fault_count (), 1);
+  close (fd);
+}
