@@ -340,6 +340,11 @@ class Workload:
         self.read_mismatch = []
         self.tolerated = 0                     # --tolerate-errors: errors logged and passed over
         self.unsure = False                    # a write failed: its blocks' content is unknown
+        # --tolerate-errors: blocks a failed command covered.  Their content
+        # is one of two (the command happened or not), so the model cannot
+        # derive the result of a partial write or zero of them: none is
+        # issued until a command covering the whole block succeeds.
+        self.tainted = {"a": set(), "b": set()}
         # Content pool for dedup across offsets and disks.
         self.pool = [self.content("random") for _ in range(6)] + \
                     [self.content("text") for _ in range(6)]
@@ -471,7 +476,12 @@ class Workload:
                 continue
             n = arg if isinstance(arg, int) else len(arg)
             b0, b1 = off // bs, (off + n + bs - 1) // bs
+            part0 = off % bs != 0 or off + n < (b0 + 1) * bs
+            part1 = (off + n) % bs != 0
             with self.lock:
+                if kind != "read_check" and ((part0 and b0 in self.tainted[d]) or
+                                             (part1 and b1 - 1 in self.tainted[d])):
+                    continue
                 if not self.reserve(d, b0, b1):
                     continue
                 if kind == "read_check":
@@ -518,6 +528,8 @@ class Workload:
             except nbd.Error as e:
                 with self.lock:
                     self.busy[d].difference_update(range(b0, b1))
+                    if kind != "read_check":
+                        self.tainted[d].update(range(b0, b1))
                 if self.fail(None if kind == "read_check" else op, e):
                     continue
                 return
@@ -530,6 +542,7 @@ class Workload:
                     continue
                 self.log("A %s\n%s" % (op, "FA u%s%s\n" % (op, self.iolog_size())
                                         if flags & 1 else ""))
+                self.tainted[d].difference_update(range(b0 + part0, b1 - part1))
                 self.stats[kind] += 1
                 if flags & 1:
                     self.stats["fua"] += 1
