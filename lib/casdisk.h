@@ -29,6 +29,7 @@ struct cas_disk;
 #define CAS_DEFAULT_LEVEL      1       /* zstd level; 0 = compression off */
 #define CAS_MAX_LEVEL          19
 #define CAS_DEFAULT_GC_DELAY   30      /* seconds */
+#define CAS_DEFAULT_GC_PRESSURE 25     /* percent of the live blocks' space */
 #define CAS_DEFAULT_COMPACT_AFTER 20   /* percent of the data file free */
 #define CAS_DEFAULT_TRANQUILITY 2      /* the recycler works at most a third of the time */
 #define CAS_DEFAULT_RECYCLE_RATE (UINT64_C(64) << 20)  /* bytes per second */
@@ -52,6 +53,9 @@ struct cas_create_opts {
 struct cas_open_opts {
   bool readonly;                /* no writes; takes a shared lock */
   unsigned gc_delay;            /* seconds before an unreferenced block is freed */
+  unsigned gc_pressure;         /* free unreferenced blocks at once while they take more
+                                   than this % of the space live blocks take; 0 = never
+                                   (CAS_DEFAULT_GC_PRESSURE by default) */
   uint64_t checkpoint_bytes;    /* checkpoint once the journal is this big; 0 = default */
   unsigned compact_after;       /* compact when free space exceeds this % of the data file */
   uint64_t recycle_rate;        /* bytes per second the recycler may move; 0 = default */

@@ -52,7 +52,34 @@
 
 #define GC_BATCH 4096             /* blocks killed per hold of ckpt_lock */
 
-/* Kill the dead blocks whose gc_delay has passed (all of them if FORCE),
+/* Is the space of dead blocks more than gc_pressure percent of the space
+ * of the live ones, and more than s->gc_pressure_floor bytes?  The delay
+ * is a courtesy while space is plentiful (a block rewritten soon is found
+ * again); under sustained overwrites it would let the store grow to
+ * several times its data.  Dead bytes are estimated as the dead blocks'
+ * share of the blocks' space.
+ */
+static bool
+under_pressure (struct cas_store *s)
+{
+  struct cas_space sp;
+
+  if (s->opts.gc_pressure == 0)
+    return false;
+  const uint64_t ndead = __atomic_load_n (&s->ndead, __ATOMIC_RELAXED);
+  const uint64_t nblocks = __atomic_load_n (&s->index.count, __ATOMIC_RELAXED);
+  if (ndead == 0 || nblocks == 0)
+    return false;
+  cas_alloc_space (&s->alloc, &sp);
+  const uint64_t held = sp.free + sp.settling + sp.junk + sp.erased + sp.moving;
+  const uint64_t used = sp.end > held ? sp.end - held : 0;
+  const double dead = (double) used * (ndead < nblocks ? ndead : nblocks) / nblocks;
+  return dead > (double) s->gc_pressure_floor &&
+    dead * 100 > (double) (used - dead) * s->opts.gc_pressure;
+}
+
+/* Kill the dead blocks whose gc_delay has passed (all of them if FORCE;
+ * every one however recent while the store is under pressure),
  * journal BLOCK_DEL for each and put their space on the pending list.
  * No wait for the put that killed a block to be durable: every put comes
  * after the record that dropped the reference (store_io.c, diskops.c), and
@@ -64,12 +91,14 @@ cas_gc_pass (struct cas_store *s, bool force)
 {
   struct cas_block *killed[GC_BATCH];
   const uint64_t now = cas_now ();
+  const bool pressed = !force && s->opts.gc_delay > 0 && under_pressure (s);
+  const uint64_t delay = pressed ? 0 : s->opts.gc_delay;
   uint64_t freed = 0;
   size_t n;
 
   do {
     pthread_rwlock_rdlock (&s->ckpt_lock);
-    n = cas_index_collect_dead (&s->index, now, s->opts.gc_delay, force, killed, GC_BATCH);
+    n = cas_index_collect_dead (&s->index, now, delay, force, killed, GC_BATCH);
     for (size_t i = 0; i < n; i++) {
       struct cas_block *b = killed[i];
       uint8_t rec[JREC_BLOCK_DEL_LEN];
@@ -94,7 +123,8 @@ cas_gc_pass (struct cas_store *s, bool force)
   } while (n == GC_BATCH);
   if (freed) {
     __atomic_add_fetch (&s->gc_freed_blocks, freed, __ATOMIC_RELAXED);
-    cas_debug ("gc: freed %" PRIu64 " blocks", freed);
+    cas_debug ("gc: freed %" PRIu64 " blocks%s", freed,
+               pressed ? " (dead space over gc-pressure: without waiting for gc-delay)" : "");
   }
 }
 

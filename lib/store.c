@@ -66,6 +66,7 @@ cas_open_opts_default (struct cas_open_opts *o)
 {
   memset (o, 0, sizeof *o);
   o->gc_delay = CAS_DEFAULT_GC_DELAY;
+  o->gc_pressure = CAS_DEFAULT_GC_PRESSURE;
   o->compact_after = CAS_DEFAULT_COMPACT_AFTER;
   o->recycle_rate = CAS_DEFAULT_RECYCLE_RATE;
   o->recycle_tranquility = CAS_DEFAULT_TRANQUILITY;
@@ -1239,6 +1240,7 @@ cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
   }
   s->sb_fd = s->data_fd = s->jfd = -1;
   s->ref_max = CAS_REF_MAX;
+  s->gc_pressure_floor = CAS_GC_PRESSURE_FLOOR;
   if (opts)
     s->opts = *opts;
   else

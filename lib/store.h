@@ -38,6 +38,8 @@ struct cas_ptcache;                 /* ptcache.h */
  * must never pass it, so a flush writes several batches when more waits.
  */
 #define CAS_BATCH_MAX (64u << 20)
+/* gc-pressure counts only once dead blocks take more than this. */
+#define CAS_GC_PRESSURE_FLOOR (UINT64_C(64) << 20)
 #define CAS_DEFAULT_CKPT_BYTES (64u << 20)
 
 /* The steps of a recycler pass, in order (see recycler.c). */
@@ -114,6 +116,7 @@ struct cas_store {
   struct cas_disk *retired;         /* disks_lock */
 
   struct cas_index index;           /* lock-free, see index.h */
+  uint64_t gc_pressure_floor;       /* CAS_GC_PRESSURE_FLOOR (gc.c); tests lower it */
   uint32_t ref_max;                 /* references a block may take: CAS_REF_MAX
                                        (index.h); tests lower it after opening */
   struct cas_alloc alloc;           /* its own lock, see alloc.h */

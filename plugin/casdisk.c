@@ -216,6 +216,19 @@ casdisk_config (const char *key, const char *value)
     }
     open_opts.gc_delay = v;
   }
+  else if (strcmp (key, "gc-pressure") == 0) {
+    char *end;
+    errno = 0;
+    const unsigned long v = strtoul (value, &end, 10);
+    if (strcmp (value, "off") == 0)
+      open_opts.gc_pressure = 0;
+    else if (errno || end == value || *end || v == 0 || v > 10000) {
+      nbdkit_error ("gc-pressure: '%s' is not a percentage (1 to 10000) or 'off'", value);
+      return -1;
+    }
+    else
+      open_opts.gc_pressure = v;
+  }
   else if (strcmp (key, "keep-erased") == 0) {
     if (strcmp (value, "all") == 0)
       open_opts.keep_erased = CAS_KEEP_ERASED_ALL;
@@ -303,6 +316,8 @@ casdisk_config_complete (void)
   "block-size=SIZE    Block size of a new store (4K..64K, default 64K).\n" \
   "compression=N|off  zstd level of a new store (default 1).\n" \
   "gc-delay=SECONDS   Delay before unreferenced blocks are freed (default 30).\n" \
+  "gc-pressure=PERCENT|off  Free them at once while they take more than\n" \
+  "                   PERCENT of the space live blocks take (default 25).\n" \
   "compact-after=PCT  Compact once this % of the data file is free, down to half\n" \
   "                   of it (default 20).\n" \
   "recycle-rate=SIZE  Bytes per second the recycler may move (default 64M).\n" \

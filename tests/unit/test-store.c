@@ -1963,3 +1963,63 @@ Test (store, concurrent_writers_then_crash)
   close_ok (s);
   check_clean ();
 }
+
+/* Under pressure (dead blocks taking more than gc-pressure percent of the
+ * live blocks' space), the GC frees dead blocks without waiting for
+ * gc-delay; below it, the delay holds.
+ */
+Test (store, gc_pressure_frees_dead_blocks_early)
+{
+  const uint32_t bs = 4096;
+  uint8_t buf[4096];
+
+  create (bs, 0, 256 * bs);
+  struct cas_store *s = open_gc (3600);           /* gc-pressure: the default 25% */
+  s->gc_pressure_floor = 0;
+  struct cas_disk *d = disk0 (s);
+  for (unsigned i = 0; i < 100; i++) {
+    fill_random (buf, bs, 1000 + i);
+    write_ok (d, buf, bs, (uint64_t) i * bs);
+  }
+  /* 20 overwritten: 20 dead against 100 live, under 25%: they wait. */
+  for (unsigned i = 0; i < 20; i++) {
+    fill_random (buf, bs, 2000 + i);
+    write_ok (d, buf, bs, (uint64_t) i * bs);
+  }
+  cr_assert_eq (cas_store_flush (s), 0);
+  cas_gc_pass (s, false);
+  cr_assert_eq (stats (s).dead_blocks, 20);
+  cr_assert_eq (s->gc_freed_blocks, 0);
+  /* 20 more: 40 dead against 100 live, over 25%: all freed at once. */
+  for (unsigned i = 20; i < 40; i++) {
+    fill_random (buf, bs, 2000 + i);
+    write_ok (d, buf, bs, (uint64_t) i * bs);
+  }
+  cas_gc_pass (s, false);
+  cr_assert_eq (s->gc_freed_blocks, 40, "freed %" PRIu64, s->gc_freed_blocks);
+  cr_assert_eq (stats (s).dead_blocks, 0);
+  for (unsigned i = 0; i < 100; i++) {
+    fill_random (buf, bs, (i < 40 ? 2000 : 1000) + i);
+    read_expect (d, buf, bs, (uint64_t) i * bs);
+  }
+  close_ok (s);
+  check_clean ();
+
+  /* gc-pressure off: the delay holds whatever the dead space. */
+  struct cas_open_opts o;
+  cas_open_opts_default (&o);
+  o.gc_delay = 3600;
+  o.gc_pressure = 0;
+  s = cas_store_open (store, &o);
+  cr_assert_not_null (s);
+  s->gc_pressure_floor = 0;
+  d = disk0 (s);
+  for (unsigned i = 0; i < 100; i++) {
+    fill_random (buf, bs, 3000 + i);
+    write_ok (d, buf, bs, (uint64_t) i * bs);
+  }
+  cas_gc_pass (s, false);
+  cr_assert_eq (stats (s).dead_blocks, 100);
+  cr_assert_eq (s->gc_freed_blocks, 0);
+  close_ok (s);
+}
