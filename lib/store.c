@@ -926,7 +926,8 @@ history_check (struct cas_store *s, struct cas_load *ld, const struct cas_extent
 
   if (h == NULL || h->ended.n == 0)
     return 0;                   /* nothing left its place: the final check covers it */
-  qsort (h->placed.v, h->placed.n, sizeof *h->placed.v, cmp_placed);
+  if (h->placed.n > 0)
+    qsort (h->placed.v, h->placed.n, sizeof *h->placed.v, cmp_placed);
   for (size_t k = 0; k < h->ended.n; k++) {
     struct load_span *e = &h->ended.v[k];
     e->start = placed_at (&h->placed, e->id, e->off, e->end);

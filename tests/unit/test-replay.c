@@ -548,6 +548,13 @@ expect_refused (const char *what)
 #define ONE_BATCH(stmts) do { struct jw w; jw_open (&w); jw_begin (&w); stmts; jw_end (&w); \
                               jw_commit (&w); } while (0)
 
+/* The named cases are one program (test-replay), the randomized run
+ * another (test-replay-random, built with REPLAY_RANDOM): Criterion's
+ * runner leaks 48 bytes when the long random run shares it with other
+ * tests under several jobs, which fails the sanitizer build.
+ */
+#ifndef REPLAY_RANDOM
+
 /* The writer itself: valid records of every type replay to the model. */
 Test (replay, valid_records_of_every_type)
 {
@@ -1246,7 +1253,10 @@ Test (replay, check_mode_many_contradictions)
   cr_assert_not_null (strstr (errors, "deletes unknown block id"), "%s", errors);
 }
 
+#endif /* !REPLAY_RANDOM */
+
 /* ---- randomized sequences ---- */
+#ifdef REPLAY_RANDOM
 
 enum kind {
   K_NONE, K_DEL_REFERENCED, K_DEL_UNKNOWN, K_NEW_DUP_ID, K_NEW_ID_ZERO, K_NEW_OVERLAP,
@@ -1730,3 +1740,5 @@ Test (replay, random_sequences, .timeout = 120)
                  seqs);
   cr_assert_eq (failed, 0, "%u of %u sequences failed (see above)", failed, seqs);
 }
+
+#endif /* REPLAY_RANDOM */
