@@ -25,6 +25,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,6 +180,41 @@ read_pieces (struct cas_store *s, struct cas_block *b, uint8_t *out, uint32_t bo
   return 0;
 }
 
+/* A read of several blocks: tell the kernel which parts of the data file
+ * it will read (POSIX_FADV_WILLNEED, merged into runs of adjacent
+ * blocks), so that it fetches them all at once rather than one pread
+ * after another: the readahead of one descriptor shared by every
+ * connection cannot follow several sequential readers by itself.
+ * Only a hint: the blocks are read and verified as always.
+ */
+#define HINT_GAP (64u << 10)    /* blocks this close are one run */
+
+static void
+hint_reads (struct cas_store *s, struct cas_disk *d, uint64_t v, uint64_t nblocks)
+{
+  uint64_t run_off = 0, run_end = 0;
+
+  rcu_read_lock ();
+  for (uint64_t i = 0; i < nblocks; i++) {
+    struct cas_block *b = cas_map_get (&d->map, v + i);
+    if (b == NULL)
+      continue;
+    const uint64_t off = cas_block_offset (b), end = off + cas_block_len (b);
+    if (run_end != 0 && off >= run_off && off <= run_end + HINT_GAP) {
+      if (end > run_end)
+        run_end = end;
+      continue;
+    }
+    if (run_end != 0)
+      posix_fadvise (s->data_fd, run_off, run_end - run_off, POSIX_FADV_WILLNEED);
+    run_off = off;
+    run_end = end;
+  }
+  rcu_read_unlock ();
+  if (run_end != 0)
+    posix_fadvise (s->data_fd, run_off, run_end - run_off, POSIX_FADV_WILLNEED);
+}
+
 static int
 read_range (struct cas_disk *d, void *buf, uint32_t count, uint64_t offset)
 {
@@ -191,6 +227,11 @@ read_range (struct cas_disk *d, void *buf, uint32_t count, uint64_t offset)
     return -1;
   if (s->dio)
     return cas_dio_read_range (d, buf, count, offset);
+  {
+    const uint64_t v0 = offset / bs, v1 = (offset + count - 1) / bs;
+    if (v1 > v0)
+      hint_reads (s, d, v0, v1 - v0 + 1);
+  }
   while (count > 0) {
     const uint64_t v = offset / bs;
     const uint32_t boff = offset % bs;
