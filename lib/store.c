@@ -363,6 +363,7 @@ static int
 ld_insert (struct cas_load *ld, struct cas_block *b)
 {
   if ((ld->n + 1) * 2 > ld->mask + 1) {
+    /* Only the table changes: every other field of LD stays as it is. */
     struct cas_load bigger = { .mask = ld->mask ? 2 * ld->mask + 1 : 1023 };
     bigger.slot = calloc (bigger.mask + 1, sizeof *bigger.slot);
     if (bigger.slot == NULL)
@@ -370,11 +371,9 @@ ld_insert (struct cas_load *ld, struct cas_block *b)
     for (uint64_t i = 0; ld->mask && i <= ld->mask; i++)
       if (ld->slot[i])
         *ld_find (&bigger, ld->slot[i]->id) = ld->slot[i];
-    bigger.n = ld->n;
-    bigger.indexed = ld->indexed;
-    bigger.hist = ld->hist;
     free (ld->slot);
-    *ld = bigger;
+    ld->slot = bigger.slot;
+    ld->mask = bigger.mask;
   }
   *ld_find (ld, b->id) = b;
   ld->n++;
