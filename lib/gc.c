@@ -91,11 +91,12 @@ cas_gc_pass (struct cas_store *s, bool force)
 {
   struct cas_block *killed[GC_BATCH];
   const uint64_t now = cas_now ();
-  const bool pressed = !force && s->opts.gc_delay > 0 && under_pressure (s);
+  const bool pressed = !force && under_pressure (s);
   const uint64_t delay = pressed ? 0 : s->opts.gc_delay;
   uint64_t freed = 0;
   size_t n;
 
+  __atomic_store_n (&s->gc_pressed, pressed, __ATOMIC_RELAXED);
   do {
     pthread_rwlock_rdlock (&s->ckpt_lock);
     n = cas_index_collect_dead (&s->index, now, delay, force, killed, GC_BATCH);
@@ -182,6 +183,13 @@ release (struct cas_store *s, const char *step)
    * and about a millisecond on ext4, whatever its length.
    */
   cas_alloc_coalesce (&s->alloc);
+  /* Under gc-pressure, settled junk is reused as it is: overwrites are
+   * about to take the space again, and erasing it first would cost a
+   * punch and a data-file sync for nothing.  Erasing resumes with the
+   * pressure's end (a secure erase never skips).
+   */
+  if (__atomic_load_n (&s->gc_pressed, __ATOMIC_RELAXED) && !s->opts.secure_erase)
+    return;
   cas_io_context ("erase");
   const uint64_t erased = cas_alloc_erase (&s->alloc, erase, s);
   cas_io_context (NULL);
@@ -343,9 +351,16 @@ bg_main (void *arg)
   pthread_mutex_lock (&s->bg_lock);
   while (!s->bg_stop) {
     if (s->compact_requested == s->compact_done) {
+      /* A tick a second; ten while dead blocks are over gc-pressure, so
+       * that space comes back as fast as overwrites make it dead.
+       */
+      const uint64_t wait_ns = __atomic_load_n (&s->gc_pressed, __ATOMIC_RELAXED) ?
+        UINT64_C(100000000) : UINT64_C(1000000000);
       struct timespec ts;
       clock_gettime (CLOCK_REALTIME, &ts);
-      ts.tv_sec += 1;
+      const uint64_t t = (uint64_t) ts.tv_nsec + wait_ns;
+      ts.tv_sec += t / 1000000000;
+      ts.tv_nsec = t % 1000000000;
       pthread_cond_timedwait (&s->bg_cond, &s->bg_lock, &ts);
       if (s->bg_stop)
         break;

@@ -117,6 +117,7 @@ struct cas_store {
 
   struct cas_index index;           /* lock-free, see index.h */
   uint64_t gc_pressure_floor;       /* CAS_GC_PRESSURE_FLOOR (gc.c); tests lower it */
+  bool gc_pressed;                  /* atomic: the last GC pass was under pressure */
   uint32_t ref_max;                 /* references a block may take: CAS_REF_MAX
                                        (index.h); tests lower it after opening */
   struct cas_alloc alloc;           /* its own lock, see alloc.h */

@@ -1998,6 +1998,20 @@ Test (store, gc_pressure_frees_dead_blocks_early)
   cas_gc_pass (s, false);
   cr_assert_eq (s->gc_freed_blocks, 40, "freed %" PRIu64, s->gc_freed_blocks);
   cr_assert_eq (stats (s).dead_blocks, 0);
+  cr_assert (s->gc_pressed);
+  /* Under pressure the freed space is reused as it is, not erased. */
+  cas_gc_release (s);
+  struct cas_space sp;
+  cas_alloc_space (&s->alloc, &sp);
+  cr_assert_eq (sp.junk, 40 * bs, "junk %" PRIu64, sp.junk);
+  cr_assert_eq (s->erased_bytes, 0);
+  /* Pressure over (nothing dead): erasing resumes. */
+  cas_gc_pass (s, false);
+  cr_assert (!s->gc_pressed);
+  cas_gc_release (s);
+  cas_alloc_space (&s->alloc, &sp);
+  cr_assert_eq (sp.junk, 0, "junk %" PRIu64, sp.junk);
+  cr_assert_eq (s->erased_bytes, 40 * bs);
   for (unsigned i = 0; i < 100; i++) {
     fill_random (buf, bs, (i < 40 ? 2000 : 1000) + i);
     read_expect (d, buf, bs, (uint64_t) i * bs);
