@@ -670,19 +670,22 @@ def markdown(res):
              "frames' bytes; on disk = stored in 512-byte granules plus the metadata the measured "
              "store whose block size is the piece size allocated beyond the data (its allocated "
              "bytes − the granules of the piece = frame model at that size). "
-             "Rows with piece = frame model today's store, to compare with the measured rows. "
+             "Rows with piece = frame model today's store: their unique pieces and stored bytes "
+             "are to compare with the measured stores (their on-disk figure equals the "
+             "store's allocated bytes by construction). "
              "Not measured: no store was written. Model time %.0f s." % (
                  len(names), res["level"], res["offline"]["zstd"], res["offline"]["seconds"]))
     L.append("")
     L.append("| model | non-zero pieces | unique pieces | unique MiB | dedup | stored MiB | "
-             "compression | on disk MiB (est.) | × qcow2-c | measured store at this block size: "
-             "stored MiB, dedup |")
-    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+             "compression | data in granules MiB | + metadata MiB | on disk MiB (est.) | × qcow2-c | "
+             "measured store at this block size: stored MiB, dedup |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r, m in zip([r for r in rows if not r["measured"]], res["offline"]["models"]):
         meas = next((x for x in rows if x.get("block_size") == r["identity"]), None)
-        L.append("| %s | %d | %d | %s | %.2f | %s | %.2f | %s | %.2f | %s |" % (
+        L.append("| %s | %d | %d | %s | %.2f | %s | %.2f | %s | %s | %s | %.2f | %s |" % (
             r["name"], m["nonzero_pieces"], m["unique_pieces"], mib(m["unique_bytes"]),
-            r["dedup"], mib(r["stored"]), r["compression"], mib(r["allocated"]), r["x_qcow2c"],
+            r["dedup"], mib(r["stored"]), r["compression"], mib(r["data_on_disk"]),
+            mib(r["overhead"]), mib(r["allocated"]), r["x_qcow2c"],
             "%s, %.2f" % (mib(meas["stored"]), meas["dedup"]) if meas else "-"))
     L.append("")
     L.append("## Trade-off")
@@ -701,7 +704,7 @@ def markdown(res):
 
 def tradeoff_table(rows):
     T = ["| candidate | bytes on disk | × offline qcow2 | dedup ratio | "
-         "index entries / RAM per TiB unique | import time |",
+         "index entries / RAM per TiB unique | import time, all images (the second) |",
          "|---|---:|---:|---:|---:|---:|"]
     order = ["qcow2-c", "casdisk-64K", "casdisk-16K", "casdisk-4K",
              "4K identity, 64K frames", "16K identity, 64K frames"]
@@ -724,7 +727,7 @@ def tradeoff_table(rows):
             label[name], " — estimated offline" if est else " — measured",
             mib(r["allocated"]), " (est.)" if est else "", r["x_qcow2c"], " (est.)" if est else "",
             "%.2f%s" % (r["dedup"], " (est.)" if est else "") if "dedup" in r else "-", ent,
-            "not measured" if est else "%.2f s" % sum(r["seconds"])))
+            "not measured" if est else "%.2f s (%.2f s)" % (sum(r["seconds"]), r["seconds"][1])))
     return "\n".join(T)
 
 
@@ -743,7 +746,21 @@ def main():
                     help="blocks bench/engine memory writes per block size (0: skip)")
     ap.add_argument("--out", help="directory for the .md and .json (default bench/results; "
                                   "the smoke run writes none unless given)")
+    ap.add_argument("--report", metavar="JSON",
+                    help="measure nothing: write the markdown report of a result file again "
+                         "(beside it, same name)")
     args = ap.parse_args()
+    if args.report:
+        with open(args.report) as f:
+            res = json.load(f)
+        res["summary"] = derive(res)
+        md = markdown(res)
+        with open(os.path.splitext(args.report)[0] + ".md", "w") as f:
+            f.write(md + "\n")
+        with open(args.report, "w") as f:
+            json.dump(res, f, indent=1)
+        print(md)
+        return
     top = os.path.abspath(os.environ.get("top_builddir", "build"))
     casdisk = os.environ.get("CASDISK_TOOL", os.path.join(top, "tools", "casdisk"))
     engine = os.environ.get("CASDISK_ENGINE_BENCH", os.path.join(top, "bench", "engine"))
