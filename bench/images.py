@@ -882,7 +882,11 @@ def mke2fs_version():
 def git_head():
     r = subprocess.run(["git", "-C", TOP_SRC, "rev-parse", "--short", "HEAD"],
                        capture_output=True, text=True, timeout=20)
-    return r.stdout.strip() or "?"
+    head = r.stdout.strip() or "?"
+    r = subprocess.run(["git", "-C", TOP_SRC, "status", "--porcelain", "--", "lib", "tools",
+                        "bench/images.py", "bench/engine.c"],
+                       capture_output=True, text=True, timeout=20)
+    return head + (" (lib/, tools/ or the benchmark modified)" if r.stdout.strip() else "")
 
 
 def cpu_model():
