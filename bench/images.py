@@ -68,6 +68,10 @@ MODELS = [(4 * KiB, 64 * KiB), (16 * KiB, 64 * KiB),
 # bytes per block entry documented in docs/performance.md ("Memory"):
 # struct cas_block 48, hash buckets 2..4, a map entry 8 per mapped block.
 DOC_ENTRY, DOC_MAP = 52, 8
+# The sparse-index model: one key in N kept in memory (4 KiB identity,
+# 64 KiB frames, chapters of 256 pieces (1 MiB of stored data), the last 4
+# loaded chapters cached: a window far smaller than the store).
+SPARSE_SAMPLES = [16, 64]
 MEMORY_BLOCKS = 1 << 20         # blocks bench/engine memory writes per block size (as docs/performance.md)
 
 # The full corpus: roots (name, packages included) and images in import order.
@@ -380,8 +384,82 @@ def stored_len(n, c):
     return n + (4 * (n // PIECE_CRC) if n > PIECE_CRC else 0)
 
 
+class SparseIndex:
+    """The 4 KiB-identity, 64 KiB-frame model with an index that keeps only
+    one key in SAMPLE in memory (dm-vdo's sparse index, simplified): every
+    stored piece has a place in write order, and places are grouped into
+    chapters of CHAPTER pieces.  A piece is found as a duplicate if its key
+    is a sampled one (the memory index names its place), or if its twin
+    lies in one of the last CACHE chapters a sampled hit loaded from disk
+    (their keys, in memory for a while), or in the chapter being written.
+    A duplicate not found is stored again."""
+
+    def __init__(self, z, sample, g=4 * KiB, frame=64 * KiB, chapter=256, cache=4):
+        import collections
+        self.z, self.sample, self.g, self.frame = z, sample, g, frame
+        self.chapter, self.cache_max = chapter, cache
+        self.where = {}                 # key -> latest place (what the disk holds)
+        self.cache = collections.OrderedDict()
+        self.places = 0
+        self.buf = []
+        self.found = self.missed = self.hooks = 0
+        self.r = {"frames": 0, "stored": 0, "granules": 0}
+
+    def _store(self, p, k):
+        self.where[k] = self.places
+        self.places += 1
+        self.buf.append(p)
+        if len(self.buf) * self.g >= self.frame:
+            self._frame()
+
+    def _frame(self):
+        data, r = b"".join(self.buf), self.r
+        self.buf = []
+        r["frames"] += 1
+
+        def done(c, n=len(data)):
+            st = stored_len(n, c)
+            r["stored"] += st
+            r["granules"] += -(-st // GRANULE) * GRANULE
+        self.z.size(data, done)
+
+    def piece(self, p, k):
+        loc = self.where.get(k)
+        if loc is None:
+            self._store(p, k)
+            return
+        ch = loc // self.chapter
+        if ch == self.places // self.chapter or ch in self.cache:
+            self.found += 1
+            if ch in self.cache:
+                self.cache.move_to_end(ch)
+            return
+        if int.from_bytes(k[:8], "little") % self.sample == 0:
+            self.found += 1
+            self.hooks += 1
+            self.cache[ch] = True
+            if len(self.cache) > self.cache_max:
+                self.cache.popitem(last=False)
+            return
+        self.missed += 1
+        self._store(p, k)
+
+    def result(self, unique_pieces):
+        if self.buf:
+            self._frame()
+        dups = self.found + self.missed
+        return {"identity": self.g, "frame": self.frame, "sample": self.sample,
+                "chapter_pieces": self.chapter, "cached_chapters": self.cache_max,
+                "duplicates": dups, "found": self.found, "missed": self.missed,
+                "hooks": self.hooks, "found_fraction": self.found / dups if dups else 1.0,
+                "stored_pieces": self.places, "unique_pieces": unique_pieces,
+                "frames": self.r["frames"], "stored_bytes": self.r["stored"],
+                "stored_granules": self.r["granules"]}
+
+
 def offline_model(images, level):
     z = Zstd(level)
+    sparse = [SparseIndex(z, n) for n in SPARSE_SAMPLES]
     t0 = time.monotonic()
     grains = sorted({g for g, _ in MODELS})
     seen = {g: set() for g in grains}
@@ -421,6 +499,9 @@ def offline_model(images, level):
                                 continue
                             pieces[g] += 1
                             k = hashlib.sha256(p).digest()
+                            if g == 4 * KiB:
+                                for sp in sparse:
+                                    sp.piece(p, k)
                             if k in s:
                                 continue
                             s.add(k)
@@ -436,6 +517,7 @@ def offline_model(images, level):
     for m in MODELS:
         if frames[m]:
             add_frame(m, b"".join(frames[m]))
+    sparse_out = [sp.result(uniq[4 * KiB]) for sp in sparse]
     z.close()
     out = []
     for m in MODELS:
@@ -450,7 +532,7 @@ def offline_model(images, level):
             "stored_granules": r["granules"],
             "compression_ratio": uniq[g] * g / r["stored"] if r["stored"] else 1.0,
         })
-    return {"models": out, "per_image": per_image, "zstd": z.how,
+    return {"models": out, "sparse": sparse_out, "per_image": per_image, "zstd": z.how,
             "seconds": time.monotonic() - t0}
 
 
@@ -595,6 +677,28 @@ def derive(res):
         r["ram_per_tib"] = TiB // g * entry
         r["index_bytes"] = m["unique_pieces"] * entry
         rows.append(r)
+    m4 = next(x for x in res["offline"]["models"] if x["identity"] == x["frame"] == 4 * KiB)
+    meas4 = next((x for x in rows if x.get("block_size") == 4 * KiB), None)
+    for sp in res["offline"].get("sparse", []):
+        # Metadata grows with the pieces stored: the 4 KiB store's, scaled.
+        overhead = 0
+        if meas4:
+            overhead = max(0, meas4["allocated"] - m4["stored_granules"]) * \
+                sp["stored_pieces"] / m4["unique_pieces"]
+        entry = mem.get(4 * KiB, {}).get("bytes_per_block_marginal", DOC_ENTRY + DOC_MAP)
+        r = {"name": "4K identity, 64K frames, 1 in %d keys" % sp["sample"], "measured": False,
+             "identity": 4 * KiB, "frame": sp["frame"], "sample": sp["sample"],
+             "stored": sp["stored_bytes"], "data_on_disk": sp["stored_granules"],
+             "overhead": overhead, "allocated": sp["stored_granules"] + overhead,
+             "dedup": m4["nonzero_pieces"] / sp["stored_pieces"],
+             "compression": sp["stored_pieces"] * 4 * KiB / sp["stored_bytes"],
+             "unique": sp["stored_pieces"] * 4 * KiB, "nblocks": sp["stored_pieces"],
+             "found_fraction": sp["found_fraction"],
+             "entries_per_tib": TiB // (4 * KiB) // sp["sample"], "entry_bytes": entry}
+        r["x_qcow2c"] = r["allocated"] / qc
+        r["ram_per_tib"] = r["entries_per_tib"] * entry
+        r["index_bytes"] = sp["stored_pieces"] / sp["sample"] * entry
+        rows.append(r)
     return rows
 
 
@@ -687,6 +791,33 @@ def markdown(res):
             r["dedup"], mib(r["stored"]), r["compression"], mib(r["data_on_disk"]),
             mib(r["overhead"]), mib(r["allocated"]), r["x_qcow2c"],
             "%s, %.2f" % (mib(meas["stored"]), meas["dedup"]) if meas else "-"))
+    sp_rows = [r for r in rows if "sample" in r]
+    if sp_rows:
+        sp0 = res["offline"]["sparse"][0]
+        L.append("")
+        L.append("## Estimated offline: a sparse index (4 KiB identity, 64 KiB frames)")
+        L.append("")
+        L.append("The model above with only one key in N kept in memory, as dm-vdo's sparse "
+                 "index does, simplified: stored pieces have places in write order, grouped "
+                 "in chapters of %d pieces; a piece is found as a duplicate if its key is a "
+                 "sampled one, or if its twin lies in the chapter being written or in one of "
+                 "the last %d chapters whose keys a sampled hit loaded; a duplicate not found "
+                 "is stored again. RAM = the sampled keys at today's entry size (the map of "
+                 "4 KiB pieces, 8 bytes each, is not reduced by sampling)." % (
+                     sp0["chapter_pieces"], sp0["cached_chapters"]))
+        L.append("")
+        L.append("| keys in memory | duplicates found | stored pieces | dedup | stored MiB | "
+                 "on disk MiB (est.) | × qcow2-c | index entries / RAM per TiB unique |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        full = next(r for r in rows if r["name"] == "4K identity, 64K frames")
+        L.append("| all | 100%% | %d | %.2f | %s | %s | %.2f | %.0fM / %s |" % (
+            full["nblocks"], full["dedup"], mib(full["stored"]), mib(full["allocated"]),
+            full["x_qcow2c"], full["entries_per_tib"] / 1e6, human_ram(full["ram_per_tib"])))
+        for r in sp_rows:
+            L.append("| 1 in %d | %.1f%% | %d | %.2f | %s | %s | %.2f | %.0fM / %s |" % (
+                r["sample"], 100 * r["found_fraction"], r["nblocks"], r["dedup"],
+                mib(r["stored"]), mib(r["allocated"]), r["x_qcow2c"],
+                r["entries_per_tib"] / 1e6, human_ram(r["ram_per_tib"])))
     L.append("")
     L.append("## Trade-off")
     L.append("")
@@ -707,11 +838,16 @@ def tradeoff_table(rows):
          "index entries / RAM per TiB unique | import time, all images (the second) |",
          "|---|---:|---:|---:|---:|---:|"]
     order = ["qcow2-c", "casdisk-64K", "casdisk-16K", "casdisk-4K",
-             "4K identity, 64K frames", "16K identity, 64K frames"]
+             "4K identity, 64K frames", "4K identity, 64K frames, 1 in 16 keys",
+             "4K identity, 64K frames, 1 in 64 keys", "16K identity, 64K frames"]
     label = {"qcow2-c": "qcow2, compressed offline (zstd), reference",
              "casdisk-64K": "64 KiB blocks (today's default)",
              "casdisk-16K": "16 KiB blocks", "casdisk-4K": "4 KiB blocks",
              "4K identity, 64K frames": "4 KiB identity, 64 KiB zstd frames",
+             "4K identity, 64K frames, 1 in 16 keys":
+                 "4 KiB identity, 64 KiB frames, sparse index (1 key in 16 in RAM)",
+             "4K identity, 64K frames, 1 in 64 keys":
+                 "4 KiB identity, 64 KiB frames, sparse index (1 key in 64 in RAM)",
              "16K identity, 64K frames": "16 KiB identity, 64 KiB zstd frames"}
     for name in order:
         r = next((x for x in rows if x["name"] == name), None)

@@ -3,7 +3,8 @@
 # small ext4 images from files of /usr/share (no network, no mmdebstrap),
 # stores them and a copy of the second as raw, qcow2, offline-compressed
 # qcow2 and casdisk at every block size, measures index memory with
-# bench/engine and runs the offline model of finer-grained dedup.  Every
+# bench/engine and runs the offline models of finer-grained dedup (and of
+# a sparse index).  Every
 # column must be there and sane: casdisk stores something, dedup >= 1, the
 # copy adds almost nothing to a casdisk store, and the offline model of
 # today's store agrees with the measured stores.  (No speed is asserted.)
@@ -40,7 +41,8 @@ imgs = res["images"]
 check(len(imgs) == 3 and imgs[2] == imgs[1] + "-copy", "images: %s" % imgs)
 rows = {r["name"]: r for r in res["summary"]}
 need = ["raw", "qcow2", "qcow2-c"] + ["casdisk-%dK" % k for k in (4, 8, 16, 32, 64)] + \
-       ["4K identity, 64K frames", "16K identity, 64K frames"]
+       ["4K identity, 64K frames", "16K identity, 64K frames",
+        "4K identity, 64K frames, 1 in 16 keys", "4K identity, 64K frames, 1 in 64 keys"]
 for n in need:
     check(n in rows, "no row %s" % n)
 for n, r in rows.items():
@@ -69,6 +71,13 @@ for m in res["offline"]["models"]:
     st = rows["casdisk-%dK" % (m["identity"] // 1024)]
     check(abs(m["unique_pieces"] - st["nblocks"]) <= 2, "model %d: %d unique, store %d blocks" % (m["identity"], m["unique_pieces"], st["nblocks"]))
     check(abs(m["stored_bytes"] - st["stored"]) <= 0.02 * st["stored"], "model %d: stored %d, store %d" % (m["identity"], m["stored_bytes"], st["stored"]))
+# A sparse index finds at most every duplicate, so stores at least the full model's pieces.
+full = rows["4K identity, 64K frames"]
+for n in (16, 64):
+    r = rows["4K identity, 64K frames, 1 in %d keys" % n]
+    check(0 < r["found_fraction"] <= 1, "sparse 1/%d: found %s" % (n, r["found_fraction"]))
+    check(r["nblocks"] >= full["nblocks"], "sparse 1/%d: %d pieces < %d" % (n, r["nblocks"], full["nblocks"]))
+    check(r["ram_per_tib"] * n <= full["ram_per_tib"] * 1.001, "sparse 1/%d: RAM" % n)
 for m in res["memory"]:
     check(m["bytes_per_block_marginal"] > 0, "memory %d: %s" % (m["block_size"], m["bytes_per_block_marginal"]))
 check(len(res["memory"]) == 5, "memory measured for %d block sizes" % len(res["memory"]))
