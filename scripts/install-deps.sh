@@ -14,6 +14,9 @@ packages=(
   # integration tests: NBD clients, images, fio, file systems
   qemu-utils libnbd-bin python3 python3-libnbd fio e2fsprogs
   util-linux procps coreutils
+  # the bench-images slice (tests/test-bench-images.sh): zstd for its
+  # offline model (bench/images.py falls back to the zstd CLI without it)
+  python3-zstandard
   # the guest test (tests/guest): qemu's PC emulator, a Debian kernel and
   # a static busybox for the guest's initramfs
   qemu-system-x86 linux-image-amd64 busybox-static
