@@ -138,10 +138,16 @@ image_import (struct cas_disk *d, uint32_t bs, int fd, const char *path, uint64_
     return -1;
   }
   while (off < size) {
-    /* A hole up to the next data (or the end): nothing to read. */
+    /* A hole up to the next data (or the end): nothing to read.  Holes
+     * and data are cut at block edges (the data's block read whole, its
+     * hole parts reading as zeroes), so that a block holding both is
+     * stored once, not once per piece with the older copies left dead.
+     */
     off_t data = lseek (fd, off, SEEK_DATA);
     if (data == -1)
       data = errno == ENXIO ? (off_t) size : (off_t) off;   /* no hole information */
+    const off_t first = data;   /* where the data really starts */
+    data = (off_t) ((uint64_t) data / bs * bs);
     if ((uint64_t) data > off) {
       const uint64_t end = min64 (data, size);
       if (zero_holes && zero_range (d, off, end - off) == -1)
@@ -151,9 +157,10 @@ image_import (struct cas_disk *d, uint32_t bs, int fd, const char *path, uint64_
       report (prog, off, size);
       continue;
     }
-    off_t hole = lseek (fd, off, SEEK_HOLE);
-    if (hole == -1 || (uint64_t) hole <= off)
+    off_t hole = lseek (fd, first, SEEK_HOLE);
+    if (hole == -1 || (uint64_t) hole <= (uint64_t) first)
       hole = size;
+    hole = (off_t) min64 ((uint64_t) hole + bs - 1 - ((uint64_t) hole + bs - 1) % bs, size);
     const uint32_t n = min64 (min64 (CHUNK, size - off), hole - off);
     for (uint32_t got = 0; got < n; ) {
       const ssize_t k = pread (fd, buf + got, n - got, off + got);
