@@ -1,18 +1,30 @@
 #!/bin/bash
-# Install every Debian package casdisk needs to build, run and test.
-# Run as root on Debian 12 (no sudo needed or used).  When every package is
-# installed already it does nothing, without touching apt, so that repeated
-# runs are fast.
+# Install the Debian packages casdisk needs.  Run as root on Debian 12 (no
+# sudo needed or used).
+#
+#   bash scripts/install-deps.sh          build and serve: compiler, autotools,
+#                                         the libraries, nbdkit, nbdinfo
+#   bash scripts/install-deps.sh --test   that and the whole test toolchain
+#                                         (clients, fio, qemu, a guest kernel,
+#                                         clang, packaging and systemd tools)
+#
+# When every package is installed already it does nothing, without touching
+# apt, so that repeated runs are fast.
 set -euo pipefail
 
-packages=(
+serve=(
   # build
   build-essential autoconf automake libtool pkg-config
   nbdkit nbdkit-plugin-dev libzstd-dev liburcu-dev libaio-dev libssl-dev
+  # quickstart.sh: nbdinfo tells a live server from a stale socket
+  libnbd-bin
+)
+
+test=(
   # unit tests
   libcriterion-dev
   # integration tests: NBD clients, images, fio, file systems
-  qemu-utils libnbd-bin python3 python3-libnbd fio e2fsprogs
+  qemu-utils python3 python3-libnbd fio e2fsprogs
   util-linux procps coreutils
   # the bench-images slice (tests/test-bench-images.sh): zstd for its
   # offline model (bench/images.py falls back to the zstd CLI without it)
@@ -23,7 +35,22 @@ packages=(
   # the fuzzing test: clang with libFuzzer (only recommended by clang,
   # so named here: we install without recommends)
   clang libclang-rt-14-dev
+  # the Debian package (tests/test-deb.sh): its build dependencies (the
+  # build set above), the packaging tools, lintian, man to open the pages
+  dpkg-dev debhelper fakeroot lintian man-db bash-completion
+  # systemd units and socket activation (tests/test-systemd.sh)
+  systemd
+  # the libvirt example (tests/test-libvirt.sh): virt-xml-validate
+  libvirt-clients
+  # casdisk top in a terminal (tests/test-top.sh)
+  tmux
 )
+
+case ${1:-} in
+  "") packages=("${serve[@]}") ;;
+  --test) packages=("${serve[@]}" "${test[@]}") ;;
+  *) echo "usage: $0 [--test]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do

@@ -7,7 +7,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 top=$PWD
-bash scripts/install-deps.sh || exit 1
+bash scripts/install-deps.sh --test || exit 1
 export PATH=/usr/bin:$PATH     # the tests need Debian's python3 (it has the nbd module)
 
 if [ -f config.status ]; then

@@ -14,6 +14,7 @@
  *   casdisk scrub DIR [--rate BYTES] [--json]
  *   casdisk compact DIR [--now] [--json]
  *   casdisk status DIR [--json]
+ *   casdisk top DIR [--count N] [--interval SECONDS]
  *   casdisk metrics DIR
  *
  * Exit status: 0 success (or a clean store), 1 failure (or problems
@@ -69,6 +70,7 @@ enum {
   OPT_HELP = 'h',
   OPT_JSON = 256, OPT_REPAIR, OPT_SIZE, OPT_BLOCK_SIZE, OPT_COMPRESSION,
   OPT_DISK, OPT_RATE, OPT_NOW, OPT_EXISTING, OPT_DIRECT_IO, OPT_WORKERS,
+  OPT_COUNT, OPT_INTERVAL,
 };
 
 #define O_HELP        { "help", no_argument, NULL, OPT_HELP }
@@ -83,6 +85,8 @@ enum {
 #define O_EXISTING    { "existing", no_argument, NULL, OPT_EXISTING }
 #define O_DIRECT_IO   { "direct-io", no_argument, NULL, OPT_DIRECT_IO }
 #define O_WORKERS     { "workers", required_argument, NULL, OPT_WORKERS }
+#define O_COUNT       { "count", required_argument, NULL, OPT_COUNT }
+#define O_INTERVAL    { "interval", required_argument, NULL, OPT_INTERVAL }
 #define O_END         { NULL, 0, NULL, 0 }
 
 
@@ -1000,6 +1004,19 @@ static const struct command {
     "blocks and uptime.  Needs a running server; 'casdisk info' reads an idle store.\n"
     "  --json   print one JSON object {\"store\": {...}, \"disks\": [{...}]}\n",
     (const struct option[]) { O_JSON, O_HELP, O_END } },
+  { "top", 1, "DIR", NULL, online_top, true,
+    "a live view of a served store, refreshed every second",
+    "Usage: casdisk top DIR [--count N] [--interval SECONDS]\n"
+    "Show the server holding the store in DIR live, refreshed every second (like\n"
+    "'zpool iostat 1'): read and write MiB/s and IOPS per disk and for the store,\n"
+    "logical bytes, dedup and compression ratios, space by state (in use, junk,\n"
+    "erased, free, moving), the delayed GC and the recycler, scrubs and errors.\n"
+    "The first rates are averages since the store was opened.  On a terminal the\n"
+    "screen is redrawn in place ('q' or Ctrl-C quits); otherwise each refresh is\n"
+    "a block of plain lines ended by a blank line.\n"
+    "  --count N            stop after N refreshes (default: until stopped)\n"
+    "  --interval SECONDS   time between refreshes, 0.1 to 3600 (default 1)\n",
+    (const struct option[]) { O_COUNT, O_INTERVAL, O_HELP, O_END } },
   { "metrics", 1, "DIR", NULL, online_metrics, true,
     "live figures of a served store for Prometheus",
     "Usage: casdisk metrics DIR\n"
@@ -1062,6 +1079,8 @@ run_command (const struct command *cmd, int argc, char **argv)
     case OPT_EXISTING: c.existing = true; break;
     case OPT_DIRECT_IO: c.direct_io = true; break;
     case OPT_WORKERS: c.workers = optarg; break;
+    case OPT_COUNT: c.count = optarg; break;
+    case OPT_INTERVAL: c.interval = optarg; break;
     case ':':
       return usage_error (cmd->name, "option '%s' needs a value", argv[optind - 1]);
     default:

@@ -24,6 +24,7 @@ struct cmdline {
   const char *cmd;              /* "create", "disk add" ... for messages */
   bool json, repair, now, existing, direct_io;
   const char *size, *block_size, *compression, *disk, *rate, *workers;
+  const char *count, *interval;   /* top */
   int nargs;
   char **args;
 };
@@ -65,6 +66,8 @@ int online_compact (const struct cmdline *c, int fd);
 int online_scrub (const struct cmdline *c, int fd);
 int online_disk_add (const struct cmdline *c, int fd);
 int online_disk_list (const struct cmdline *c, int fd);
+/* top.c: the live view */
+int online_top (const struct cmdline *c, int fd);
 /* online_disks.c: clone, delete and snapshots on a served store */
 int online_disk_clone (const struct cmdline *c, int fd);
 int online_disk_delete (const struct cmdline *c, int fd);
