@@ -32,6 +32,9 @@ import tempfile
 import threading
 import time
 
+
+import plots                    # bench/plots.py: the SVG plots of a report
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP_SRC = os.path.dirname(HERE)
 TOP_BUILD = os.path.abspath(os.environ.get("top_builddir") or TOP_SRC)
@@ -328,10 +331,12 @@ class PeakSampler(threading.Thread):
         self.samples = 0
         self.peak_alloc = self.peak_app = 0
         self.first = self.last = None
+        self.series = []        # (time.monotonic(), allocated bytes): bench/plots.py
         self.sample()
 
     def sample(self):
         alloc, app = space_of(self.path)
+        self.series.append((round(time.monotonic(), 2), alloc))
         self.samples += 1
         self.peak_alloc = max(self.peak_alloc, alloc)
         self.peak_app = max(self.peak_app, app)
@@ -714,6 +719,7 @@ class Bench:
                 "alloc_after": sampler.last, "peak_alloc": sampler.peak_alloc,
                 "peak_apparent": sampler.peak_app, "peak_samples": sampler.samples,
                 "peak_over_live": sampler.peak_alloc / live if live else None,
+                "size_series": sampler.series,
             })
         self.runs.append(run)
         msg = ("  %-30s %-14s rep %d: %8.1f MiB/s %9.0f IOPS p99 %8.0f us  cpu %.2f s/GiB" % (
@@ -1534,6 +1540,7 @@ def main():
             json.dump(res, f, indent=1)
             f.write("\n")
         log("results: %s.md and %s.json" % (base, base))
+        plots.write(res, base, log)
     if mode == "smoke":
         # The benchmark works if every run produced numbers (the new
         # columns are checked in detail by tests/test-bench.sh).

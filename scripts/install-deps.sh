@@ -44,6 +44,8 @@ test=(
   libvirt-clients
   # casdisk top in a terminal (tests/test-top.sh)
   tmux
+  # the benchmark's SVG plots (bench/plots.py; tests/test-bench.sh)
+  gnuplot-nox
 )
 
 case ${1:-} in

@@ -104,6 +104,40 @@ sys.exit(1 if bad else 0)
 PYEOF
 pass "bench/run.sh --smoke: flush-counted writes, write amplification, peak size and cold reads for every backend"
 
+# The SVG plots beside the report: the ratios of every pairing and
+# workload, and the allocated size over time of every backend.
+base=$(ls "$tmp"/res/*-smoke.json); base=${base%.json}
+for svg in "$base-ratios.svg" "$base-size.svg"; do
+  [ -s "$svg" ] || { cat "$tmp/err"; fail "no plot $(basename "$svg")"; }
+  grep -q "<svg" "$svg" || fail "$(basename "$svg") is not an SVG file"
+done
+/usr/bin/python3 - "$base" <<'PYEOF' || fail "the plots do not show what the report measured"
+import json, sys, xml.etree.ElementTree as ET
+base = sys.argv[1]
+res = json.load(open(base + ".json"))
+bad = []
+def texts(path):
+    return " ".join(t for t in ET.parse(path).getroot().itertext())
+ratios = texts(base + "-ratios.svg")
+for p in res["pairings"]:
+    if p["title"] not in ratios:
+        bad.append("ratios plot: no bar series for '%s'" % p["title"])
+for wl in res["meta"]["params"]["workloads"]:
+    if wl not in ratios:
+        bad.append("ratios plot: no workload %s" % wl)
+size = texts(base + "-size.svg")
+for b in sorted({r["backend"] for r in res["runs"] if r["side"] == "write"}):
+    if b not in size:
+        bad.append("size plot: no line for %s" % b)
+for r in res["runs"]:
+    if r["side"] == "write" and len(r.get("size_series") or []) < 2:
+        bad.append("%s/%s: no size samples" % (r["workload"], r["backend"]))
+for x in bad:
+    print("FAIL:", x)
+sys.exit(1 if bad else 0)
+PYEOF
+pass "plots: $(basename "$base")-ratios.svg and -size.svg show every pairing, workload and backend"
+
 top_builddir=$top_builddir timeout 120 /usr/bin/python3 "$top_srcdir/bench/import.py" --reps 1 --size 64 \
   --tmp "$tmp" >"$tmp/import.out" 2>&1 || { cat "$tmp/import.out"; fail "bench/import.py failed"; }
 for who in casdisk-1 "casdisk-[0-9]+" qcow2 raw; do
