@@ -40,12 +40,14 @@ test=(
   dpkg-dev debhelper fakeroot lintian man-db bash-completion
   # systemd units and socket activation (tests/test-systemd.sh)
   systemd
-  # the libvirt example (tests/test-libvirt.sh): virt-xml-validate
-  libvirt-clients
+  # the libvirt example (tests/test-libvirt.sh): virt-xml-validate, and
+  # xmllint, which it runs (only recommended by libvirt-clients)
+  libvirt-clients libxml2-utils
   # casdisk top in a terminal (tests/test-top.sh)
   tmux
-  # the benchmark's SVG plots (bench/plots.py; tests/test-bench.sh)
-  gnuplot-nox
+  # the benchmark's SVG plots (bench/plots.py; tests/test-bench.sh), and
+  # the zstd command its space workload and bench/images.py compress with
+  gnuplot-nox zstd
 )
 
 case ${1:-} in
