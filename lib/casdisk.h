@@ -74,6 +74,11 @@ struct cas_open_opts {
                                    system cannot */
   uint64_t cache_bytes;         /* with direct_io: keep up to this many bytes of recently
                                    written and read blocks in memory (0 = none) */
+  bool rewrite_small_writes;    /* no small-write log: a write of part of a block
+                                   rebuilds the block at once (always so with
+                                   direct_io, and on stores of format 4 and older) */
+  uint64_t small_write_log_bytes; /* memory for small writes not yet merged into
+                                   their blocks; 0 = CAS_DEFAULT_SMALL_LOG_BYTES */
   unsigned key_bits;            /* testing: index by only this many bits of the key
                                    (1..63; 0 = all 64), so that contents collide */
   /* The control channel (control.c), started by cas_store_start(): */
@@ -82,6 +87,7 @@ struct cas_open_opts {
   unsigned metrics_interval;    /* seconds between rewrites; 0 = default (10) */
 };
 #define CAS_KEEP_ERASED_ALL UINT64_MAX
+#define CAS_DEFAULT_SMALL_LOG_BYTES (64u << 20)
 #define CAS_WORKERS_AUTO    UINT32_MAX
 #define CAS_MAX_WORKERS     64
 
@@ -255,6 +261,9 @@ struct cas_store_stats {
   uint64_t space_free;          /* available (= free_bytes) */
   uint64_t space_moving;        /* destinations of recycler moves in progress */
   uint64_t erased_bytes;        /* erased by the recycler since open */
+  uint64_t small_write_bytes;   /* in the small-write log, not merged into blocks yet */
+  uint64_t small_write_blocks;  /* blocks with such writes */
+  uint64_t small_write_merges;  /* blocks rebuilt from them since open */
 };
 int cas_store_stats (struct cas_store *s, struct cas_store_stats *st)
   __attribute__((nonnull));

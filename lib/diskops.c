@@ -51,6 +51,7 @@
 
 #include "format.h"
 #include "log.h"
+#include "overlay.h"
 #include "store.h"
 #include "util.h"
 
@@ -233,7 +234,10 @@ clone_disk (struct cas_store *s, const char *src_name, const char *dst_name, uin
 
   t0 = cas_now_ns ();
   lock_stripes (s);
-  if (copy_map (d, src, false) == -1) {
+  /* The source's pending small writes become blocks first, so that the
+   * copy holds them and a snapshot has none (overlay.h).
+   */
+  if (cas_ovl_merge_disk (src) == -1 || copy_map (d, src, false) == -1) {
     unlock_stripes (s);
     cas_map_destroy (&d->map);
     free (d);
@@ -343,6 +347,7 @@ delete_disk (struct cas_store *s, const char *name, bool snapshot)
     cas_journal_append (s, JREC_DISK_DEL, rec, sizeof rec);
   }
   dead = release_map (d, false);
+  cas_ovl_drop_range (s, d, 0, d->map.nblocks);
   __atomic_add_fetch (&s->ndead, dead, __ATOMIC_RELAXED);
   unlock_stripes (s);
   cas_debug ("%s: '%s': %" PRIu64 " blocks now unreferenced", what, name, dead);
@@ -394,7 +399,12 @@ cas_load_disk_clone (struct cas_store *s, struct cas_load *ld, uint32_t id, cons
       strcmp (s->disks[id]->name, name) != 0)
     return 0;                   /* check mode: reported, not added */
   assert (id != src);
-  return copy_map (s->disks[id], s->disks[src], true);
+  if (copy_map (s->disks[id], s->disks[src], true) == -1)
+    return -1;
+  /* Live clones merge the source's small writes first; a journal that
+   * says otherwise is followed (the clone holds them too).
+   */
+  return cas_ovl_copy_disk (s, s->disks[id], s->disks[src]);
 }
 
 int
@@ -406,6 +416,7 @@ cas_load_disk_del (struct cas_store *s, uint32_t id)
     return cas_problem (s, "journal: deletes unknown disk %" PRIu32, id);
   d = s->disks[id];
   release_map (d, true);
+  cas_ovl_drop_range (s, d, 0, d->map.nblocks);
   d->flags |= CAS_DISK_DELETED;
   return 0;
 }

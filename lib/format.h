@@ -22,9 +22,10 @@
 #include <assert.h>
 #include <stdint.h>
 
-#define CAS_FORMAT_VERSION 4        /* 2: sectored raw blocks (CAS_BLK_SECTORED);
+#define CAS_FORMAT_VERSION 5        /* 2: sectored raw blocks (CAS_BLK_SECTORED);
                                        3: hash fields hold the 8-byte key (then zeroes);
-                                       4: the superblock names the key function */
+                                       4: the superblock names the key function;
+                                       5: PATCH records (the small-write log) */
 #define CAS_GRANULE        512u       /* allocation unit in the data file */
 #define CAS_MAP_PAGE       4096u      /* map entries per map page */
 
@@ -146,8 +147,14 @@ enum cas_jrec_type {
   JREC_DISK_CLONE = 8,  /* id u32, name_len u32, size u64, name[64], source disk u32,
                            flags u32: a new disk whose map is the source's, now */
   JREC_DISK_DEL  = 9,   /* id u32, 0 u32: every map entry released, slot free */
+  JREC_PATCH     = 10,  /* disk u32, offset u32 (in the block), vblock u64, len u32,
+                           0 u32, then len bytes of data: a small write (format 5)
+                           over the block's content, until the next MAP_SET or
+                           MAP_ZERO of that block (or DISK_DEL of the disk) */
 };
-#define JREC_LAST_TYPE JREC_DISK_DEL
+#define JREC_LAST_TYPE JREC_PATCH
+#define JREC_PATCH_HDR_LEN 24
+#define CAS_PATCH_MAX (16u << 10)  /* data bytes of a PATCH record, at most */
 #define JREC_BLOCK_NEW_LEN 64
 #define JREC_BLOCK_DEL_LEN 8
 #define JREC_MAP_SET_LEN   24
@@ -160,6 +167,14 @@ enum cas_jrec_type {
 #define JREC_BATCH_SIZE    (JREC_HDR_SIZE + JREC_BATCH_LEN)
 #define JREC_MAX_LEN       88
 
+/* The largest payload a record of TYPE may have. */
+static inline unsigned
+cas_jrec_max_len (unsigned type)
+{
+  return type == JREC_PATCH ? JREC_PATCH_HDR_LEN + CAS_PATCH_MAX : JREC_MAX_LEN;
+}
+
+static_assert (JREC_PATCH_HDR_LEN + CAS_PATCH_MAX <= UINT16_MAX, "a PATCH record's length fits");
 static_assert (CKPT_PAGE_SIZE == 16 + 8 * 4096, "checkpoint page record size");
 static_assert (JREC_HDR_SIZE + JREC_MAX_LEN <= 128, "journal record fits a stack buffer");
 

@@ -44,6 +44,7 @@
 #include "format.h"
 #include "io.h"
 #include "log.h"
+#include "overlay.h"
 #include "store.h"
 #include "util.h"
 
@@ -226,6 +227,8 @@ cut_tail (void *opaque, uint64_t end)
   return 0;
 }
 
+#define SMALL_LOG_AGE_NS (30 * UINT64_C(1000000000))   /* merge patches this old */
+
 void
 cas_gc_round (struct cas_store *s, bool force_compact)
 {
@@ -234,6 +237,9 @@ cas_gc_round (struct cas_store *s, bool force_compact)
   if (__atomic_load_n (&s->io_failed, __ATOMIC_ACQUIRE))
     return;                     /* nothing more is written: see journal.c */
   cas_index_resize (&s->index);
+  /* Small writes that waited long enough become blocks (overlay.h). */
+  if (s->small_log && cas_ovl_bytes (s) > 0)
+    cas_ovl_merge_some (s, s->ovl_budget, cas_now_ns () - SMALL_LOG_AGE_NS, 4096);
   cas_gc_pass (s, false);
   cas_runtime_assert (s, "gc");
   if (since != 0 && cas_now_ns () - since >= BG_FLUSH_NS)

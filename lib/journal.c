@@ -57,6 +57,7 @@
 #include "format.h"
 #include "io.h"
 #include "log.h"
+#include "overlay.h"
 #include "store.h"
 #include "util.h"
 
@@ -114,14 +115,17 @@ cas_journal_reserve (struct cas_store *s)
   reserve (s, s->jpos);
 }
 
-uint64_t
-cas_journal_append (struct cas_store *s, int type, const void *payload, uint16_t len)
+/* Append a record whose payload is HDR then DATA (jlock held). */
+static uint64_t
+append (struct cas_store *s, int type, const void *hdr, uint16_t hlen, const void *data,
+        uint32_t dlen)
 {
+  const size_t len = (size_t) hlen + dlen;
   const size_t total = round_up (JREC_HDR_SIZE + len, 8);
   const uint64_t seq = s->next_seq;
   uint8_t *r;
 
-  assert (len <= JREC_MAX_LEN);
+  assert (len <= UINT16_MAX);
   assert (!s->readonly);
   /* Out of memory for a few bytes: wait rather than lose a record. */
   while (jbuf_reserve (&s->active, total) == -1)
@@ -131,7 +135,9 @@ cas_journal_append (struct cas_store *s, int type, const void *payload, uint16_t
   put_le16 (r + 4, type);
   put_le16 (r + 6, len);
   put_le64 (r + 8, seq);
-  memcpy (r + JREC_HDR_SIZE, payload, len);
+  memcpy (r + JREC_HDR_SIZE, hdr, hlen);
+  if (dlen)
+    memcpy (r + JREC_HDR_SIZE + hlen, data, dlen);
   put_le32 (r, cas_crc32c (0, r + 4, total - 4));
   /* len and first_unflushed_ns are also read without jlock, as hints. */
   if (s->active.len == 0)
@@ -139,6 +145,27 @@ cas_journal_append (struct cas_store *s, int type, const void *payload, uint16_t
   __atomic_store_n (&s->active.len, s->active.len + total, __ATOMIC_RELAXED);
   s->next_seq++;
   return seq;
+}
+
+uint64_t
+cas_journal_append (struct cas_store *s, int type, const void *payload, uint16_t len)
+{
+  assert (len <= JREC_MAX_LEN);
+  return append (s, type, payload, len, NULL, 0);
+}
+
+uint64_t
+cas_journal_append_patch (struct cas_store *s, uint32_t disk, uint64_t v, uint32_t off,
+                          const void *data, uint32_t len)
+{
+  uint8_t hdr[JREC_PATCH_HDR_LEN] = { 0 };
+
+  assert (len > 0 && len <= CAS_PATCH_MAX);
+  put_le32 (hdr, disk);
+  put_le32 (hdr + 4, off);
+  put_le64 (hdr + 8, v);
+  put_le32 (hdr + 16, len);
+  return append (s, JREC_PATCH, hdr, sizeof hdr, data, len);
 }
 
 int
@@ -323,7 +350,16 @@ apply (struct cas_store *s, struct cas_load *ld, int type, const uint8_t *p, uin
     [JREC_DISK_CLONE] = JREC_DISK_CLONE_LEN, [JREC_DISK_DEL] = JREC_DISK_DEL_LEN,
   };
 
-  if (type < JREC_BLOCK_NEW || type > JREC_LAST_TYPE || type == JREC_BATCH ||
+  if (type == JREC_PATCH) {
+    if (s->version < 5)
+      return cas_problem (s, "journal: a small-write record in a store of format %" PRIu32, s->version);
+    if (len < JREC_PATCH_HDR_LEN || get_le32 (p + 16) == 0 ||
+        get_le32 (p + 16) > CAS_PATCH_MAX || len != JREC_PATCH_HDR_LEN + get_le32 (p + 16))
+      return cas_problem (s, "journal: small-write record of bad length %u", len);
+    return cas_load_patch (s, ld, get_le32 (p), get_le64 (p + 8), get_le32 (p + 4),
+                           p + JREC_PATCH_HDR_LEN, get_le32 (p + 16));
+  }
+  if (type < JREC_BLOCK_NEW || type >= JREC_PATCH || type == JREC_BATCH ||
       len != want[type])
     return cas_problem (s, "journal: record of unknown type %d or bad length %u", type, len);
   switch (type) {
@@ -375,7 +411,7 @@ record_ok (const uint8_t *buf, size_t len, size_t pos, uint64_t seq)
   const uint16_t plen = get_le16 (r + 6);
   const size_t total = round_up (JREC_HDR_SIZE + plen, 8);
 
-  return plen <= JREC_MAX_LEN && pos + total <= len &&
+  return plen <= cas_jrec_max_len (get_le16 (r + 4)) && pos + total <= len &&
     get_le16 (r + 4) >= JREC_BLOCK_NEW && get_le16 (r + 4) <= JREC_LAST_TYPE &&
     (seq ? get_le64 (r + 8) == seq : get_le64 (r + 8) != 0) &&
     cas_crc32c (0, r + 4, total - 4) == get_le32 (r);

@@ -160,7 +160,7 @@ scrub_metadata (struct cas_store *s, cas_report_fn fn, void *opaque, uint64_t *p
       const uint8_t *r = buf + pos;
       const uint16_t plen = get_le16 (r + 6);
       const size_t total = round_up (JREC_HDR_SIZE + plen, 8);
-      if (plen > JREC_MAX_LEN || pos + total > end ||
+      if (plen > cas_jrec_max_len (get_le16 (r + 4)) || pos + total > end ||
           cas_crc32c (0, r + 4, total - 4) != get_le32 (r)) {
         if (!s->readonly || pos + total < end)
           report (fn, opaque, problems, "journal.%" PRIu64 ": record at offset %" PRIu64

@@ -9,6 +9,7 @@
 #include "format.h"
 #include "io.h"
 #include "log.h"
+#include "overlay.h"
 #include "store.h"
 #include "util.h"
 
@@ -60,6 +61,9 @@ cas_store_stats (struct cas_store *s, struct cas_store_stats *st)
   st->gc_freed_blocks = __atomic_load_n (&s->gc_freed_blocks, __ATOMIC_RELAXED);
   st->pending_bytes = cas_alloc_pending_bytes (&s->alloc);
   st->recycled_bytes = __atomic_load_n (&s->recycled_bytes, __ATOMIC_RELAXED);
+  st->small_write_bytes = cas_ovl_bytes (s);
+  st->small_write_blocks = cas_ovl_count (s);
+  st->small_write_merges = __atomic_load_n (&s->ovl_merges, __ATOMIC_RELAXED);
   st->data_file_end = cas_alloc_end (&s->alloc);
   {
     struct cas_space sp;
@@ -115,6 +119,11 @@ cas_disk_stats (struct cas_disk *d, struct cas_disk_stats *st)
       }
     }
   }
+  /* Blocks that hold only small writes (over zeroes) hold data too. */
+  const uint64_t *bits = cas_ovl_bits (d);
+  for (uint64_t v = 0; bits && v < d->map.nblocks; v++)
+    if (cas_ovl_flagged (bits, v) && cas_map_get (&d->map, v) == NULL)
+      st->logical_bytes += bs;
   for (size_t i = 0; r == 0 && g.mask && i <= g.mask; i++)
     if (g.v[i].b) {
       st->unique_bytes += bs;

@@ -42,6 +42,7 @@
 #include "format.h"
 #include "io.h"
 #include "log.h"
+#include "overlay.h"
 #include "ptcache.h"
 #include "store.h"
 #include "util.h"
@@ -441,6 +442,7 @@ static void
 disk_free (struct cas_disk *d)
 {
   cas_map_destroy (&d->map);
+  free (d->ovl_bits);
   free (d);
 }
 
@@ -634,6 +636,7 @@ cas_load_map_set (struct cas_store *s, struct cas_load *ld, uint32_t disk, uint6
   }
   if (cas_map_set (&d->map, v, b, &old) == -1)
     return -1;
+  cas_ovl_drop (s, d, v);       /* the block's small writes end here */
   /* The checkpoint stores refcounts; the journal's changes adjust them. */
   if (from_journal) {
     if (b)
@@ -654,6 +657,7 @@ cas_load_map_zero (struct cas_store *s, struct cas_load *ld, uint32_t disk, uint
   (void) ld;
   if (d == NULL)
     return s->checker ? 0 : -1;
+  cas_ovl_drop_range (s, d, v, count);
   for (uint64_t i = v; i < v + count; i++) {
     if (cas_map_page_of (&d->map, i) == NULL) {
       i |= CAS_MAP_PAGE - 1;    /* skip the rest of an empty page */
@@ -664,6 +668,21 @@ cas_load_map_zero (struct cas_store *s, struct cas_load *ld, uint32_t disk, uint
       old->loaded_refs--;
   }
   return 0;
+}
+
+int
+cas_load_patch (struct cas_store *s, struct cas_load *ld, uint32_t disk, uint64_t v,
+                uint32_t off, const uint8_t *data, uint32_t len)
+{
+  struct cas_disk *d = load_disk (s, disk, v, 1, true);
+
+  (void) ld;
+  if (d == NULL)
+    return s->checker ? 0 : -1;
+  if (v >= d->map.nblocks || off > s->block_size || len > s->block_size - off)
+    return cas_problem (s, "journal: small write beyond the end of block %" PRIu64
+                        " of disk '%s'", v, d->name);
+  return cas_ovl_add (s, d, v, off, data, len, NULL);
 }
 
 /* Recount references from the maps into refcount and compare with what the
@@ -1072,6 +1091,7 @@ read_superblock (struct cas_store *s)
                s->dir, s->keyfn.fn);
     return -1;
   }
+  s->version = get_le32 (sb + SB_VERSION);
   s->block_size = get_le32 (sb + SB_BLOCK_SIZE);
   s->level = get_le32 (sb + SB_LEVEL);
   if (!is_power_of_2 (s->block_size) || s->block_size < CAS_MIN_BLOCK_SIZE ||
@@ -1096,6 +1116,7 @@ free_store (struct cas_store *s)
     s->retired = d->retired_next;
     disk_free (d);
   }
+  cas_ovl_destroy (s);
   cas_index_destroy (&s->index, cas_free_block);
   cas_alloc_destroy (&s->alloc);
   if (s->jfd >= 0)
@@ -1170,6 +1191,7 @@ open_files (struct cas_store *s)
   }
   if (s->opts.direct_io && cas_dio_open (path, s->readonly, &s->dio) == -1)
     return -1;
+  s->small_log = s->version >= 5 && !s->dio && !s->opts.rewrite_small_writes;
   if (s->dio && s->opts.cache_bytes &&
       (s->bcache = cas_bcache_new (s->opts.cache_bytes, s->block_size)) == NULL)
     return -1;
@@ -1271,6 +1293,10 @@ cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
   pthread_cond_init (&s->bg_done, NULL);
   s->opened_ns = cas_now_ns ();
   pthread_mutex_init (&s->recycle_lock, NULL);
+  s->ovl_budget = s->opts.small_write_log_bytes ? s->opts.small_write_log_bytes
+    : CAS_DEFAULT_SMALL_LOG_BYTES;
+  if (cas_ovl_init (s) == -1)
+    goto err;
 
   if (open_files (s) == -1)
     goto err;
@@ -1350,6 +1376,14 @@ cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
     if (cas_store_checkpoint (s) == -1)
       cas_error ("%s: could not write a checkpoint at open (see above); "
                  "continuing with the recovered journal", dir);
+    /* Direct I/O writes no small-write log: rebuild the blocks that a
+     * buffered open left with pending small writes.  Until then (or if
+     * that fails) their disks are read through the buffered path.
+     */
+    if (s->dio && cas_ovl_count (s) > 0 &&
+        cas_ovl_merge_some (s, 0, UINT64_MAX, UINT32_MAX) == -1)
+      cas_error ("%s: could not merge the small writes a buffered open left (see above); "
+                 "their disks are read without direct I/O", dir);
   }
   cas_debug ("opened %s: %zu disks, %" PRIu64 " blocks, generation %" PRIu64,
              dir, s->ndisks, s->index.count, s->gen);
@@ -1373,10 +1407,39 @@ cas_store_open (const char *dir, const struct cas_open_opts *opts)
 
 /* ---- checkpoint ---- */
 
+/* The checkpoint holds maps, not pending small writes (overlay.h): each is
+ * restated, compacted, at the head of the new journal, which is synced
+ * before the checkpoint can replace the journals that held them.
+ * ckpt_lock held for writing.
+ */
+static int
+restate_one (void *opaque, struct cas_ovl *o)
+{
+  struct cas_store *s = opaque;
+
+  if (cas_ovl_compact (s, o, s->block_size) == -1)
+    return -1;
+  SCOPED_LOCK (jl, &s->jlock);
+  for (const struct cas_patch *p = o->head; p; p = p->next)
+    cas_journal_append_patch (s, o->d->id, o->v, p->off, p->data, p->len);
+  return 0;
+}
+
+static int
+restate_patches (struct cas_store *s)
+{
+  if (cas_ovl_count (s) == 0)
+    return 0;
+  if (cas_ovl_each (s, restate_one, s) == -1)
+    return -1;
+  return cas_journal_sync (s);
+}
+
 /* Write a checkpoint of the current state.  The journal switches to a new
  * generation at the snapshot point:
  *
- *   under ckpt_lock (write): flush; snapshot; create journal.G+1; switch.
+ *   under ckpt_lock (write): flush; snapshot; create journal.G+1; switch;
+ *     restate the pending small writes in journal.G+1 and sync it.
  *   then: write checkpoint (G+1) atomically; remove journal.G.
  *
  * A crash before the rename leaves checkpoint G + journal.G + journal.G+1,
@@ -1411,6 +1474,8 @@ cas_store_checkpoint (struct cas_store *s)
     s->gen = gen;
     cas_journal_reserve (s);
   }
+  if (restate_patches (s) == -1)
+    goto err_unlock;
   pthread_rwlock_unlock (&s->ckpt_lock);
 
   if (cas_write_file_atomic (s->dir, CAS_CKPT_NAME, buf, len) == -1)
@@ -1484,6 +1549,11 @@ cas_store_close (struct cas_store *s)
   s->pool = NULL;
   cas_control_stop (s);         /* its requests may wait for the GC thread */
   cas_gc_stop (s);
+  /* Rebuild the blocks with pending small writes, so that a store closed
+   * cleanly holds none; what fails is restated by the checkpoint.
+   */
+  if (!s->readonly && !__atomic_load_n (&s->io_failed, __ATOMIC_ACQUIRE))
+    cas_ovl_merge_some (s, 0, UINT64_MAX, UINT32_MAX);
   if (__atomic_load_n (&s->io_failed, __ATOMIC_ACQUIRE)) {
     cas_error ("%s: closing after an I/O error: nothing more is written; the next "
                "open recovers the last flushed state", s->dir);

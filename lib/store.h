@@ -8,7 +8,8 @@
  *
  *   recycle_lock -> ckpt_mutex -> ckpt_lock -> disks_lock -> stripes[] (ascending) ->
  *   flush_lock -> jlock -> (alloc.lock, map.grow_lock, index.c's slab_lock and
- *   dead_lock, dio.c's context locks, bcache.c's shard locks, sync_lock: leaves)
+ *   dead_lock, dio.c's context locks, bcache.c's shard locks, sync_lock, ovl_lock:
+ *   leaves)
  *
  * RCU read-side sections may be entered with any of them held, and hold
  * none: readers of maps and of the index never block writers.
@@ -62,6 +63,9 @@ struct cas_disk {
   struct cas_map map;               /* nblocks = ceil (size / block_size) */
   struct cas_disk *retired_next;    /* on s->retired once its slot was reused */
   struct cas_op_counters ops;       /* requests of this disk (counters.h) */
+  uint64_t *ovl_bits;               /* a bit per block with pending small writes
+                                       (overlay.h); allocated on the first, under
+                                       ovl_lock, published with a release store */
 };
 
 static inline bool
@@ -101,6 +105,7 @@ struct cas_store {
   uint8_t uuid[16];
   struct cas_keyfn keyfn;           /* how blocks are keyed (superblock) */
   uint32_t block_size;
+  uint32_t version;                 /* the superblock's format version */
   int level;
 
   /* Disks: added, cloned and deleted under disks_lock, read without it
@@ -212,6 +217,20 @@ struct cas_store {
    * blocks alone).
    */
   struct cas_workpool *pool;
+
+  /* The small-write log (overlay.h).  ovl_lock, a leaf, guards the table
+   * and the age list; a patch list is its block's stripe's.
+   */
+  bool small_log;                   /* small writes go to the log (format 5,
+                                       buffered, small_write_log) */
+  pthread_mutex_t ovl_lock;
+  struct cas_ovl **ovl_tab;
+  size_t ovl_mask;                  /* slots - 1 */
+  size_t ovl_n;                     /* overlays (atomic reads for statistics) */
+  struct cas_ovl *ovl_oldest, *ovl_newest;
+  uint64_t ovl_bytes;               /* atomic: patch bytes held */
+  uint64_t ovl_budget;              /* over this, writers merge the oldest */
+  uint64_t ovl_merges;              /* atomic, statistics: blocks rebuilt */
 };
 
 static inline pthread_mutex_t *
@@ -247,6 +266,8 @@ int cas_load_map_zero (struct cas_store *s, struct cas_load *ld, uint32_t disk, 
                        uint64_t count);
 int cas_load_disk_add (struct cas_store *s, uint32_t id, const char *name, uint64_t size,
                        uint32_t flags);
+int cas_load_patch (struct cas_store *s, struct cas_load *ld, uint32_t disk, uint64_t v,
+                    uint32_t off, const uint8_t *data, uint32_t len);
 /* Is NAME valid for a disk with FLAGS (a snapshot's name is "disk@snap")? */
 bool cas_disk_name_valid_for (const char *name, uint32_t flags);
 /* A new disk struct in slot ID (not yet published).  NULL on ENOMEM. */
@@ -271,6 +292,9 @@ int cas_load_disk_del (struct cas_store *s, uint32_t id);
 /* ---- journal.c ---- */
 /* jlock held.  Append one record; returns its seq. */
 uint64_t cas_journal_append (struct cas_store *s, int type, const void *payload, uint16_t len);
+/* A PATCH record: LEN bytes of DATA at OFF within block V of disk DISK. */
+uint64_t cas_journal_append_patch (struct cas_store *s, uint32_t disk, uint64_t v, uint32_t off,
+                                   const void *data, uint32_t len);
 /* Write and sync every appended record (after syncing the data file). */
 int cas_journal_sync (struct cas_store *s);
 /* Sync the data file; the only way anything syncs it while the store is
@@ -312,6 +336,17 @@ int cas_read_stored (struct cas_store *s, struct cas_block *b, void *out);
  */
 int cas_stored_corrupted (struct cas_store *s, struct cas_block *b, uint64_t offset,
                           const char *what);
+
+/* Merge pending small writes (overlay.h) into their blocks, oldest first,
+ * until they hold at most TARGET bytes and none is older than BEFORE_NS
+ * (cas_now_ns), at most MAX blocks.  No store lock held.  -1 if a merge
+ * failed (logged).
+ */
+int cas_ovl_merge_some (struct cas_store *s, uint64_t target, uint64_t before_ns, uint32_t max);
+/* Merge every pending small write of D.  Every stripe and ckpt_lock
+ * (read) held.
+ */
+int cas_ovl_merge_disk (struct cas_disk *d);
 
 /* ---- store_dio.c ---- */
 /* Direct-I/O mode only (s->dio).  rcu_read_lock held.  cas_read_stored. */

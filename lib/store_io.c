@@ -18,6 +18,11 @@
  * for all of them first, in parallel, by the worker pool; then each block
  * goes through steps 2 and 3 in order (see "Several whole blocks" below).
  *
+ * A write of at most CAS_PATCH_MAX bytes into part of a block goes to the
+ * small-write log instead (overlay.h): a PATCH record and an overlay, no
+ * read, no hash, no new block; the block is rebuilt later, once, by a
+ * merge (merge_locked).  Reads of a block with an overlay apply it.
+ *
  * Every step that changes metadata holds ckpt_lock for reading, so a
  * checkpoint never sees half of a write.
  */
@@ -38,6 +43,7 @@
 #include "format.h"
 #include "io.h"
 #include "log.h"
+#include "overlay.h"
 #include "store.h"
 #include "util.h"
 #include "workpool.h"
@@ -215,6 +221,51 @@ hint_reads (struct cas_store *s, struct cas_disk *d, uint64_t v, uint64_t nblock
     posix_fadvise (s->data_fd, run_off, run_end - run_off, POSIX_FADV_WILLNEED);
 }
 
+/* What block V of D holds: its stored block (or zeroes) with its pending
+ * small writes applied.  V's stripe lock held.
+ */
+static int
+read_current (struct cas_disk *d, uint64_t v, uint8_t *buf)
+{
+  struct cas_store *s = d->s;
+  int r = 0;
+
+  rcu_read_lock ();
+  struct cas_block *b = cas_map_get (&d->map, v);
+  if (b)
+    r = cas_read_stored (s, b, buf);
+  else
+    memset (buf, 0, s->block_size);
+  rcu_read_unlock ();
+  if (r == 0) {
+    const struct cas_ovl *o = cas_ovl_find (s, d, v);
+    if (o)
+      cas_ovl_apply (o, buf);
+  }
+  return r;
+}
+
+/* Read N bytes at BOFF of block V, which has (or had, a moment ago)
+ * pending small writes: entry and patches together, under the stripe.
+ * *TMP as in read_pieces.
+ */
+static int
+read_patched (struct cas_disk *d, uint64_t v, uint8_t *out, uint32_t boff, uint32_t n,
+              uint8_t **tmp)
+{
+  struct cas_store *s = d->s;
+
+  if (*tmp == NULL && (*tmp = malloc (s->block_size)) == NULL) {
+    cas_error ("read: %m");
+    return -1;
+  }
+  SCOPED_LOCK (l, stripe_of (s, d, v));
+  if (read_current (d, v, *tmp) == -1)
+    return -1;
+  memcpy (out, *tmp + boff, n);
+  return 0;
+}
+
 static int
 read_range (struct cas_disk *d, void *buf, uint32_t count, uint64_t offset)
 {
@@ -225,7 +276,10 @@ read_range (struct cas_disk *d, void *buf, uint32_t count, uint64_t offset)
 
   if (check_range (d, count, offset, "read") == -1 || check_deleted (d, "read") == -1)
     return -1;
-  if (s->dio)
+  /* A disk that had small writes is read here (a buffered open left them;
+   * direct I/O writes none).
+   */
+  if (s->dio && cas_ovl_bits (d) == NULL)
     return cas_dio_read_range (d, buf, count, offset);
   {
     const uint64_t v0 = offset / bs, v1 = (offset + count - 1) / bs;
@@ -238,6 +292,15 @@ read_range (struct cas_disk *d, void *buf, uint32_t count, uint64_t offset)
     const uint32_t n = count < bs - boff ? count : bs - boff;
     int r = 0;
 
+    /* The bit before the entry: see overlay.h. */
+    if (cas_ovl_flagged (cas_ovl_bits (d), v)) {
+      if (read_patched (d, v, p, boff, n, &tmp) == -1)
+        return -1;
+      p += n;
+      offset += n;
+      count -= n;
+      continue;
+    }
     rcu_read_lock ();
     struct cas_block *b = cas_map_get (&d->map, v);
     if (b == NULL)
@@ -517,10 +580,13 @@ set_entry (struct cas_disk *d, uint64_t v, struct cas_block *nb)
     return -1;
   if (cas_map_set (&d->map, v, nb, &old) == -1)
     return -1;
+  /* The new entry first, then the patches go (overlay.h). */
+  const bool patched = cas_ovl_drop (s, d, v);
   if (old == nb) {              /* same content: the map already had a reference */
     if (nb)
       cas_block_put (&s->index, nb, cas_now ());
-    return 0;
+    if (!patched)
+      return 0;                 /* else MAP_SET ends the patches on replay too */
   }
   {
     uint8_t rec[JREC_MAP_SET_LEN] = { 0 };
@@ -530,7 +596,7 @@ set_entry (struct cas_disk *d, uint64_t v, struct cas_block *nb)
     SCOPED_LOCK (jl, &s->jlock);
     cas_journal_append (s, JREC_MAP_SET, rec, sizeof rec);
   }
-  if (old && cas_block_put (&s->index, old, cas_now ()))
+  if (old && old != nb && cas_block_put (&s->index, old, cas_now ()))
     __atomic_add_fetch (&s->ndead, 1, __ATOMIC_RELAXED);
   return 0;
 }
@@ -565,6 +631,122 @@ write_whole (struct cas_disk *d, uint64_t v, const uint8_t *src, const struct pr
   return 0;
 }
 
+/* ---- The small-write log (overlay.h) ---- */
+
+static int maybe_flush (struct cas_store *s);
+
+#define MERGE_PATCHES 16        /* a block with this many patches is rebuilt */
+#define MAX_PATCHES (4 * MERGE_PATCHES) /* never more: write through instead */
+
+/* Does a write of N bytes into part of a block go to the log?  Not when
+ * the pending patches hold twice their budget: merges are failing (a full
+ * file system), and the write goes the way that reports it.  Nor zeroes:
+ * the whole-block path may release the block, and extents stay exact (a
+ * block with patches is reported as data).
+ */
+static bool
+use_log (struct cas_store *s, const uint8_t *src, uint32_t n)
+{
+  return s->small_log && n <= CAS_PATCH_MAX && cas_ovl_bytes (s) < 2 * s->ovl_budget &&
+    !cas_is_zero (src, n);
+}
+
+/* Rebuild block V of D from its entry and patches: an ordinary store of
+ * the whole block, whose MAP_SET ends the patches.  V's stripe lock and
+ * ckpt_lock (read) held.
+ */
+static int
+merge_locked (struct cas_disk *d, uint64_t v)
+{
+  struct cas_store *s = d->s;
+  struct cas_block *nb = NULL;
+
+  if (!cas_ovl_flagged (cas_ovl_bits (d), v))
+    return 0;                   /* merged meanwhile */
+  CLEANUP_FREE uint8_t *buf = malloc (s->block_size);
+  if (buf == NULL) {
+    cas_error ("merge small writes: %m");
+    return -1;
+  }
+  if (read_current (d, v, buf) == -1)
+    return -1;
+  if (!cas_is_zero (buf, s->block_size) && (nb = store_block (s, buf, NULL)) == NULL)
+    return -1;
+  cas_dio_remember (s, nb, buf);
+  if (set_entry (d, v, nb) == -1) {
+    unref (s, nb);
+    return -1;
+  }
+  __atomic_add_fetch (&s->ovl_merges, 1, __ATOMIC_RELAXED);
+  return 0;
+}
+
+/* Write N bytes of SRC at BOFF into block V as a patch.  V's stripe lock
+ * and ckpt_lock (read) held.  A block that reached MERGE_PATCHES is
+ * rebuilt now; if that fails the patch stands (it is journaled) and the
+ * next one tries again, up to MAX_PATCHES, where the write fails before
+ * it is logged.
+ */
+static int
+log_write (struct cas_disk *d, uint64_t v, const uint8_t *src, uint32_t boff, uint32_t n)
+{
+  struct cas_store *s = d->s;
+  struct cas_ovl *o = NULL;
+
+  if (check_deleted (d, "write") == -1)
+    return -1;
+  if (cas_ovl_flagged (cas_ovl_bits (d), v) && (o = cas_ovl_find (s, d, v)) != NULL &&
+      o->n >= MAX_PATCHES && merge_locked (d, v) == -1)
+    return -1;
+  if (cas_ovl_add (s, d, v, boff, src, n, &o) == -1)
+    return -1;
+  {
+    SCOPED_LOCK (jl, &s->jlock);
+    cas_journal_append_patch (s, d->id, v, boff, src, n);
+  }
+  if (o->n >= MERGE_PATCHES || o->bytes >= s->block_size)
+    merge_locked (d, v);        /* a failure was logged; the patch stands */
+  return 0;
+}
+
+int
+cas_ovl_merge_some (struct cas_store *s, uint64_t target, uint64_t before_ns, uint32_t max)
+{
+  struct cas_disk *d;
+  uint64_t v;
+  int r = 0;
+
+  if (cas_check_failed (s, "merge small writes") == -1)
+    return -1;
+  pthread_rwlock_rdlock (&s->ckpt_lock);
+  for (uint32_t k = 0; k < max && r == 0 && cas_ovl_pick (s, target, before_ns, &d, &v); k++) {
+    SCOPED_LOCK (l, stripe_of (s, d, v));
+    r = merge_locked (d, v);
+  }
+  pthread_rwlock_unlock (&s->ckpt_lock);
+  if (r == 0)
+    r = maybe_flush (s);
+  return r;
+}
+
+int
+cas_ovl_merge_disk (struct cas_disk *d)
+{
+  const uint64_t *bits = cas_ovl_bits (d);
+
+  if (bits == NULL)
+    return 0;
+  for (uint64_t v = 0; v < d->map.nblocks; v++) {
+    if (v % 64 == 0 && __atomic_load_n (&bits[v / 64], __ATOMIC_ACQUIRE) == 0) {
+      v += 63;
+      continue;
+    }
+    if (cas_ovl_flagged (bits, v) && merge_locked (d, v) == -1)
+      return -1;
+  }
+  return 0;
+}
+
 /* Write N bytes of SRC (NULL = zeroes) at BOFF within block V.  ckpt_lock
  * held for reading.
  */
@@ -578,22 +760,18 @@ write_block (struct cas_disk *d, uint64_t v, const uint8_t *src, uint32_t boff, 
   if (boff == 0 && n == bs && src)
     return write_whole (d, v, src, NULL);
 
-  /* Part of a block: read, merge, store under the stripe lock. */
+  /* Part of a block: read, merge, store under the stripe lock; or a small
+   * write into the log.
+   */
   SCOPED_LOCK (l, stripe_of (s, d, v));
+  if (src && use_log (s, src, n))
+    return log_write (d, v, src, boff, n);
   CLEANUP_FREE uint8_t *buf = malloc (bs);
-  int r = 0;
   if (buf == NULL) {
     cas_error ("write: %m");
     return -1;
   }
-  rcu_read_lock ();
-  struct cas_block *old = cas_map_get (&d->map, v);
-  if (old)
-    r = cas_read_stored (s, old, buf);
-  else
-    memset (buf, 0, bs);
-  rcu_read_unlock ();
-  if (r == -1)
+  if (read_current (d, v, buf) == -1)
     return -1;
   if (src)
     memcpy (buf + boff, src, n);
@@ -736,6 +914,9 @@ write_range (struct cas_disk *d, const uint8_t *src, uint32_t count, uint64_t of
   pthread_rwlock_unlock (&s->ckpt_lock);
   if (r == 0)
     r = maybe_flush (s);
+  /* Over budget: this writer merges a few of the oldest. */
+  if (r == 0 && s->small_log && cas_ovl_bytes (s) > s->ovl_budget)
+    cas_ovl_merge_some (s, s->ovl_budget - s->ovl_budget / 4, 0, 32);
   return r;
 }
 
@@ -811,6 +992,7 @@ zero_blocks (struct cas_disk *d, uint64_t v0, uint64_t n)
       if (old && cas_block_put (&s->index, old, now))
         dead++;
     }
+    cas_ovl_drop_range (s, d, v0, n);   /* after the entries (overlay.h) */
     __atomic_add_fetch (&s->ndead, dead, __ATOMIC_RELAXED);
     for (int i = CAS_NSTRIPES - 1; i >= 0; i--)
       pthread_mutex_unlock (&s->stripes[i]);
@@ -866,7 +1048,12 @@ extents_range (struct cas_disk *d, uint64_t offset, uint64_t count,
     uint64_t next;
     bool z;
 
-    if (cas_map_page_of (&d->map, v) == NULL) {
+    const uint64_t *bits = cas_ovl_bits (d);
+    if (cas_ovl_flagged (bits, v)) {
+      z = false;                /* pending small writes: data */
+      next = (v + 1) * bs;
+    }
+    else if (cas_map_page_of (&d->map, v) == NULL && bits == NULL) {
       z = true;
       next = (v / CAS_MAP_PAGE + 1) * CAS_MAP_PAGE * bs;
     }

@@ -251,6 +251,20 @@ casdisk_config (const char *key, const char *value)
     if (parse_bool_key (key, value, &open_opts.direct_io) == -1)
       return -1;
   }
+  else if (strcmp (key, "small-write-log") == 0) {
+    bool on;
+    if (parse_bool_key (key, value, &on) == -1)
+      return -1;
+    open_opts.rewrite_small_writes = !on;
+  }
+  else if (strcmp (key, "small-write-log-size") == 0) {
+    if (parse_size_key (key, value, &open_opts.small_write_log_bytes) == -1)
+      return -1;
+    if (open_opts.small_write_log_bytes < (1u << 20)) {
+      nbdkit_error ("small-write-log-size: %s is below the minimum of 1M", value);
+      return -1;
+    }
+  }
   else if (strcmp (key, "checkpoint-after") == 0) {
     if (parse_size_key (key, value, &open_opts.checkpoint_bytes) == -1)
       return -1;
@@ -327,6 +341,9 @@ casdisk_config_complete (void)
   "checkpoint-after=SIZE  Checkpoint once the journal reaches SIZE (default 64M).\n" \
   "direct-io=BOOL     Read and write blocks with O_DIRECT and libaio (default false).\n" \
   "cache=SIZE         With direct-io: cache this much of recent blocks (default 0).\n" \
+  "small-write-log=BOOL Log writes of up to 16K into part of a block and rebuild\n" \
+  "                   the block later, once (default true; not with direct-io).\n" \
+  "small-write-log-size=SIZE Memory for logged writes not yet merged (default 64M).\n" \
   "runtime-asserts=BOOL  Verify the space map after every recycler step.\n" \
   "workers=N          Threads hashing and compressing one write (default: CPUs).\n" \
   "readonly=BOOL      Open the store read-only: shared lock, no writes, no background\n" \

@@ -1,0 +1,456 @@
+/* The small-write log (lib/overlay.h): a write into part of a block is
+ * logged as a patch, read back through the overlay, merged into a block
+ * later, and survives crashes, checkpoints, clones and the map changes
+ * that end it.  Stores of 64 KiB blocks, as by default; a "crash" is a
+ * child that exits without closing the store (fixture.h).
+ */
+#include <config.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <criterion/criterion.h>
+#include "casdisk.h"
+#include "format.h"
+#include "store.h"
+#include "util.h"
+
+#include "fixture.h"
+
+#define B64 65536u
+#define NBLOCKS 80
+#define DISK_SIZE (NBLOCKS * (uint64_t) B64)
+
+static uint8_t model[DISK_SIZE];
+
+static void
+setup (void)
+{
+  fixture_setup ("smallwrite");
+}
+
+TestSuite (smallwrite, .init = setup, .fini = fixture_teardown, .timeout = 60);
+
+static void
+create64 (void)
+{
+  struct cas_create_opts o = { .block_size = B64, .compression_level = 1 };
+
+  cr_assert_eq (cas_store_create (store, &o, "disk0", DISK_SIZE), 0, "create: %s", errors);
+  memset (model, 0, sizeof model);
+}
+
+static struct cas_store_stats
+sstats (struct cas_store *s)
+{
+  struct cas_store_stats st;
+
+  cr_assert_eq (cas_store_stats (s, &st), 0);
+  return st;
+}
+
+/* Write LEN bytes of pattern SEED at OFF, into the disk and the model. */
+static void
+put (struct cas_disk *d, uint64_t off, uint32_t len, uint64_t seed)
+{
+  uint8_t *buf = malloc (len);
+
+  cr_assert_not_null (buf);
+  fill_random (buf, len, seed);
+  write_ok (d, buf, len, off);
+  memcpy (model + off, buf, len);
+  free (buf);
+}
+
+static void
+expect_model (struct cas_disk *d)
+{
+  read_expect (d, model, DISK_SIZE, 0);
+}
+
+/* The model as the child left it, for the parent (fork copies memory, so
+ * the child writes it to a file; without Criterion's asserts, which
+ * belong to the parent).
+ */
+static int
+save_model (void)
+{
+  char path[400];
+  FILE *f;
+
+  path_of ("../model", path, sizeof path);
+  f = fopen (path, "w");
+  if (f == NULL || fwrite (model, 1, sizeof model, f) != sizeof model || fclose (f) != 0)
+    return -1;
+  return 0;
+}
+
+static void
+load_model (void)
+{
+  char path[400];
+  size_t len;
+  uint8_t *m;
+
+  path_of ("../model", path, sizeof path);
+  m = slurp (path, &len);
+  cr_assert_eq (len, sizeof model);
+  memcpy (model, m, len);
+  free (m);
+}
+
+Test (smallwrite, logged_then_merged_on_close)
+{
+  create64 ();
+  struct cas_store *s = open_rw ();
+  struct cas_disk *d = disk0 (s);
+  put (d, 0, B64, 1);
+  cr_assert_eq (cas_store_flush (s), 0);
+  const uint64_t blocks = sstats (s).nblocks;
+
+  put (d, 8192, 4096, 2);                       /* inside block 0 */
+  put (d, B64 - 100, 200, 3);                   /* across blocks 0 and 1 */
+  struct cas_store_stats st = sstats (s);
+  cr_assert_eq (st.nblocks, blocks, "a small write stored a block (%" PRIu64 " -> %" PRIu64 ")",
+                blocks, st.nblocks);
+  cr_assert_eq (st.small_write_blocks, 2);
+  cr_assert_eq (st.small_write_bytes, 4096 + 200);
+  expect_model (d);
+  read_expect (d, model + 8000, 300, 8000);     /* a part over the patch's edge */
+  cr_assert_eq (cas_store_flush (s), 0);
+  close_ok (s);
+
+  s = open_rw ();
+  st = sstats (s);
+  cr_assert_eq (st.small_write_blocks, 0, "a clean close left %" PRIu64 " blocks with patches",
+                st.small_write_blocks);
+  expect_model (disk0 (s));
+  close_ok (s);
+  check_clean ();
+}
+
+Test (smallwrite, sixteen_patches_rebuild_the_block)
+{
+  create64 ();
+  struct cas_store *s = open_rw ();
+  struct cas_disk *d = disk0 (s);
+  put (d, 3 * B64, B64, 7);
+  for (int i = 0; i < 15; i++)
+    put (d, 3 * B64 + i * 4096 + 1, 1000, 100 + i);
+  struct cas_store_stats st = sstats (s);
+  cr_assert_eq (st.small_write_blocks, 1);
+  cr_assert_eq (st.small_write_merges, 0);
+  put (d, 3 * B64 + 60000, 5000, 200);
+  st = sstats (s);
+  cr_assert_eq (st.small_write_blocks, 0, "16 patches did not rebuild the block");
+  cr_assert_eq (st.small_write_bytes, 0);
+  cr_assert_eq (st.small_write_merges, 1);
+  expect_model (d);
+  close_ok (s);
+  check_clean ();
+}
+
+static int
+patches_flushed_then_crash (void)
+{
+  struct cas_store *s = cas_store_open (store, NULL);
+  CHILD_CHECK (s != NULL);
+  struct cas_disk *d = cas_disk_find (s, "disk0");
+  uint8_t buf[B64];
+  fill_random (buf, B64, 11);
+  CHILD_CHECK (cas_disk_write (d, buf, B64, B64) == 0);
+  memcpy (model + B64, buf, B64);
+  CHILD_CHECK (cas_store_flush (s) == 0);
+  for (int i = 0; i < 3; i++) {
+    fill_random (buf, 3000, 20 + i);
+    CHILD_CHECK (cas_disk_write (d, buf, 3000, B64 + 1000 + 1500 * i) == 0);
+    memcpy (model + B64 + 1000 + 1500 * i, buf, 3000);
+  }
+  fill_random (buf, 4096, 30);                  /* over zeroes */
+  CHILD_CHECK (cas_disk_write (d, buf, 4096, 5 * B64 + 512) == 0);
+  memcpy (model + 5 * B64 + 512, buf, 4096);
+  CHILD_CHECK (cas_store_flush (s) == 0);
+  CHILD_CHECK (save_model () == 0);
+  fill_random (buf, 4096, 40);                  /* not flushed: lost */
+  CHILD_CHECK (cas_disk_write (d, buf, 4096, B64 + 8192) == 0);
+  return 0;                                     /* crash */
+}
+
+Test (smallwrite, flushed_patches_survive_a_crash)
+{
+  create64 ();
+  in_crashing_child (patches_flushed_then_crash);
+  load_model ();
+  struct cas_store *s = open_rw ();
+  struct cas_disk *d = disk0 (s);
+  expect_model (d);
+  cr_assert_eq (sstats (s).small_write_blocks, 2, "replay rebuilt the overlays");
+  close_ok (s);
+  check_clean ();
+}
+
+static int
+patches_checkpoint_crash (void)
+{
+  struct cas_store *s = cas_store_open (store, NULL);
+  CHILD_CHECK (s != NULL);
+  struct cas_disk *d = cas_disk_find (s, "disk0");
+  uint8_t buf[B64];
+  fill_random (buf, B64, 51);
+  CHILD_CHECK (cas_disk_write (d, buf, B64, 0) == 0);
+  memcpy (model, buf, B64);
+  for (int i = 0; i < 5; i++) {                 /* overlapping patches */
+    fill_random (buf, 6000, 60 + i);
+    CHILD_CHECK (cas_disk_write (d, buf, 6000, 2000 + 2500 * i) == 0);
+    memcpy (model + 2000 + 2500 * i, buf, 6000);
+  }
+  CHILD_CHECK (cas_store_flush (s) == 0);
+  /* The checkpoint replaces the journal that holds the patches. */
+  CHILD_CHECK (cas_store_checkpoint (s) == 0);
+  fill_random (buf, 100, 70);                   /* and one more after it */
+  CHILD_CHECK (cas_disk_write (d, buf, 100, 30000) == 0);
+  memcpy (model + 30000, buf, 100);
+  CHILD_CHECK (cas_store_flush (s) == 0);
+  CHILD_CHECK (save_model () == 0);
+  return 0;                                     /* crash */
+}
+
+Test (smallwrite, a_checkpoint_keeps_pending_patches)
+{
+  int journals;
+
+  create64 ();
+  in_crashing_child (patches_checkpoint_crash);
+  journal_gen (&journals);
+  cr_assert_eq (journals, 1, "the checkpoint left %d journals", journals);
+  load_model ();
+  struct cas_store *s = open_rw ();
+  expect_model (disk0 (s));
+  close_ok (s);
+  check_clean ();
+}
+
+static int
+same_content_after_patch_crash (void)
+{
+  struct cas_store *s = cas_store_open (store, NULL);
+  CHILD_CHECK (s != NULL);
+  struct cas_disk *d = cas_disk_find (s, "disk0");
+  uint8_t x[B64], p[512];
+  fill_random (x, B64, 81);
+  CHILD_CHECK (cas_disk_write (d, x, B64, 2 * B64) == 0);
+  CHILD_CHECK (cas_store_flush (s) == 0);
+  fill_random (p, sizeof p, 82);
+  CHILD_CHECK (cas_disk_write (d, p, sizeof p, 2 * B64 + 4096) == 0);
+  CHILD_CHECK (cas_store_flush (s) == 0);
+  /* The block's old content again: the map entry does not change, but the
+   * patch must end, on replay too.
+   */
+  CHILD_CHECK (cas_disk_write (d, x, B64, 2 * B64) == 0);
+  CHILD_CHECK (cas_store_flush (s) == 0);
+  memcpy (model + 2 * B64, x, B64);
+  CHILD_CHECK (save_model () == 0);
+  return 0;
+}
+
+Test (smallwrite, rewriting_the_old_content_ends_the_patches)
+{
+  create64 ();
+  in_crashing_child (same_content_after_patch_crash);
+  load_model ();
+  struct cas_store *s = open_rw ();
+  expect_model (disk0 (s));
+  cr_assert_eq (sstats (s).small_write_blocks, 0);
+  close_ok (s);
+  check_clean ();
+}
+
+static int
+patches_then_map_changes_crash (void)
+{
+  struct cas_store *s = cas_store_open (store, NULL);
+  CHILD_CHECK (s != NULL);
+  struct cas_disk *d = cas_disk_find (s, "disk0");
+  uint8_t buf[B64];
+  fill_random (buf, 2 * 4096, 91);
+  CHILD_CHECK (cas_disk_write (d, buf, 4096, 1 * B64 + 100) == 0);
+  CHILD_CHECK (cas_disk_write (d, buf + 4096, 4096, 2 * B64 + 100) == 0);
+  /* Patch blocks 8..9 and 12; then a trim over blocks 6..10 (more than
+   * one block, fewer than the big-range path) and one over 11..13.
+   */
+  CHILD_CHECK (cas_disk_write (d, buf, 2000, 8 * B64 + 10) == 0);
+  CHILD_CHECK (cas_disk_write (d, buf, 2000, 9 * B64 + 10) == 0);
+  CHILD_CHECK (cas_disk_write (d, buf, 2000, 12 * B64 + 10) == 0);
+  CHILD_CHECK (cas_disk_zero (d, 5 * B64, 6 * B64) == 0);
+  CHILD_CHECK (cas_disk_zero (d, 3 * B64, 11 * B64) == 0);
+  /* Block 1: trimmed whole; block 2: written whole. */
+  CHILD_CHECK (cas_disk_zero (d, B64, B64) == 0);
+  fill_random (buf, B64, 92);
+  CHILD_CHECK (cas_disk_write (d, buf, B64, 2 * B64) == 0);
+  memcpy (model + 2 * B64, buf, B64);
+  /* Blocks 20 and 70 patched, then released by a trim of more than 64
+   * blocks (one MAP_ZERO record under every stripe).
+   */
+  CHILD_CHECK (cas_disk_write (d, buf, 3000, 20 * B64 + 4000) == 0);
+  CHILD_CHECK (cas_disk_write (d, buf, 3000, 70 * B64 + 4000) == 0);
+  CHILD_CHECK (cas_disk_zero (d, 70 * B64, 10 * B64) == 0);
+  CHILD_CHECK (cas_store_flush (s) == 0);
+  CHILD_CHECK (save_model () == 0);
+  return 0;
+}
+
+Test (smallwrite, trim_and_whole_writes_end_the_patches)
+{
+  create64 ();
+  in_crashing_child (patches_then_map_changes_crash);
+  load_model ();
+  struct cas_store *s = open_rw ();
+  struct cas_disk *d = disk0 (s);
+  expect_model (d);
+  cr_assert_eq (sstats (s).small_write_blocks, 0);
+  cr_assert_eq (sstats (s).logical_bytes, B64);
+  close_ok (s);
+  check_clean ();
+}
+
+static int
+extent_of (void *opaque, uint64_t offset, uint64_t length, bool zero)
+{
+  bool *data = opaque;
+
+  for (uint64_t v = offset / B64; v < (offset + length + B64 - 1) / B64; v++)
+    data[v] = !zero;
+  return 0;
+}
+
+Test (smallwrite, patches_over_zeroes_are_data)
+{
+  bool data[NBLOCKS] = { false };
+
+  create64 ();
+  struct cas_store *s = open_rw ();
+  struct cas_disk *d = disk0 (s);
+  put (d, 7 * B64 + 300, 700, 5);
+  cr_assert_eq (cas_disk_extents (d, 0, DISK_SIZE, extent_of, data), 0);
+  for (int v = 0; v < NBLOCKS; v++)
+    cr_assert_eq (data[v], v == 7, "block %d: extents say %s", v, data[v] ? "data" : "hole");
+  cr_assert_eq (sstats (s).logical_bytes, B64);
+  expect_model (d);
+  close_ok (s);
+}
+
+Test (smallwrite, clones_and_snapshots_hold_the_patches)
+{
+  create64 ();
+  struct cas_store *s = open_rw ();
+  struct cas_disk *d = disk0 (s);
+  put (d, 0, B64, 1);
+  put (d, 1000, 3000, 2);
+  put (d, 4 * B64 + 5, 10, 3);                  /* over zeroes */
+  cr_assert_not_null (cas_snapshot_create (s, "disk0", "s1"), "%s", errors);
+  cr_assert_not_null (cas_disk_clone (s, "disk0", "c1"), "%s", errors);
+  cr_assert_eq (sstats (s).small_write_blocks, 0, "the clone left the source's patches");
+  static uint8_t then[DISK_SIZE];
+  memcpy (then, model, sizeof then);
+  put (d, 2000, 100, 4);                        /* the source goes on */
+  struct cas_disk *c = cas_disk_find (s, "c1"), *snap = cas_disk_find (s, "disk0@s1");
+  cr_assert_not_null (c);
+  cr_assert_not_null (snap);
+  read_expect (c, then, DISK_SIZE, 0);
+  read_expect (snap, then, DISK_SIZE, 0);
+  expect_model (d);
+  cr_assert_eq (cas_store_flush (s), 0);
+  close_ok (s);
+
+  s = open_rw ();
+  read_expect (cas_disk_find (s, "c1"), then, DISK_SIZE, 0);
+  read_expect (cas_disk_find (s, "disk0@s1"), then, DISK_SIZE, 0);
+  expect_model (disk0 (s));
+  close_ok (s);
+  check_clean ();
+}
+
+Test (smallwrite, format_4_stores_rewrite_blocks)
+{
+  create_sha256_keys (1, 64 * BS);              /* format 3 */
+  struct cas_store *s = open_rw ();
+  struct cas_disk *d = disk0 (s);
+  uint8_t buf[BS];
+  fill_random (buf, BS, 9);
+  write_ok (d, buf, BS, 0);
+  write_ok (d, buf, 512, 512);
+  struct cas_store_stats st = sstats (s);
+  cr_assert_eq (st.small_write_blocks, 0);
+  cr_assert_eq (st.nblocks, 2, "the partial write did not store a block");
+  close_ok (s);
+}
+
+Test (smallwrite, memory_stays_within_the_budget)
+{
+  struct cas_open_opts o;
+
+  create64 ();
+  cas_open_opts_default (&o);
+  o.gc_delay = 3600;
+  o.small_write_log_bytes = 1u << 20;
+  struct cas_store *s = cas_store_open (store, &o);
+  cr_assert_not_null (s, "%s", errors);
+  struct cas_disk *d = disk0 (s);
+  uint64_t most = 0;
+  /* 16 blocks x 15 patches of 4 KiB + 1: 960 KiB at most per round. */
+  for (int round = 0; round < 3; round++)
+    for (int i = 0; i < 15; i++)
+      for (int v = 0; v < 16; v++) {
+        put (d, (uint64_t) v * B64 + i * 4096 + round, 4096, round * 1000 + i * 16 + v);
+        const uint64_t b = sstats (s).small_write_bytes;
+        if (b > most)
+          most = b;
+      }
+  cr_assert_leq (most, (1u << 20) + 4096, "the patches held %" PRIu64 " bytes", most);
+  cr_assert_gt (sstats (s).small_write_merges, 0);
+  expect_model (d);
+  close_ok (s);
+  check_clean ();
+}
+
+static int
+patches_for_direct_io (void)
+{
+  struct cas_store *s = cas_store_open (store, NULL);
+  CHILD_CHECK (s != NULL);
+  struct cas_disk *d = cas_disk_find (s, "disk0");
+  uint8_t buf[B64];
+  fill_random (buf, B64, 111);
+  CHILD_CHECK (cas_disk_write (d, buf, B64, 0) == 0);
+  memcpy (model, buf, B64);
+  fill_random (buf, 1000, 112);
+  CHILD_CHECK (cas_disk_write (d, buf, 1000, 500) == 0);
+  memcpy (model + 500, buf, 1000);
+  CHILD_CHECK (cas_store_flush (s) == 0);
+  CHILD_CHECK (save_model () == 0);
+  return 0;
+}
+
+Test (smallwrite, a_direct_io_open_merges_what_a_buffered_one_left)
+{
+  struct cas_open_opts o;
+
+  create64 ();
+  in_crashing_child (patches_for_direct_io);
+  load_model ();
+  cas_open_opts_default (&o);
+  o.direct_io = true;
+  struct cas_store *s = cas_store_open (store, &o);
+  cr_assert_not_null (s, "%s", errors);
+  cr_assert_eq (sstats (s).small_write_blocks, 0);
+  struct cas_disk *d = disk0 (s);
+  expect_model (d);
+  /* Direct I/O logs no small writes. */
+  put (d, 9000, 100, 113);
+  cr_assert_eq (sstats (s).small_write_blocks, 0);
+  expect_model (d);
+  close_ok (s);
+  check_clean ();
+}
