@@ -86,7 +86,7 @@ jw_rec (struct jw *w, int type, const void *payload, uint16_t len)
   const size_t total = rec_total (len);
 
   cr_assert_neq (w->batch, 0, "jw_rec: no open batch");
-  cr_assert_leq (len, JREC_MAX_LEN);
+  cr_assert_leq (len, cas_jrec_max_len (type));
   grow (w, total);
   uint8_t *r = w->buf + w->len;
   memset (r, 0, total);
@@ -244,6 +244,21 @@ jw_disk_clone (struct jw *w, uint32_t id, const char *name, uint64_t size,
   put_le32 (p + 80, src);
   put_le32 (p + 84, flags);
   jw_rec (w, JREC_DISK_CLONE, p, sizeof p);
+}
+
+void
+jw_patch (struct jw *w, uint32_t disk, uint64_t vblock, uint32_t off, const void *data,
+          uint32_t len)
+{
+  uint8_t p[JREC_PATCH_HDR_LEN + CAS_PATCH_MAX] = { 0 };
+
+  cr_assert_leq (len, CAS_PATCH_MAX);
+  put_le32 (p, disk);
+  put_le32 (p + 4, off);
+  put_le64 (p + 8, vblock);
+  put_le32 (p + 16, len);
+  memcpy (p + JREC_PATCH_HDR_LEN, data, len);
+  jw_rec (w, JREC_PATCH, p, JREC_PATCH_HDR_LEN + len);
 }
 
 void

@@ -37,7 +37,7 @@ struct jw {
 
 void jw_open (struct jw *w);
 void jw_begin (struct jw *w);
-/* A raw record of any TYPE and payload (LEN <= JREC_MAX_LEN). */
+/* A raw record of any TYPE and payload (LEN <= cas_jrec_max_len (TYPE)). */
 void jw_rec (struct jw *w, int type, const void *payload, uint16_t len);
 void jw_end (struct jw *w);
 void jw_commit (struct jw *w);
@@ -56,6 +56,8 @@ void jw_block_move (struct jw *w, uint64_t id, uint64_t offset);
 void jw_disk_clone (struct jw *w, uint32_t id, const char *name, uint64_t size,
                     uint32_t src, uint32_t flags);
 void jw_disk_del (struct jw *w, uint32_t id);
+void jw_patch (struct jw *w, uint32_t disk, uint64_t vblock, uint32_t off, const void *data,
+               uint32_t len);
 
 /* The store's checkpoint, decoded (only what the tests need). */
 #define JW_MAX_BLOCKS 512

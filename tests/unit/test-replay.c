@@ -77,6 +77,8 @@ struct mdisk {
   char name[65];
   uint64_t size, nv;
   uint64_t map[MV];             /* block ids */
+  bool pt[MV];                  /* has PATCH records since its last MAP_SET */
+  uint8_t pc[MV][BS];           /* then: what it holds */
 };
 
 struct model {
@@ -242,6 +244,7 @@ v_map_set (struct jw *w, struct model *m, uint32_t disk, uint64_t v, uint64_t id
   if (d->map[v])
     mb_live (m, d->map[v])->refs--;
   d->map[v] = id;
+  d->pt[v] = false;
   jw_map_set (w, disk, v, id);
 }
 
@@ -255,8 +258,21 @@ v_map_zero (struct jw *w, struct model *m, uint32_t disk, uint64_t v, uint64_t c
     if (d->map[i])
       mb_live (m, d->map[i])->refs--;
     d->map[i] = 0;
+    d->pt[i] = false;
   }
   jw_map_zero (w, disk, v, count);
+}
+
+/* What block V of D holds in the model. */
+static const uint8_t *
+m_content (const struct model *m, const struct mdisk *d, uint64_t v)
+{
+  static const uint8_t zero[BS];
+
+  if (d->pt[v])
+    return d->pc[v];
+  const struct mblock *b = d->map[v] ? mb_any ((struct model *) m, d->map[v]) : NULL;
+  return b ? b->data : zero;
 }
 
 static void
@@ -428,18 +444,21 @@ outcome (const struct model *m, char *why, size_t n)
     }
     for (uint64_t v = 0; v < md->nv; v++) {
       const struct mblock *b = md->map[v] ? mb_any ((struct model *) m, md->map[v]) : NULL;
+      const uint8_t *want_data = m_content (m, md, v);
       if (cas_disk_read (d, buf, BS, v * BS) == -1) {
         snprintf (why, n, "disk '%s' block %" PRIu64 ": read failed: %s", md->name, v, errors);
         cas_store_close (s);
         return READ_ERROR;
       }
-      if (memcmp (buf, b ? b->data : zero, BS) != 0) {
+      if (memcmp (buf, want_data, BS) != 0) {
         const struct mblock *other = NULL;
         for (size_t k = 0; k < m->nb && other == NULL; k++)
           if (memcmp (buf, m->b[k].data, BS) == 0)
             other = &m->b[k];
         char want[64], got[64];
-        if (b)
+        if (md->pt[v])
+          snprintf (want, sizeof want, "%s with its patches", b ? "its block" : "zeroes");
+        else if (b)
           snprintf (want, sizeof want, "block %" PRIu64, b->id);
         else
           strcpy (want, "zeroes");
@@ -1262,7 +1281,8 @@ enum kind {
   K_NONE, K_DEL_REFERENCED, K_DEL_UNKNOWN, K_NEW_DUP_ID, K_NEW_ID_ZERO, K_NEW_OVERLAP,
   K_NEW_BEYOND, K_NEW_BAD, K_MOVE_OVERLAP, K_MOVE_BEYOND, K_MOVE_BAD_OFFSET, K_MOVE_UNKNOWN,
   K_SET_UNKNOWN_BLOCK, K_SET_BAD_DISK, K_SET_BEYOND, K_ZERO_BEYOND, K_ZERO_BAD_DISK,
-  K_CLONE_UNKNOWN, K_CLONE_BAD_SIZE, K_CLONE_TAKEN, K_DISKDEL_UNKNOWN, K_ADD_TAKEN, NKINDS
+  K_CLONE_UNKNOWN, K_CLONE_BAD_SIZE, K_CLONE_TAKEN, K_DISKDEL_UNKNOWN, K_ADD_TAKEN,
+  K_PATCH_BAD_DISK, K_PATCH_BEYOND, K_PATCH_SNAPSHOT, NKINDS
 };
 
 static const char *const kind_names[NKINDS] = {
@@ -1272,6 +1292,7 @@ static const char *const kind_names[NKINDS] = {
   "BLOCK_MOVE unknown", "MAP_SET unknown block", "MAP_SET bad disk", "MAP_SET beyond end",
   "MAP_ZERO beyond end", "MAP_ZERO bad disk", "DISK_CLONE unknown source",
   "DISK_CLONE bad size", "DISK_CLONE slot taken", "DISK_DEL unknown", "DISK_ADD slot taken",
+  "PATCH bad disk", "PATCH beyond block or disk", "PATCH of a snapshot",
 };
 
 static uint64_t
@@ -1285,6 +1306,23 @@ static uint64_t
 pick (uint64_t *rng, uint64_t n)
 {
   return n ? rnd (rng) % n : 0;
+}
+
+/* A small write: LEN random bytes at OFF of block V. */
+static void
+v_patch (struct jw *w, struct model *m, uint32_t disk, uint64_t v, uint64_t *rng)
+{
+  struct mdisk *d = &m->d[disk];
+  const uint32_t off = pick (rng, BS), len = 1 + pick (rng, BS - off);
+  uint8_t data[BS];
+
+  cr_assert (d->live && v < d->nv);
+  if (!d->pt[v])
+    memcpy (d->pc[v], m_content (m, d, v), BS);
+  fill_random (data, len, rnd (rng));
+  memcpy (d->pc[v] + off, data, len);
+  d->pt[v] = true;
+  jw_patch (w, disk, v, off, data, len);
 }
 
 /* A random live block (any, or only unreferenced ones), or 0. */
@@ -1348,8 +1386,10 @@ valid_op (struct jw *w, struct model *m, uint64_t *rng)
     return;
   }
   const uint64_t v = pick (rng, m->d[d].nv);
-  if (r < 35)
+  if (r < 25)
     v_map_set (w, m, d, v, v_block_new (w, m, rnd (rng), rng));
+  else if (r < 35)
+    v_patch (w, m, d, v, rng);
   else if (r < 50) {
     const uint64_t id = some_block (m, rng, false, false);
     v_map_set (w, m, d, v, id);
@@ -1517,6 +1557,38 @@ bad_op (struct jw *w, struct model *m, enum kind k, uint64_t *rng)
   case K_DISKDEL_UNKNOWN:
     jw_disk_del (w, unknown_disk (m, rng));
     return k;
+  case K_PATCH_BAD_DISK: {
+    const uint8_t x = 1;
+    jw_patch (w, unknown_disk (m, rng), 0, 0, &x, 1);
+    return k;
+  }
+  case K_PATCH_BEYOND: {
+    const int wd = some_disk (m, rng, true);
+    uint8_t p[JREC_PATCH_HDR_LEN + 8] = { 0 };
+    if (wd < 0)
+      return K_NONE;
+    put_le32 (p, wd);
+    if (pick (rng, 2)) {                        /* past the end of the block */
+      put_le32 (p + 4, BS - 4);
+      put_le64 (p + 8, pick (rng, m->d[wd].nv));
+    }
+    else                                        /* past the end of the disk */
+      put_le64 (p + 8, m->d[wd].nv + pick (rng, 3));
+    put_le32 (p + 16, 8);
+    jw_rec (w, JREC_PATCH, p, sizeof p);
+    return k;
+  }
+  case K_PATCH_SNAPSHOT: {
+    int snap = -1;
+    for (size_t i = 0; i < m->nd && snap < 0; i++)
+      if (m->d[i].live && (m->d[i].flags & CAS_DISK_SNAPSHOT))
+        snap = i;
+    if (snap < 0)
+      return K_NONE;
+    const uint8_t x = 1;
+    jw_patch (w, snap, 0, 0, &x, 1);
+    return k;
+  }
   case K_ADD_TAKEN:
     if (d < 0)
       return K_NONE;
