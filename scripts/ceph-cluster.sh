@@ -9,7 +9,8 @@
 #   ceph-cluster.sh stop DIR       stop every daemon (TERM, then KILL);
 #                                  idempotent.  DIR stays, for its logs.
 #   ceph-cluster.sh status DIR     which daemons run, and `ceph -s`
-#   ceph-cluster.sh env DIR        shell lines for eval: CEPH_CONF, CEPH_POOL
+#   ceph-cluster.sh env DIR        shell lines for eval: CEPH_CONF, CEPH_POOL,
+#                                  CEPH_ARGS (empty: all is in ceph.conf)
 #   ceph-cluster.sh stop-osd DIR   stop only the OSD (a fault test)
 #   ceph-cluster.sh start-osd DIR  start it again and wait until it is up
 #
@@ -33,7 +34,7 @@
 set -euo pipefail
 
 die () { echo "ceph-cluster: $*" >&2; exit 1; }
-usage () { sed -n '5,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage () { sed -n '7,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 [ $# -eq 2 ] || usage
 cmd=$1
