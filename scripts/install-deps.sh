@@ -6,7 +6,8 @@
 #                                         the libraries, nbdkit, nbdinfo
 #   bash scripts/install-deps.sh --test   that and the whole test toolchain
 #                                         (clients, fio, qemu, a guest kernel,
-#                                         clang, packaging and systemd tools)
+#                                         clang, packaging and systemd tools,
+#                                         a one-node Ceph cluster, librados)
 #
 # When every package is installed already it does nothing, without touching
 # apt, so that repeated runs are fast.
@@ -48,6 +49,10 @@ test=(
   # the benchmark's SVG plots (bench/plots.py; tests/test-bench.sh), and
   # the zstd command its space workload and bench/images.py compress with
   gnuplot-nox zstd
+  # the remote tier: a throwaway one-node Ceph cluster
+  # (scripts/ceph-cluster.sh, tests/test-ceph-cluster.sh) and librados
+  # for the probe under tests/helpers
+  ceph-mon ceph-osd ceph-common librados-dev
 )
 
 case ${1:-} in
