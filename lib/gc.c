@@ -1,7 +1,8 @@
 /* The background thread: delayed GC, background flush, checkpoints.
  *
  * Once a second, holding recycle_lock, it:
- *   1. grows the content index if it is too full;
+ *   1. grows the content index if it is too full, and merges the small
+ *      writes (overlay.h) that have waited 30 seconds into their blocks;
  *   2. kills the dead blocks (refcount 0, on the index's dead list) that
  *      have waited gc_delay seconds, journals BLOCK_DEL for each and puts
  *      their space on the allocator's pending list (junk, settling);
@@ -15,7 +16,8 @@
  *   5. runs the recycler (recycler.c), then 4 again for the old places;
  *   6. cuts the data file when more than 1 MiB at its end is free, so its
  *      apparent size shrinks too;
- *   7. writes a checkpoint when the journal has grown past checkpoint_bytes.
+ *   7. writes a checkpoint when the journal has grown past checkpoint_bytes
+ *      (beyond what the last one restated of the small-write log).
  *
  * Priorities, as in the seed's recycler: erasing comes first (space ready
  * for reuse without moving anything), then the references of flushed
@@ -265,7 +267,12 @@ cas_gc_round (struct cas_store *s, bool force_compact)
   cas_alloc_with_end (&s->alloc, cut_tail, s);
   cas_io_context (NULL);
   cas_step (s, CAS_STEP_CUT, "cut");
-  if (__atomic_load_n (&s->jpos, __ATOMIC_RELAXED) > s->opts.checkpoint_bytes) {
+  /* Past checkpoint_bytes of journal since the last checkpoint, not
+   * counting the small writes it restated (a journal that starts with as
+   * many bytes of them must not checkpoint at every tick).
+   */
+  if (__atomic_load_n (&s->jpos, __ATOMIC_RELAXED) >
+      __atomic_load_n (&s->jrestated, __ATOMIC_RELAXED) + s->opts.checkpoint_bytes) {
     cas_io_context ("checkpoint");
     cas_store_checkpoint (s);
     cas_io_context (NULL);

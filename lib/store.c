@@ -1476,6 +1476,9 @@ cas_store_checkpoint (struct cas_store *s)
   }
   if (restate_patches (s) == -1)
     goto err_unlock;
+  /* What the journal holds already: the next checkpoint counts from here. */
+  __atomic_store_n (&s->jrestated, __atomic_load_n (&s->jpos, __ATOMIC_RELAXED),
+                    __ATOMIC_RELAXED);
   pthread_rwlock_unlock (&s->ckpt_lock);
 
   if (cas_write_file_atomic (s->dir, CAS_CKPT_NAME, buf, len) == -1)

@@ -159,6 +159,8 @@ struct cas_store {
   int jfd;
   uint64_t jpos;                    /* where the next batch goes */
   uint64_t jreserved;               /* journal bytes preallocated (see journal.c) */
+  uint64_t jrestated;               /* atomic: journal bytes right after the last
+                                       checkpoint restated the pending small writes */
   uint64_t gen;                     /* generation of the journal file jfd */
   uint64_t durable_seq;             /* atomic: every record <= this is durable */
   /* sync_lock serialises every fdatasync of the data file with the
