@@ -389,6 +389,12 @@ cas_load_disk_clone (struct cas_store *s, struct cas_load *ld, uint32_t id, cons
       (flags & ~CAS_DISK_SNAPSHOT))
     return cas_problem (s, "journal: clone '%s' of an unknown disk %" PRIu32
                         " or with a bad size or flags", name, src);
+  /* A clone merges its source's small writes first (clone_disk), so the
+   * journal has their MAP_SETs before the DISK_CLONE.
+   */
+  if (cas_ovl_disk_has (s->disks[src]))
+    return cas_problem (s, "journal: clone '%s' of disk '%s' while it has small writes "
+                        "not merged into its blocks", name, s->disks[src]->name);
   /* Only into a free slot: in check mode a taken one is reported and the
    * disk there (maybe SRC itself) must not be copied over.
    */
@@ -399,12 +405,7 @@ cas_load_disk_clone (struct cas_store *s, struct cas_load *ld, uint32_t id, cons
       strcmp (s->disks[id]->name, name) != 0)
     return 0;                   /* check mode: reported, not added */
   assert (id != src);
-  if (copy_map (s->disks[id], s->disks[src], true) == -1)
-    return -1;
-  /* Live clones merge the source's small writes first; a journal that
-   * says otherwise is followed (the clone holds them too).
-   */
-  return cas_ovl_copy_disk (s, s->disks[id], s->disks[src]);
+  return copy_map (s->disks[id], s->disks[src], true);
 }
 
 int

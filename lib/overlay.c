@@ -213,6 +213,8 @@ unlink_locked (struct cas_store *s, struct cas_ovl *o)
   else
     s->ovl_newest = o->older;
   s->ovl_n--;
+  if (o->ripe)
+    __atomic_sub_fetch (&s->ovl_ripe, 1, __ATOMIC_RELAXED);
   __atomic_sub_fetch (&s->ovl_bytes, o->bytes, __ATOMIC_RELAXED);
   set_bit (o->d, o->v, false);
 }
@@ -251,34 +253,15 @@ cas_ovl_drop_range (struct cas_store *s, struct cas_disk *d, uint64_t v0, uint64
   }
 }
 
-int
-cas_ovl_copy_disk (struct cas_store *s, struct cas_disk *dst, const struct cas_disk *src)
+bool
+cas_ovl_disk_has (const struct cas_disk *d)
 {
-  const uint64_t *bits = cas_ovl_bits (src);
+  const uint64_t *bits = cas_ovl_bits (d);
 
-  assert (dst->map.nblocks == src->map.nblocks);
-  if (bits == NULL)
-    return 0;
-  for (uint64_t v = 0; v < src->map.nblocks; v++) {
-    if (v % 64 == 0 && bits[v / 64] == 0) {
-      v += 63;
-      continue;
-    }
-    if (!cas_ovl_flagged (bits, v))
-      continue;
-    struct cas_ovl *o;
-    {
-      SCOPED_LOCK (l, &s->ovl_lock);
-      o = find_locked (s, src, v);
-    }
-    assert (o != NULL);
-    for (const struct cas_patch *p = o->head; p; p = p->next)
-      if (cas_ovl_add (s, dst, v, p->off, p->data, p->len, NULL) == -1) {
-        cas_ovl_drop_range (s, dst, 0, dst->map.nblocks);
-        return -1;
-      }
-  }
-  return 0;
+  for (uint64_t w = 0; bits && w < (d->map.nblocks + 63) / 64; w++)
+    if (__atomic_load_n (&bits[w], __ATOMIC_ACQUIRE))
+      return true;
+  return false;
 }
 
 int
@@ -346,6 +329,34 @@ cas_ovl_each (struct cas_store *s, int (*fn) (void *opaque, struct cas_ovl *o), 
   return 0;
 }
 
+void
+cas_ovl_mark_ripe (struct cas_store *s, struct cas_ovl *o)
+{
+  SCOPED_LOCK (l, &s->ovl_lock);
+
+  if (o->ripe)
+    return;
+  o->ripe = true;
+  __atomic_add_fetch (&s->ovl_ripe, 1, __ATOMIC_RELAXED);
+  if (o->older == NULL)
+    return;                     /* first already */
+  o->older->newer = o->newer;
+  if (o->newer)
+    o->newer->older = o->older;
+  else
+    s->ovl_newest = o->older;
+  o->older = NULL;
+  o->newer = s->ovl_oldest;
+  s->ovl_oldest->older = o;
+  s->ovl_oldest = o;
+}
+
+uint64_t
+cas_ovl_ripe (const struct cas_store *s)
+{
+  return __atomic_load_n (&s->ovl_ripe, __ATOMIC_RELAXED);
+}
+
 bool
 cas_ovl_pick (struct cas_store *s, uint64_t target, uint64_t before_ns,
               struct cas_disk **d, uint64_t *v)
@@ -355,7 +366,8 @@ cas_ovl_pick (struct cas_store *s, uint64_t target, uint64_t before_ns,
 
   if (o == NULL)
     return false;
-  if (__atomic_load_n (&s->ovl_bytes, __ATOMIC_RELAXED) <= target && o->born_ns >= before_ns)
+  if (!o->ripe && __atomic_load_n (&s->ovl_bytes, __ATOMIC_RELAXED) <= target &&
+      o->born_ns >= before_ns)
     return false;
   *d = o->d;
   *v = o->v;

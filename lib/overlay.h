@@ -67,6 +67,7 @@ struct cas_ovl {
   struct cas_patch *head, *tail;   /* stripe lock of (d, v) */
   uint32_t n;                      /* patches */
   uint32_t bytes;                  /* their data bytes */
+  bool ripe;                       /* due for a merge: first in the age list (ovl_lock) */
 };
 
 /* Set up and tear down the store's table (no concurrency). */
@@ -107,11 +108,8 @@ bool cas_ovl_drop (struct cas_store *s, struct cas_disk *d, uint64_t v);
 /* Drop every overlay of D in [V0, V0+N) (every stripe held, or replay). */
 void cas_ovl_drop_range (struct cas_store *s, struct cas_disk *d, uint64_t v0, uint64_t n);
 
-/* Give DST (new, unpublished) a copy of every overlay of SRC: a clone
- * holds what its source held, patches included.  Every writer of SRC
- * excluded.  -1 with ENOMEM: DST has none.
- */
-int cas_ovl_copy_disk (struct cas_store *s, struct cas_disk *dst, const struct cas_disk *src);
+/* Does any block of D have an overlay? */
+bool cas_ovl_disk_has (const struct cas_disk *d);
 
 /* Rewrite O's patches as non-overlapping runs of at most CAS_PATCH_MAX
  * bytes with the same result, so that restating them does not repeat
@@ -123,9 +121,18 @@ int cas_ovl_compact (struct cas_store *s, struct cas_ovl *o, uint32_t block_size
 int cas_ovl_each (struct cas_store *s, int (*fn) (void *opaque, struct cas_ovl *o),
                   void *opaque);
 
-/* The oldest overlay's (D, V) if there is one born before BEFORE_NS, or
- * any when memory is over TARGET bytes.  Only a hint: the caller locks
- * its stripe and looks it up again.
+/* Mark O due for a merge (the merge thread's first work): it moves to
+ * the head of the age list.  Stripe lock held.
+ */
+void cas_ovl_mark_ripe (struct cas_store *s, struct cas_ovl *o);
+
+/* Overlays marked ripe (atomic load). */
+uint64_t cas_ovl_ripe (const struct cas_store *s);
+
+/* The first overlay of the age list (the ripe ones, then the oldest): its
+ * (D, V) if it is ripe, or was born before BEFORE_NS, or memory is over
+ * TARGET bytes.  Only a hint: the caller locks its stripe and looks it up
+ * again.
  */
 bool cas_ovl_pick (struct cas_store *s, uint64_t target, uint64_t before_ns,
                    struct cas_disk **d, uint64_t *v);

@@ -1293,6 +1293,8 @@ cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
   pthread_cond_init (&s->bg_done, NULL);
   s->opened_ns = cas_now_ns ();
   pthread_mutex_init (&s->recycle_lock, NULL);
+  pthread_mutex_init (&s->merge_lock, NULL);
+  pthread_cond_init (&s->merge_cond, NULL);
   s->ovl_budget = s->opts.small_write_log_bytes ? s->opts.small_write_log_bytes
     : CAS_DEFAULT_SMALL_LOG_BYTES;
   if (cas_ovl_init (s) == -1)
@@ -1528,6 +1530,8 @@ cas_store_start (struct cas_store *s)
     return -1;
   if (cas_gc_start (s) == -1)
     return -1;
+  if (s->small_log && cas_merger_start (s) == -1)
+    return -1;                  /* cas_store_close stops the threads */
   if (s->opts.control && cas_control_start (s) == -1)
     return -1;                  /* cas_store_close stops the GC */
   return 0;
@@ -1551,6 +1555,7 @@ cas_store_close (struct cas_store *s)
   cas_workpool_free (s->pool);   /* no write is running any more */
   s->pool = NULL;
   cas_control_stop (s);         /* its requests may wait for the GC thread */
+  cas_merger_stop (s);
   cas_gc_stop (s);
   /* Rebuild the blocks with pending small writes, so that a store closed
    * cleanly holds none; what fails is restated by the checkpoint.

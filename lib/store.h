@@ -233,6 +233,16 @@ struct cas_store {
   uint64_t ovl_bytes;               /* atomic: patch bytes held */
   uint64_t ovl_budget;              /* over this, writers merge the oldest */
   uint64_t ovl_merges;              /* atomic, statistics: blocks rebuilt */
+  uint64_t ovl_ripe;                /* atomic: overlays marked ripe (ovl_lock) */
+
+  /* The merge thread (merger.c).  merge_lock guards merge_stop, with
+   * merge_cond; merge_started is read without it (atomic).
+   */
+  pthread_t merge_thread;
+  bool merge_started;
+  pthread_mutex_t merge_lock;
+  pthread_cond_t merge_cond;
+  bool merge_stop;
 };
 
 static inline pthread_mutex_t *
@@ -373,6 +383,12 @@ int cas_data_read (struct cas_store *s, void *buf, uint32_t len, uint64_t off);
  * neighbouring granule of the same page cannot drop (design.md).
  */
 int cas_data_write (struct cas_store *s, const void *stored, uint32_t len, uint64_t off);
+
+/* ---- merger.c ---- */
+int cas_merger_start (struct cas_store *s);
+void cas_merger_stop (struct cas_store *s);
+/* Wake the merge thread; false if it is not running (do the work). */
+bool cas_merger_kick (struct cas_store *s);
 
 /* ---- gc.c ---- */
 int cas_gc_start (struct cas_store *s);

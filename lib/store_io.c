@@ -704,8 +704,15 @@ log_write (struct cas_disk *d, uint64_t v, const uint8_t *src, uint32_t boff, ui
     SCOPED_LOCK (jl, &s->jlock);
     cas_journal_append_patch (s, d->id, v, boff, src, n);
   }
-  if (o->n >= MERGE_PATCHES || o->bytes >= s->block_size)
-    merge_locked (d, v);        /* a failure was logged; the patch stands */
+  if (o->n >= MERGE_PATCHES || o->bytes >= s->block_size) {
+    /* Ripe: the merge thread's work, or this writer's without one. */
+    if (!__atomic_load_n (&s->merge_started, __ATOMIC_ACQUIRE))
+      merge_locked (d, v);      /* a failure was logged; the patch stands */
+    else if (!o->ripe) {
+      cas_ovl_mark_ripe (s, o);
+      cas_merger_kick (s);
+    }
+  }
   return 0;
 }
 
@@ -787,11 +794,15 @@ write_block (struct cas_disk *d, uint64_t v, const uint8_t *src, uint32_t boff, 
   return 0;
 }
 
-/* Flush if too many journal records wait in memory. */
+/* Flush if too many journal records wait in memory: the merge thread's
+ * work (merger.c), or this writer's without one or when it falls behind.
+ */
 static int
 maybe_flush (struct cas_store *s)
 {
-  if (__atomic_load_n (&s->active.len, __ATOMIC_RELAXED) > CAS_JBUF_LIMIT)
+  const size_t len = __atomic_load_n (&s->active.len, __ATOMIC_RELAXED);
+
+  if (len > 4 * (size_t) CAS_JBUF_LIMIT || (len > CAS_JBUF_LIMIT && !cas_merger_kick (s)))
     return cas_journal_sync (s);
   return 0;
 }
@@ -914,8 +925,8 @@ write_range (struct cas_disk *d, const uint8_t *src, uint32_t count, uint64_t of
   pthread_rwlock_unlock (&s->ckpt_lock);
   if (r == 0)
     r = maybe_flush (s);
-  /* Over budget: this writer merges a few of the oldest. */
-  if (r == 0 && s->small_log && cas_ovl_bytes (s) > s->ovl_budget)
+  /* Over budget: the merge thread's work, or this writer's without one. */
+  if (r == 0 && s->small_log && cas_ovl_bytes (s) > s->ovl_budget && !cas_merger_kick (s))
     cas_ovl_merge_some (s, s->ovl_budget - s->ovl_budget / 4, 0, 32);
   return r;
 }

@@ -1282,7 +1282,7 @@ enum kind {
   K_NEW_BEYOND, K_NEW_BAD, K_MOVE_OVERLAP, K_MOVE_BEYOND, K_MOVE_BAD_OFFSET, K_MOVE_UNKNOWN,
   K_SET_UNKNOWN_BLOCK, K_SET_BAD_DISK, K_SET_BEYOND, K_ZERO_BEYOND, K_ZERO_BAD_DISK,
   K_CLONE_UNKNOWN, K_CLONE_BAD_SIZE, K_CLONE_TAKEN, K_DISKDEL_UNKNOWN, K_ADD_TAKEN,
-  K_PATCH_BAD_DISK, K_PATCH_BEYOND, K_PATCH_SNAPSHOT, NKINDS
+  K_PATCH_BAD_DISK, K_PATCH_BEYOND, K_PATCH_SNAPSHOT, K_CLONE_PATCHED, NKINDS
 };
 
 static const char *const kind_names[NKINDS] = {
@@ -1293,6 +1293,7 @@ static const char *const kind_names[NKINDS] = {
   "MAP_ZERO beyond end", "MAP_ZERO bad disk", "DISK_CLONE unknown source",
   "DISK_CLONE bad size", "DISK_CLONE slot taken", "DISK_DEL unknown", "DISK_ADD slot taken",
   "PATCH bad disk", "PATCH beyond block or disk", "PATCH of a snapshot",
+  "DISK_CLONE of patched disk",
 };
 
 static uint64_t
@@ -1416,8 +1417,16 @@ valid_op (struct jw *w, struct model *m, uint64_t *rng)
   }
   else if (r < 85)
     v_block_new (w, m, rnd (rng), rng);         /* unreferenced: dead on open */
-  else if (r < 95 && free_slot (m) < MD)
-    v_disk_clone (w, m, some_disk (m, rng, false), pick (rng, 3) == 0);
+  else if (r < 95 && free_slot (m) < MD) {
+    const int src = some_disk (m, rng, false);
+    /* A clone merges its source's patches first: here, a trim ends them. */
+    for (uint64_t i = 0; i < m->d[src].nv; i++)
+      if (m->d[src].pt[i]) {
+        v_map_zero (w, m, src, 0, m->d[src].nv);
+        break;
+      }
+    v_disk_clone (w, m, src, pick (rng, 3) == 0);
+  }
   else if (r >= 95)
     v_disk_del (w, m, some_disk (m, rng, false));
   else
@@ -1587,6 +1596,17 @@ bad_op (struct jw *w, struct model *m, enum kind k, uint64_t *rng)
       return K_NONE;
     const uint8_t x = 1;
     jw_patch (w, snap, 0, 0, &x, 1);
+    return k;
+  }
+  case K_CLONE_PATCHED: {
+    int src = -1;
+    for (size_t i = 0; i < m->nd && src < 0; i++)
+      for (uint64_t v = 0; m->d[i].live && v < m->d[i].nv && src < 0; v++)
+        if (m->d[i].pt[v])
+          src = i;
+    if (src < 0 || free_slot (m) >= MD)
+      return K_NONE;
+    jw_disk_clone (w, free_slot (m), "bad-clone", m->d[src].size, src, 0);
     return k;
   }
   case K_ADD_TAKEN:

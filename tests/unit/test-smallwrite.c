@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <criterion/criterion.h>
 #include "casdisk.h"
 #include "format.h"
@@ -451,6 +452,53 @@ Test (smallwrite, a_direct_io_open_merges_what_a_buffered_one_left)
   put (d, 9000, 100, 113);
   cr_assert_eq (sstats (s).small_write_blocks, 0);
   expect_model (d);
+  close_ok (s);
+  check_clean ();
+}
+
+/* With the store started, the merge thread does the writers' deferred
+ * work: ripe blocks and the budget.  Bounded waits: it wakes when kicked,
+ * and once a second.
+ */
+Test (smallwrite, the_merge_thread_rebuilds_ripe_blocks)
+{
+  struct cas_open_opts o;
+
+  create64 ();
+  cas_open_opts_default (&o);
+  o.gc_delay = 3600;
+  o.small_write_log_bytes = 1u << 20;
+  struct cas_store *s = cas_store_open (store, &o);
+  cr_assert_not_null (s, "%s", errors);
+  cr_assert_eq (cas_store_start (s), 0, "%s", errors);
+  struct cas_disk *d = disk0 (s);
+  for (int i = 0; i < 16; i++)
+    put (d, 2 * B64 + i * 4000, 3000, 300 + i);
+  struct cas_store_stats st = sstats (s);
+  for (int t = 0; t < 100 && st.small_write_merges == 0; t++) {
+    usleep (50000);
+    st = sstats (s);
+  }
+  cr_assert_eq (st.small_write_merges, 1, "the ripe block was not merged within 5 s");
+  cr_assert_eq (st.small_write_blocks, 0);
+  expect_model (d);
+  /* Past the budget: a 12 KiB patch in each of the 80 blocks is 960 KiB
+   * a round; three rounds are 2.8 times the 1 MiB budget.
+   */
+  for (int round = 0; round < 3; round++)
+    for (int v = 0; v < NBLOCKS; v++)
+      put (d, (uint64_t) v * B64 + round * 12288, 12288, 1000 + round * 100 + v);
+  st = sstats (s);
+  for (int t = 0; t < 100 && st.small_write_bytes > (1u << 20); t++) {
+    usleep (50000);
+    st = sstats (s);
+  }
+  cr_assert_leq (st.small_write_bytes, 1u << 20, "still %" PRIu64 " bytes of patches after 5 s",
+                 st.small_write_bytes);
+  expect_model (d);
+  close_ok (s);
+  s = open_rw ();
+  expect_model (disk0 (s));
   close_ok (s);
   check_clean ();
 }
