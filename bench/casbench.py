@@ -49,7 +49,8 @@ BACKENDS = ["casdisk", "casdisk-direct", "qcow2", "qcow2-wb", "file"]
 DIRECT = "casdisk-direct"       # the plugin with direct-io=true (O_DIRECT, libaio)
 # --casdisk-direct-cache SIZE adds this one: direct-io=true cache=SIZE.
 DCACHE = "casdisk-dcache"
-CASDISKS = ("casdisk", DIRECT, DCACHE)
+REWRITE = "casdisk-rewrite"     # the plugin with small-write-log=false
+CASDISKS = ("casdisk", DIRECT, DCACHE, REWRITE)
 QCOW2S = ("qcow2", "qcow2-wb")
 # The space and clone workloads measure sizes only: one mode per format.
 SPACE_BACKENDS = ["casdisk", "qcow2", "file"]
@@ -57,6 +58,7 @@ LABELS = {
     "casdisk": "casdisk defaults (buffered; direct-io=false)",
     DIRECT: "casdisk direct-io=true",
     DCACHE: "casdisk direct-io=true cache=SIZE",
+    REWRITE: "casdisk small-write-log=false (blocks rebuilt at every small write)",
     "qcow2": "qcow2, qemu-nbd --cache=none",
     "qcow2-wb": "qcow2, qemu-nbd --cache=writeback",
     "file": "nbdkit file (buffered)",
@@ -480,6 +482,8 @@ class Bench:
                 argv.append("direct-io=true")
             if backend == DCACHE:
                 argv.append("cache=" + self.args.casdisk_direct_cache)
+            if backend == REWRITE:
+                argv.append("small-write-log=false")
             if self.args.block_size:
                 argv.append("block-size=" + self.args.block_size)
             if gc_delay is not None:
@@ -507,7 +511,7 @@ class Bench:
 
     def storage_path(self, backend, d):
         return {"casdisk": os.path.join(d, "store"), DIRECT: os.path.join(d, "store"),
-                DCACHE: os.path.join(d, "store"),
+                DCACHE: os.path.join(d, "store"), REWRITE: os.path.join(d, "store"),
                 "qcow2": os.path.join(d, "disk.qcow2"),
                 "qcow2-wb": os.path.join(d, "disk.qcow2"),
                 "file": os.path.join(d, "disk.raw")}[backend]
@@ -1045,7 +1049,7 @@ class Bench:
                 break
         self.space_all = [] if self.args.no_space else [self.space(m, k) for m, k in self.SPACE_MIXES]
         self.space_res = self.space_all[0] if self.space_all else None
-        self.alone_res = self.casdisk_alone()
+        self.alone_res = {} if self.args.no_memory else self.casdisk_alone()
         self.clone_res = None
         if self.m["clone_mib"] and not self.args.no_space:
             try:
@@ -1106,6 +1110,9 @@ class Bench:
         if DCACHE in BACKENDS:
             plist.append((DCACHE, "qcow2", "casdisk direct-io=true cache=%s vs qcow2 --cache=none"
                           % self.args.casdisk_direct_cache))
+        if REWRITE in BACKENDS:
+            plist.append((REWRITE, "qcow2", "casdisk small-write-log=false vs qcow2 --cache=none"))
+            plist.append(("casdisk", REWRITE, "casdisk defaults vs small-write-log=false"))
         for cb, peer, title in plist:
             pr = {"casdisk": cb, "peer": peer, "title": title, "ratios": {}}
             for row, bm in med.items():
@@ -1494,9 +1501,15 @@ def main():
                     help="skip the warm-cache read runs beside the cold ones")
     ap.add_argument("--casdisk-direct-cache", metavar="SIZE",
                     help="add a backend: casdisk with direct-io=true cache=SIZE")
+    ap.add_argument("--no-memory", action="store_true",
+                    help="skip casdisk's memory and reopen measurements (bench/engine)")
+    ap.add_argument("--casdisk-rewrite", action="store_true",
+                    help="add a backend: casdisk with small-write-log=false")
     args = ap.parse_args()
     if args.casdisk_direct_cache:
         BACKENDS.insert(2, DCACHE)
+    if args.casdisk_rewrite:
+        BACKENDS.insert(1, REWRITE)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     for t in ("nbdkit", "qemu-nbd", "qemu-img", "fio"):
         if not shutil.which(t):
