@@ -29,9 +29,9 @@
  * (store.c).
  *
  * Locking.  An overlay's patch list is read and changed only under the
- * stripe lock of its (d, v), or with every writer excluded (replay,
- * checkpoint under ckpt_lock for writing, clone and delete under every
- * stripe).  ovl_lock, a leaf, guards the table and the age list, so that
+ * stripe lock of its (d, v) (readers of the block take it too: a
+ * checkpoint, which excludes writers with ckpt_lock, still takes it to
+ * compact the list), or in replay, which is alone.  ovl_lock, a leaf, guards the table and the age list, so that
  * finding an overlay takes it briefly.  Readers of the data path take no
  * lock unless a block has an overlay: each disk has a bitmap with a bit
  * per block, set while it has one.  A reader loads the bit (acquire)
@@ -86,8 +86,8 @@ cas_ovl_flagged (const uint64_t *bits, uint64_t v)
 /* D's bitmap, or NULL if no block of D ever had an overlay. */
 const uint64_t *cas_ovl_bits (const struct cas_disk *d);
 
-/* The overlay of (D, V), or NULL.  Stripe lock of (D, V) held, or every
- * writer excluded; the result stays valid while it is.
+/* The overlay of (D, V), or NULL.  Stripe lock of (D, V) held (or
+ * replay); the result stays valid while it is.
  */
 struct cas_ovl *cas_ovl_find (struct cas_store *s, struct cas_disk *d, uint64_t v);
 
@@ -113,7 +113,8 @@ bool cas_ovl_disk_has (const struct cas_disk *d);
 
 /* Rewrite O's patches as non-overlapping runs of at most CAS_PATCH_MAX
  * bytes with the same result, so that restating them does not repeat
- * bytes overwritten since.  -1 with ENOMEM: O unchanged.
+ * bytes overwritten since.  O's stripe lock held.  -1 with ENOMEM: O
+ * unchanged.
  */
 int cas_ovl_compact (struct cas_store *s, struct cas_ovl *o, uint32_t block_size);
 

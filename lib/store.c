@@ -1412,12 +1412,16 @@ cas_store_open (const char *dir, const struct cas_open_opts *opts)
 /* The checkpoint holds maps, not pending small writes (overlay.h): each is
  * restated, compacted, at the head of the new journal, which is synced
  * before the checkpoint can replace the journals that held them.
- * ckpt_lock held for writing.
+ * ckpt_lock held for writing (so the age list does not change).
  */
 static int
 restate_one (void *opaque, struct cas_ovl *o)
 {
   struct cas_store *s = opaque;
+  /* Writers are excluded, readers are not: a read of a patched block
+   * walks its patches under the stripe lock.
+   */
+  SCOPED_LOCK (sl, stripe_of (s, o->d, o->v));
 
   if (cas_ovl_compact (s, o, s->block_size) == -1)
     return -1;
