@@ -154,7 +154,7 @@ def pick_cut(recs, ctx, rng):
 
 
 JREC_NAMES = {1: "BLOCK_NEW", 2: "BLOCK_DEL", 3: "MAP_SET", 4: "MAP_ZERO", 5: "DISK_ADD",
-              6: "BLOCK_MOVE", 7: "BATCH"}
+              6: "BLOCK_MOVE", 7: "BATCH", 8: "DISK_CLONE", 9: "DISK_DEL", 10: "PATCH"}
 
 
 def journal_stats(recs):
