@@ -267,24 +267,35 @@ cas_ovl_disk_has (const struct cas_disk *d)
 int
 cas_ovl_compact (struct cas_store *s, struct cas_ovl *o, uint32_t block_size)
 {
-  CLEANUP_FREE uint8_t *buf = malloc (block_size);
-  CLEANUP_FREE uint8_t *covered = calloc (block_size, 1);
   struct cas_patch *head = NULL, **tailp = &head, *tail = NULL;
-  uint32_t n = 0, bytes = 0;
+  uint32_t n = 0, bytes = 0, lo = block_size, hi = 0;
 
+  if (o->n == 1)
+    return 0;                   /* nothing overlaps */
+  for (const struct cas_patch *p = o->head; p; p = p->next) {
+    if (p->off < lo)
+      lo = p->off;
+    if (p->off + p->len > hi)
+      hi = p->off + p->len;
+  }
+  /* Only the span the patches touch: the block's content there, and which
+   * bytes of it were written.
+   */
+  CLEANUP_FREE uint8_t *buf = malloc (hi - lo);
+  CLEANUP_FREE uint8_t *covered = calloc (hi - lo, 1);
   if (buf == NULL || covered == NULL)
     goto nomem;
   for (const struct cas_patch *p = o->head; p; p = p->next) {
-    memcpy (buf + p->off, p->data, p->len);
-    memset (covered + p->off, 1, p->len);
+    memcpy (buf + p->off - lo, p->data, p->len);
+    memset (covered + p->off - lo, 1, p->len);
   }
-  for (uint32_t i = 0; i < block_size;) {
+  for (uint32_t i = 0; i < hi - lo;) {
     if (!covered[i]) {
       i++;
       continue;
     }
     uint32_t len = 0;
-    while (i + len < block_size && covered[i + len] && len < CAS_PATCH_MAX)
+    while (i + len < hi - lo && covered[i + len] && len < CAS_PATCH_MAX)
       len++;
     struct cas_patch *p = malloc (sizeof *p + len);
     if (p == NULL) {
@@ -292,7 +303,7 @@ cas_ovl_compact (struct cas_store *s, struct cas_ovl *o, uint32_t block_size)
       goto nomem;
     }
     p->next = NULL;
-    p->off = i;
+    p->off = lo + i;
     p->len = len;
     memcpy (p->data, buf + i, len);
     *tailp = p;

@@ -1431,22 +1431,28 @@ restate_one (void *opaque, struct cas_ovl *o)
   return 0;
 }
 
-static int
+/* Appends the records; the caller syncs them (after letting writers go:
+ * they append after them).  Returns the bytes appended, or -1.
+ */
+static int64_t
 restate_patches (struct cas_store *s)
 {
   if (cas_ovl_count (s) == 0)
     return 0;
   if (cas_ovl_each (s, restate_one, s) == -1)
     return -1;
-  return cas_journal_sync (s);
+  SCOPED_LOCK (jl, &s->jlock);
+  return s->active.len;         /* it was empty: the flush above took it all */
 }
 
 /* Write a checkpoint of the current state.  The journal switches to a new
  * generation at the snapshot point:
  *
  *   under ckpt_lock (write): flush; snapshot; create journal.G+1; switch;
- *     restate the pending small writes in journal.G+1 and sync it.
- *   then: write checkpoint (G+1) atomically; remove journal.G.
+ *     restate the pending small writes (append them first in G+1).
+ *   then: sync journal.G+1 (with the restated patches, and whatever writers
+ *     appended after them); write checkpoint (G+1) atomically; remove
+ *     journal.G.
  *
  * A crash before the rename leaves checkpoint G + journal.G + journal.G+1,
  * which replay in order; after it, checkpoint G+1 + journal.G+1.
@@ -1480,12 +1486,18 @@ cas_store_checkpoint (struct cas_store *s)
     s->gen = gen;
     cas_journal_reserve (s);
   }
-  if (restate_patches (s) == -1)
+  const int64_t restated = restate_patches (s);
+  if (restated == -1)
     goto err_unlock;
   /* What the journal holds already: the next checkpoint counts from here. */
-  __atomic_store_n (&s->jrestated, __atomic_load_n (&s->jpos, __ATOMIC_RELAXED),
+  __atomic_store_n (&s->jrestated, JRN_HDR_SIZE + JREC_BATCH_SIZE + (uint64_t) restated,
                     __ATOMIC_RELAXED);
   pthread_rwlock_unlock (&s->ckpt_lock);
+  /* The restated patches must be durable before the checkpoint that does
+   * not hold them replaces the journals that do.
+   */
+  if (restated > 0 && cas_journal_sync (s) == -1)
+    return -1;                  /* journal.G and G+1 still replay correctly */
 
   if (cas_write_file_atomic (s->dir, CAS_CKPT_NAME, buf, len) == -1)
     return -1;                  /* journal.G and G+1 still replay correctly */

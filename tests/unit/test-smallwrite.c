@@ -553,3 +553,40 @@ Test (smallwrite, checkpoints_race_readers_of_patched_blocks)
   close_ok (s);
   check_clean ();
 }
+
+/* The checkpoint itself makes the restated patches durable: nothing is
+ * flushed after it here.
+ */
+static int
+patches_checkpoint_no_flush_crash (void)
+{
+  struct cas_store *s = cas_store_open (store, NULL);
+  CHILD_CHECK (s != NULL);
+  struct cas_disk *d = cas_disk_find (s, "disk0");
+  uint8_t buf[B64];
+  fill_random (buf, 3000, 121);
+  CHILD_CHECK (cas_disk_write (d, buf, 3000, 3 * B64 + 10) == 0);
+  memcpy (model + 3 * B64 + 10, buf, 3000);
+  fill_random (buf, 3000, 122);
+  CHILD_CHECK (cas_disk_write (d, buf, 3000, 3 * B64 + 2000) == 0);
+  memcpy (model + 3 * B64 + 2000, buf, 3000);
+  CHILD_CHECK (cas_store_flush (s) == 0);
+  CHILD_CHECK (save_model () == 0);
+  CHILD_CHECK (cas_store_checkpoint (s) == 0);
+  return 0;                                     /* crash, no flush since */
+}
+
+Test (smallwrite, a_checkpoint_makes_its_restated_patches_durable)
+{
+  int journals;
+
+  create64 ();
+  in_crashing_child (patches_checkpoint_no_flush_crash);
+  journal_gen (&journals);
+  cr_assert_eq (journals, 1, "the checkpoint left %d journals", journals);
+  load_model ();
+  struct cas_store *s = open_rw ();
+  expect_model (disk0 (s));
+  close_ok (s);
+  check_clean ();
+}
