@@ -103,6 +103,42 @@ load_model (void)
   free (m);
 }
 
+/* In a child (no Criterion there): write LEN bytes of pattern SEED at
+ * OFF, or zero COUNT bytes at OFF, into the disk and the model.
+ */
+static int
+cput (struct cas_disk *d, uint64_t off, uint32_t len, uint64_t seed)
+{
+  static uint8_t buf[B64];
+
+  fill_random (buf, len, seed);
+  if (cas_disk_write (d, buf, len, off) != 0)
+    return -1;
+  memcpy (model + off, buf, len);
+  return 0;
+}
+
+static int
+czero (struct cas_disk *d, uint32_t count, uint64_t off)
+{
+  if (cas_disk_zero (d, count, off) != 0)
+    return -1;
+  memset (model + off, 0, count);
+  return 0;
+}
+
+/* After a child's crash: the model it saved, the store opened and read
+ * back against it.
+ */
+static struct cas_store *
+reopen_expect (void)
+{
+  load_model ();
+  struct cas_store *s = open_rw ();
+  expect_model (disk0 (s));
+  return s;
+}
+
 Test (smallwrite, logged_then_merged_on_close)
 {
   create64 ();
@@ -160,23 +196,14 @@ patches_flushed_then_crash (void)
   struct cas_store *s = cas_store_open (store, NULL);
   CHILD_CHECK (s != NULL);
   struct cas_disk *d = cas_disk_find (s, "disk0");
-  uint8_t buf[B64];
-  fill_random (buf, B64, 11);
-  CHILD_CHECK (cas_disk_write (d, buf, B64, B64) == 0);
-  memcpy (model + B64, buf, B64);
+  CHILD_CHECK (cput (d, B64, B64, 11) == 0);
   CHILD_CHECK (cas_store_flush (s) == 0);
-  for (int i = 0; i < 3; i++) {
-    fill_random (buf, 3000, 20 + i);
-    CHILD_CHECK (cas_disk_write (d, buf, 3000, B64 + 1000 + 1500 * i) == 0);
-    memcpy (model + B64 + 1000 + 1500 * i, buf, 3000);
-  }
-  fill_random (buf, 4096, 30);                  /* over zeroes */
-  CHILD_CHECK (cas_disk_write (d, buf, 4096, 5 * B64 + 512) == 0);
-  memcpy (model + 5 * B64 + 512, buf, 4096);
+  for (int i = 0; i < 3; i++)
+    CHILD_CHECK (cput (d, B64 + 1000 + 1500 * i, 3000, 20 + i) == 0);
+  CHILD_CHECK (cput (d, 5 * B64 + 512, 4096, 30) == 0);      /* over zeroes */
   CHILD_CHECK (cas_store_flush (s) == 0);
   CHILD_CHECK (save_model () == 0);
-  fill_random (buf, 4096, 40);                  /* not flushed: lost */
-  CHILD_CHECK (cas_disk_write (d, buf, 4096, B64 + 8192) == 0);
+  CHILD_CHECK (cput (d, B64 + 8192, 4096, 40) == 0);        /* not flushed: lost */
   return 0;                                     /* crash */
 }
 
@@ -184,10 +211,7 @@ Test (smallwrite, flushed_patches_survive_a_crash)
 {
   create64 ();
   in_crashing_child (patches_flushed_then_crash);
-  load_model ();
-  struct cas_store *s = open_rw ();
-  struct cas_disk *d = disk0 (s);
-  expect_model (d);
+  struct cas_store *s = reopen_expect ();
   cr_assert_eq (sstats (s).small_write_blocks, 2, "replay rebuilt the overlays");
   close_ok (s);
   check_clean ();
@@ -199,21 +223,13 @@ patches_checkpoint_crash (void)
   struct cas_store *s = cas_store_open (store, NULL);
   CHILD_CHECK (s != NULL);
   struct cas_disk *d = cas_disk_find (s, "disk0");
-  uint8_t buf[B64];
-  fill_random (buf, B64, 51);
-  CHILD_CHECK (cas_disk_write (d, buf, B64, 0) == 0);
-  memcpy (model, buf, B64);
-  for (int i = 0; i < 5; i++) {                 /* overlapping patches */
-    fill_random (buf, 6000, 60 + i);
-    CHILD_CHECK (cas_disk_write (d, buf, 6000, 2000 + 2500 * i) == 0);
-    memcpy (model + 2000 + 2500 * i, buf, 6000);
-  }
+  CHILD_CHECK (cput (d, 0, B64, 51) == 0);
+  for (int i = 0; i < 5; i++)                   /* overlapping patches */
+    CHILD_CHECK (cput (d, 2000 + 2500 * i, 6000, 60 + i) == 0);
   CHILD_CHECK (cas_store_flush (s) == 0);
   /* The checkpoint replaces the journal that holds the patches. */
   CHILD_CHECK (cas_store_checkpoint (s) == 0);
-  fill_random (buf, 100, 70);                   /* and one more after it */
-  CHILD_CHECK (cas_disk_write (d, buf, 100, 30000) == 0);
-  memcpy (model + 30000, buf, 100);
+  CHILD_CHECK (cput (d, 30000, 100, 70) == 0);  /* and one more after it */
   CHILD_CHECK (cas_store_flush (s) == 0);
   CHILD_CHECK (save_model () == 0);
   return 0;                                     /* crash */
@@ -227,10 +243,7 @@ Test (smallwrite, a_checkpoint_keeps_pending_patches)
   in_crashing_child (patches_checkpoint_crash);
   journal_gen (&journals);
   cr_assert_eq (journals, 1, "the checkpoint left %d journals", journals);
-  load_model ();
-  struct cas_store *s = open_rw ();
-  expect_model (disk0 (s));
-  close_ok (s);
+  close_ok (reopen_expect ());
   check_clean ();
 }
 
@@ -240,19 +253,15 @@ same_content_after_patch_crash (void)
   struct cas_store *s = cas_store_open (store, NULL);
   CHILD_CHECK (s != NULL);
   struct cas_disk *d = cas_disk_find (s, "disk0");
-  uint8_t x[B64], p[512];
-  fill_random (x, B64, 81);
-  CHILD_CHECK (cas_disk_write (d, x, B64, 2 * B64) == 0);
+  CHILD_CHECK (cput (d, 2 * B64, B64, 81) == 0);
   CHILD_CHECK (cas_store_flush (s) == 0);
-  fill_random (p, sizeof p, 82);
-  CHILD_CHECK (cas_disk_write (d, p, sizeof p, 2 * B64 + 4096) == 0);
+  CHILD_CHECK (cput (d, 2 * B64 + 4096, 512, 82) == 0);
   CHILD_CHECK (cas_store_flush (s) == 0);
   /* The block's old content again: the map entry does not change, but the
    * patch must end, on replay too.
    */
-  CHILD_CHECK (cas_disk_write (d, x, B64, 2 * B64) == 0);
+  CHILD_CHECK (cput (d, 2 * B64, B64, 81) == 0);
   CHILD_CHECK (cas_store_flush (s) == 0);
-  memcpy (model + 2 * B64, x, B64);
   CHILD_CHECK (save_model () == 0);
   return 0;
 }
@@ -261,9 +270,7 @@ Test (smallwrite, rewriting_the_old_content_ends_the_patches)
 {
   create64 ();
   in_crashing_child (same_content_after_patch_crash);
-  load_model ();
-  struct cas_store *s = open_rw ();
-  expect_model (disk0 (s));
+  struct cas_store *s = reopen_expect ();
   cr_assert_eq (sstats (s).small_write_blocks, 0);
   close_ok (s);
   check_clean ();
@@ -275,29 +282,25 @@ patches_then_map_changes_crash (void)
   struct cas_store *s = cas_store_open (store, NULL);
   CHILD_CHECK (s != NULL);
   struct cas_disk *d = cas_disk_find (s, "disk0");
-  uint8_t buf[B64];
-  fill_random (buf, 2 * 4096, 91);
-  CHILD_CHECK (cas_disk_write (d, buf, 4096, 1 * B64 + 100) == 0);
-  CHILD_CHECK (cas_disk_write (d, buf + 4096, 4096, 2 * B64 + 100) == 0);
+  CHILD_CHECK (cput (d, 1 * B64 + 100, 4096, 91) == 0);
+  CHILD_CHECK (cput (d, 2 * B64 + 100, 4096, 92) == 0);
   /* Patch blocks 8..9 and 12; then a trim over blocks 6..10 (more than
    * one block, fewer than the big-range path) and one over 11..13.
    */
-  CHILD_CHECK (cas_disk_write (d, buf, 2000, 8 * B64 + 10) == 0);
-  CHILD_CHECK (cas_disk_write (d, buf, 2000, 9 * B64 + 10) == 0);
-  CHILD_CHECK (cas_disk_write (d, buf, 2000, 12 * B64 + 10) == 0);
-  CHILD_CHECK (cas_disk_zero (d, 5 * B64, 6 * B64) == 0);
-  CHILD_CHECK (cas_disk_zero (d, 3 * B64, 11 * B64) == 0);
+  CHILD_CHECK (cput (d, 8 * B64 + 10, 2000, 93) == 0);
+  CHILD_CHECK (cput (d, 9 * B64 + 10, 2000, 94) == 0);
+  CHILD_CHECK (cput (d, 12 * B64 + 10, 2000, 95) == 0);
+  CHILD_CHECK (czero (d, 5 * B64, 6 * B64) == 0);
+  CHILD_CHECK (czero (d, 3 * B64, 11 * B64) == 0);
   /* Block 1: trimmed whole; block 2: written whole. */
-  CHILD_CHECK (cas_disk_zero (d, B64, B64) == 0);
-  fill_random (buf, B64, 92);
-  CHILD_CHECK (cas_disk_write (d, buf, B64, 2 * B64) == 0);
-  memcpy (model + 2 * B64, buf, B64);
+  CHILD_CHECK (czero (d, B64, B64) == 0);
+  CHILD_CHECK (cput (d, 2 * B64, B64, 96) == 0);
   /* Blocks 20 and 70 patched, then released by a trim of more than 64
    * blocks (one MAP_ZERO record under every stripe).
    */
-  CHILD_CHECK (cas_disk_write (d, buf, 3000, 20 * B64 + 4000) == 0);
-  CHILD_CHECK (cas_disk_write (d, buf, 3000, 70 * B64 + 4000) == 0);
-  CHILD_CHECK (cas_disk_zero (d, 70 * B64, 10 * B64) == 0);
+  CHILD_CHECK (cput (d, 20 * B64 + 4000, 3000, 97) == 0);
+  CHILD_CHECK (cput (d, 70 * B64 + 4000, 3000, 98) == 0);
+  CHILD_CHECK (czero (d, 70 * B64, 10 * B64) == 0);
   CHILD_CHECK (cas_store_flush (s) == 0);
   CHILD_CHECK (save_model () == 0);
   return 0;
@@ -307,10 +310,7 @@ Test (smallwrite, trim_and_whole_writes_end_the_patches)
 {
   create64 ();
   in_crashing_child (patches_then_map_changes_crash);
-  load_model ();
-  struct cas_store *s = open_rw ();
-  struct cas_disk *d = disk0 (s);
-  expect_model (d);
+  struct cas_store *s = reopen_expect ();
   cr_assert_eq (sstats (s).small_write_blocks, 0);
   cr_assert_eq (sstats (s).logical_bytes, B64);
   close_ok (s);
@@ -423,13 +423,8 @@ patches_for_direct_io (void)
   struct cas_store *s = cas_store_open (store, NULL);
   CHILD_CHECK (s != NULL);
   struct cas_disk *d = cas_disk_find (s, "disk0");
-  uint8_t buf[B64];
-  fill_random (buf, B64, 111);
-  CHILD_CHECK (cas_disk_write (d, buf, B64, 0) == 0);
-  memcpy (model, buf, B64);
-  fill_random (buf, 1000, 112);
-  CHILD_CHECK (cas_disk_write (d, buf, 1000, 500) == 0);
-  memcpy (model + 500, buf, 1000);
+  CHILD_CHECK (cput (d, 0, B64, 111) == 0);
+  CHILD_CHECK (cput (d, 500, 1000, 112) == 0);
   CHILD_CHECK (cas_store_flush (s) == 0);
   CHILD_CHECK (save_model () == 0);
   return 0;
@@ -563,13 +558,8 @@ patches_checkpoint_no_flush_crash (void)
   struct cas_store *s = cas_store_open (store, NULL);
   CHILD_CHECK (s != NULL);
   struct cas_disk *d = cas_disk_find (s, "disk0");
-  uint8_t buf[B64];
-  fill_random (buf, 3000, 121);
-  CHILD_CHECK (cas_disk_write (d, buf, 3000, 3 * B64 + 10) == 0);
-  memcpy (model + 3 * B64 + 10, buf, 3000);
-  fill_random (buf, 3000, 122);
-  CHILD_CHECK (cas_disk_write (d, buf, 3000, 3 * B64 + 2000) == 0);
-  memcpy (model + 3 * B64 + 2000, buf, 3000);
+  CHILD_CHECK (cput (d, 3 * B64 + 10, 3000, 121) == 0);
+  CHILD_CHECK (cput (d, 3 * B64 + 2000, 3000, 122) == 0);
   CHILD_CHECK (cas_store_flush (s) == 0);
   CHILD_CHECK (save_model () == 0);
   CHILD_CHECK (cas_store_checkpoint (s) == 0);
@@ -584,9 +574,6 @@ Test (smallwrite, a_checkpoint_makes_its_restated_patches_durable)
   in_crashing_child (patches_checkpoint_no_flush_crash);
   journal_gen (&journals);
   cr_assert_eq (journals, 1, "the checkpoint left %d journals", journals);
-  load_model ();
-  struct cas_store *s = open_rw ();
-  expect_model (disk0 (s));
-  close_ok (s);
+  close_ok (reopen_expect ());
   check_clean ();
 }
