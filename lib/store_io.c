@@ -682,10 +682,11 @@ merge_locked (struct cas_disk *d, uint64_t v)
 }
 
 /* Write N bytes of SRC at BOFF into block V as a patch.  V's stripe lock
- * and ckpt_lock (read) held.  A block that reached MERGE_PATCHES is
- * rebuilt now; if that fails the patch stands (it is journaled) and the
- * next one tries again, up to MAX_PATCHES, where the write fails before
- * it is logged.
+ * and ckpt_lock (read) held.  A block that reaches MERGE_PATCHES is ripe:
+ * the merge thread rebuilds it (or this writer, when none runs; a failure
+ * leaves the patch, which is journaled).  A block that still has
+ * MAX_PATCHES (merges failing, or the thread behind) is rebuilt by its
+ * next writer first, which fails if that fails.
  */
 static int
 log_write (struct cas_disk *d, uint64_t v, const uint8_t *src, uint32_t boff, uint32_t n)
