@@ -118,6 +118,14 @@ cput (struct cas_disk *d, uint64_t off, uint32_t len, uint64_t seed)
   return 0;
 }
 
+/* In a child: the store opened, and its disk0 (NULL if either failed). */
+static struct cas_disk *
+child_disk0 (struct cas_store **sp)
+{
+  *sp = cas_store_open (store, NULL);
+  return *sp ? cas_disk_find (*sp, "disk0") : NULL;
+}
+
 static int
 czero (struct cas_disk *d, uint32_t count, uint64_t off)
 {
@@ -193,9 +201,9 @@ Test (smallwrite, sixteen_patches_rebuild_the_block)
 static int
 patches_flushed_then_crash (void)
 {
-  struct cas_store *s = cas_store_open (store, NULL);
-  CHILD_CHECK (s != NULL);
-  struct cas_disk *d = cas_disk_find (s, "disk0");
+  struct cas_store *s;
+  struct cas_disk *d = child_disk0 (&s);
+  CHILD_CHECK (d != NULL);
   CHILD_CHECK (cput (d, B64, B64, 11) == 0);
   CHILD_CHECK (cas_store_flush (s) == 0);
   for (int i = 0; i < 3; i++)
@@ -220,9 +228,9 @@ Test (smallwrite, flushed_patches_survive_a_crash)
 static int
 patches_checkpoint_crash (void)
 {
-  struct cas_store *s = cas_store_open (store, NULL);
-  CHILD_CHECK (s != NULL);
-  struct cas_disk *d = cas_disk_find (s, "disk0");
+  struct cas_store *s;
+  struct cas_disk *d = child_disk0 (&s);
+  CHILD_CHECK (d != NULL);
   CHILD_CHECK (cput (d, 0, B64, 51) == 0);
   for (int i = 0; i < 5; i++)                   /* overlapping patches */
     CHILD_CHECK (cput (d, 2000 + 2500 * i, 6000, 60 + i) == 0);
@@ -250,9 +258,9 @@ Test (smallwrite, a_checkpoint_keeps_pending_patches)
 static int
 same_content_after_patch_crash (void)
 {
-  struct cas_store *s = cas_store_open (store, NULL);
-  CHILD_CHECK (s != NULL);
-  struct cas_disk *d = cas_disk_find (s, "disk0");
+  struct cas_store *s;
+  struct cas_disk *d = child_disk0 (&s);
+  CHILD_CHECK (d != NULL);
   CHILD_CHECK (cput (d, 2 * B64, B64, 81) == 0);
   CHILD_CHECK (cas_store_flush (s) == 0);
   CHILD_CHECK (cput (d, 2 * B64 + 4096, 512, 82) == 0);
@@ -279,9 +287,9 @@ Test (smallwrite, rewriting_the_old_content_ends_the_patches)
 static int
 patches_then_map_changes_crash (void)
 {
-  struct cas_store *s = cas_store_open (store, NULL);
-  CHILD_CHECK (s != NULL);
-  struct cas_disk *d = cas_disk_find (s, "disk0");
+  struct cas_store *s;
+  struct cas_disk *d = child_disk0 (&s);
+  CHILD_CHECK (d != NULL);
   CHILD_CHECK (cput (d, 1 * B64 + 100, 4096, 91) == 0);
   CHILD_CHECK (cput (d, 2 * B64 + 100, 4096, 92) == 0);
   /* Patch blocks 8..9 and 12; then a trim over blocks 6..10 (more than
@@ -420,9 +428,9 @@ Test (smallwrite, memory_stays_within_the_budget)
 static int
 patches_for_direct_io (void)
 {
-  struct cas_store *s = cas_store_open (store, NULL);
-  CHILD_CHECK (s != NULL);
-  struct cas_disk *d = cas_disk_find (s, "disk0");
+  struct cas_store *s;
+  struct cas_disk *d = child_disk0 (&s);
+  CHILD_CHECK (d != NULL);
   CHILD_CHECK (cput (d, 0, B64, 111) == 0);
   CHILD_CHECK (cput (d, 500, 1000, 112) == 0);
   CHILD_CHECK (cas_store_flush (s) == 0);
@@ -557,9 +565,9 @@ Test (smallwrite, checkpoints_race_readers_of_patched_blocks)
 static int
 patches_checkpoint_no_flush_crash (void)
 {
-  struct cas_store *s = cas_store_open (store, NULL);
-  CHILD_CHECK (s != NULL);
-  struct cas_disk *d = cas_disk_find (s, "disk0");
+  struct cas_store *s;
+  struct cas_disk *d = child_disk0 (&s);
+  CHILD_CHECK (d != NULL);
   CHILD_CHECK (cput (d, 3 * B64 + 10, 3000, 121) == 0);
   CHILD_CHECK (cput (d, 3 * B64 + 2000, 3000, 122) == 0);
   CHILD_CHECK (cas_store_flush (s) == 0);
