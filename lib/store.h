@@ -1,8 +1,8 @@
 /* The store's internals, shared by the modules that implement casdisk.h:
  * store.c (open, create, close, disks, recovery), store_io.c (the data
  * path), diskops.c (clone, snapshot, delete), journal.c and ckpt.c
- * (persistence), gc.c (background work),
- * check.c (offline check).
+ * (persistence), overlay.c (the small-write log's patches), gc.c and
+ * merger.c (background work), check.c (offline check).
  *
  * Lock order (take them in this order, never the reverse):
  *
