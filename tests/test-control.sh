@@ -16,16 +16,6 @@
 . "${top_builddir:-.}/tests/functions.sh"
 requires_python_nbd
 
-# nbdkit may report itself ready a moment before .after_fork starts the
-# control channel: wait for it (20 s at most).
-wait_control () {
-  for _ in $(seq 200); do
-    "$CASDISK" status "$st" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  fail "the control socket did not answer within 20 s"
-}
-
 st=$tmp/store
 "$CASDISK" create "$st" --size 256M --block-size 4K >/dev/null || fail "create"
 

@@ -4,17 +4,6 @@
 . "${top_builddir:-.}/tests/functions.sh"
 requires nbdkit
 
-# expect_error PATTERN KEY=VALUE...: nbdkit must exit 1 and say PATTERN.
-expect_error () {
-  local pattern=$1; shift
-  env $(nbdkit_env) $NBDKIT -U - "$PLUGIN" "$@" --run true >"$tmp/err" 2>&1
-  local rc=$?
-  [ "$rc" -eq 1 ] || { cat "$tmp/err"; fail "$*: exit status $rc, expected 1"; }
-  grep -q -- "$pattern" "$tmp/err" || { cat "$tmp/err"; fail "$*: message does not mention '$pattern'"; }
-  grep -qiE 'sanitizer|segmentation|core dumped' "$tmp/err" && { cat "$tmp/err"; fail "$*: crashed"; }
-  pass "$* -> $(grep -m1 -- "$pattern" "$tmp/err")"
-}
-
 st=$tmp/store
 expect_error "store=DIR is required"
 expect_error "unknown parameter 'bogus'" store=$st bogus=1

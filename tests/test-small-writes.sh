@@ -9,15 +9,6 @@ requires nbdsh
 
 st=$tmp/store
 
-# expect_error PATTERN KEY=VALUE...: nbdkit must exit 1 and say PATTERN.
-expect_error () {
-  local pattern=$1; shift
-  env $(nbdkit_env) $NBDKIT -U - "$PLUGIN" "$@" --run true >"$tmp/err" 2>&1
-  local rc=$?
-  [ "$rc" -eq 1 ] || { cat "$tmp/err"; fail "$*: exit status $rc, expected 1"; }
-  grep -q -- "$pattern" "$tmp/err" || { cat "$tmp/err"; fail "$*: message does not mention '$pattern'"; }
-  pass "$* -> $(grep -m1 -- "$pattern" "$tmp/err")"
-}
 expect_error "below the minimum of 1M" store=$st size=1G small-write-log-size=64K
 expect_error "small-write-log: 'maybe' is not a boolean" store=$st size=1G small-write-log=maybe
 
@@ -30,7 +21,7 @@ print(json.load(sys.stdin)["store"][sys.argv[1]])' "$1"
 
 # A whole block, flushed; then 4 KiB inside it.
 start_nbdkit store="$st" size=64M control=true
-for _ in $(seq 100); do [ -S "$st/control.sock" ] && break; sleep 0.1; done
+wait_control
 nbdsh -u "$(uri)" -c '
 import random
 r = random.Random(7)
@@ -57,7 +48,7 @@ check_store "$st"
 
 # After a clean stop the block holds the write (merged), and reads it.
 start_nbdkit store="$st" size=64M control=true
-for _ in $(seq 100); do [ -S "$st/control.sock" ] && break; sleep 0.1; done
+wait_control
 [ "$(status small_write_blocks)" = 0 ] || fail "a clean stop left small writes unmerged"
 nbdsh -u "$(uri)" -c '
 assert h.pread(65536, 0) == open("'"$tmp"'/want", "rb").read(), "wrong content after the merge"
@@ -67,7 +58,7 @@ stop_nbdkit
 
 # small-write-log=false: the block is rebuilt at once.
 start_nbdkit store="$st" size=64M control=true small-write-log=false
-for _ in $(seq 100); do [ -S "$st/control.sock" ] && break; sleep 0.1; done
+wait_control
 b1=$(status blocks)
 nbdsh -u "$(uri)" -c 'h.pwrite(b"\x5a" * 4096, 20000); h.flush()' || fail "write with the log off"
 [ "$(status small_write_blocks)" = 0 ] || fail "small-write-log=false logged a small write"
