@@ -50,7 +50,9 @@ DIRECT = "casdisk-direct"       # the plugin with direct-io=true (O_DIRECT, liba
 # --casdisk-direct-cache SIZE adds this one: direct-io=true cache=SIZE.
 DCACHE = "casdisk-dcache"
 REWRITE = "casdisk-rewrite"     # the plugin with small-write-log=false
-CASDISKS = ("casdisk", DIRECT, DCACHE, REWRITE)
+# --baseline PLUGIN adds this one: another build of the plugin, defaults.
+BASE = "casdisk-base"
+CASDISKS = ("casdisk", DIRECT, DCACHE, REWRITE, BASE)
 QCOW2S = ("qcow2", "qcow2-wb")
 # The space and clone workloads measure sizes only: one mode per format.
 SPACE_BACKENDS = ["casdisk", "qcow2", "file"]
@@ -59,6 +61,7 @@ LABELS = {
     DIRECT: "casdisk direct-io=true",
     DCACHE: "casdisk direct-io=true cache=SIZE",
     REWRITE: "casdisk small-write-log=false (blocks rebuilt at every small write)",
+    BASE: "casdisk defaults, the baseline build (--baseline)",
     "qcow2": "qcow2, qemu-nbd --cache=none",
     "qcow2-wb": "qcow2, qemu-nbd --cache=writeback",
     "file": "nbdkit file (buffered)",
@@ -451,6 +454,14 @@ class Bench:
         self.plugin = os.path.join(self.tmp, "nbdkit-casdisk-plugin.so")
         shutil.copy2(plugin, self.plugin)
         self.plugin_src = plugin
+        self.base_plugin = None
+        if args.baseline:
+            if not os.path.exists(args.baseline):
+                raise SystemExit("baseline plugin not found: %s" % args.baseline)
+            self.base_plugin = os.path.join(self.tmp, "nbdkit-casdisk-plugin-base.so")
+            shutil.copy2(args.baseline, self.base_plugin)
+            with open(args.baseline, "rb") as f:
+                self.base_sha = hashlib.sha256(f.read()).hexdigest()[:16]
         self.tool = None
         if os.path.exists(tool):
             self.tool = os.path.join(self.tmp, "casdisk")
@@ -476,7 +487,8 @@ class Bench:
         pidfile = os.path.join(d, "pid")
         if backend in CASDISKS:
             argv = ["nbdkit", "-f", "-U", sock, "-P", pidfile,
-                    self.plugin, "store=" + os.path.join(d, "store"),
+                    self.base_plugin if backend == BASE else self.plugin,
+                    "store=" + os.path.join(d, "store"),
                     "size=%d" % size]
             if backend in (DIRECT, DCACHE):
                 argv.append("direct-io=true")
@@ -510,9 +522,9 @@ class Bench:
         return Server(backend, argv, sock, pidfile).start(os.path.join(d, "server.log"))
 
     def storage_path(self, backend, d):
-        return {"casdisk": os.path.join(d, "store"), DIRECT: os.path.join(d, "store"),
-                DCACHE: os.path.join(d, "store"), REWRITE: os.path.join(d, "store"),
-                "qcow2": os.path.join(d, "disk.qcow2"),
+        if backend in CASDISKS:
+            return os.path.join(d, "store")
+        return {"qcow2": os.path.join(d, "disk.qcow2"),
                 "qcow2-wb": os.path.join(d, "disk.qcow2"),
                 "file": os.path.join(d, "disk.raw")}[backend]
 
@@ -1018,6 +1030,7 @@ class Bench:
             "started": datetime.datetime.now().isoformat(timespec="seconds"),
             "tmpdir": self.tmp, "plugin": public_path(self.plugin_src),
             "plugin_sha256_16": self.plugin_sha,
+            "baseline_sha256_16": self.base_sha if self.base_plugin else None,
             "git": git_info(), "params": {k: v for k, v in self.m.items()},
             "block_size": self.args.block_size or "default (64K)",
             "device": self.dev[2], "backends": {b: LABELS[b] for b in BACKENDS},
@@ -1113,6 +1126,9 @@ class Bench:
         if REWRITE in BACKENDS:
             plist.append((REWRITE, "qcow2", "casdisk small-write-log=false vs qcow2 --cache=none"))
             plist.append(("casdisk", REWRITE, "casdisk defaults vs small-write-log=false"))
+        if BASE in BACKENDS:
+            plist.append((BASE, "qcow2", "the baseline build vs qcow2 --cache=none"))
+            plist.append(("casdisk", BASE, "this build vs the baseline build (both defaults)"))
         for cb, peer, title in plist:
             pr = {"casdisk": cb, "peer": peer, "title": title, "ratios": {}}
             for row, bm in med.items():
@@ -1248,6 +1264,8 @@ def markdown(res):
     o.append("# casdisk benchmark, %s, %s\n" % (title, meta["started"]))
     o.append("Command: `%s`  " % meta["command"])
     o.append("Git: %s; plugin %s (sha256 %s…)  " % (meta["git"], meta["plugin"], meta["plugin_sha256_16"]))
+    if meta.get("baseline_sha256_16"):
+        o.append("Baseline plugin (`casdisk-base`): sha256 %s…  " % meta["baseline_sha256_16"])
     p = meta["params"]
     o.append("Parameters: %d repetition(s) (median shown), fio runtime %d s per run, disk %d MiB, "
              "write region of the fresh-disk jobs %d MiB, prefilled region %d MiB (reads and "
@@ -1505,7 +1523,12 @@ def main():
                     help="skip casdisk's memory and reopen measurements (bench/engine)")
     ap.add_argument("--casdisk-rewrite", action="store_true",
                     help="add a backend: casdisk with small-write-log=false")
+    ap.add_argument("--baseline", metavar="PLUGIN",
+                    help="add a backend: another build of the plugin (a .so), run with "
+                    "its defaults beside this build, interleaved")
     args = ap.parse_args()
+    if args.baseline:
+        BACKENDS.insert(1, BASE)
     if args.casdisk_direct_cache:
         BACKENDS.insert(2, DCACHE)
     if args.casdisk_rewrite:

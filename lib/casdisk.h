@@ -264,6 +264,7 @@ struct cas_store_stats {
   uint64_t small_write_bytes;   /* in the small-write log, not merged into blocks yet */
   uint64_t small_write_blocks;  /* blocks with such writes */
   uint64_t small_write_merges;  /* blocks rebuilt from them since open */
+  uint64_t writebacks;          /* early writebacks of the data file started since open */
 };
 int cas_store_stats (struct cas_store *s, struct cas_store_stats *st)
   __attribute__((nonnull));

@@ -9,6 +9,9 @@
  *     the writer that passed it (writers flush themselves only at four
  *     times the limit, so memory stays bounded if this thread falls
  *     behind).
+ *   - Writeback of the data file's dirty pages is started every
+ *     CAS_WB_BYTES written through the page cache (store_dio.c), so that a
+ *     writer does not wait in sync_file_range.
  *
  * Writers kick it (cas_merger_kick) when they make a block ripe, push the
  * log over its budget, or pass the record limit; it also wakes once a
@@ -32,7 +35,8 @@
 static bool
 has_work (struct cas_store *s)
 {
-  return cas_ovl_ripe (s) > 0 || cas_ovl_bytes (s) > s->ovl_budget ||
+  return __atomic_load_n (&s->wb_wanted, __ATOMIC_ACQUIRE) ||
+    cas_ovl_ripe (s) > 0 || cas_ovl_bytes (s) > s->ovl_budget ||
     __atomic_load_n (&s->active.len, __ATOMIC_RELAXED) > CAS_JBUF_LIMIT;
 }
 
@@ -58,6 +62,8 @@ merger_main (void *arg)
         pthread_cond_wait (&s->merge_cond, &s->merge_lock);
       break;
     }
+    if (__atomic_exchange_n (&s->wb_wanted, false, __ATOMIC_ACQ_REL))
+      cas_writeback_start (s);
     if (__atomic_load_n (&s->active.len, __ATOMIC_RELAXED) > CAS_JBUF_LIMIT)
       cas_journal_sync (s);     /* errors were logged; a client's flush reports them */
     /* The ripe ones, then the oldest while over budget.  A failed merge

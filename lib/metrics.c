@@ -102,6 +102,7 @@ static const struct figure store_figures[] = {
   U ("small_write_bytes", GAUGE, st.small_write_bytes, "Bytes of small writes in the log, not merged into blocks yet."),
   U ("small_write_blocks", GAUGE, st.small_write_blocks, "Blocks with small writes not merged yet."),
   U ("small_write_merges", COUNTER, st.small_write_merges, "Blocks rebuilt from small writes since open."),
+  U ("writebacks", COUNTER, st.writebacks, "Early writebacks of the data file started since open."),
   U ("compactions", COUNTER, compactions, "Compactions run on request (casdisk compact --now)."),
   U ("compaction_moved_bytes", GAUGE, compact_moving, "Bytes moved by the last or running requested compaction."),
   U ("scrub_running", GAUGE, scrub_running, "1 while an online scrub runs."),

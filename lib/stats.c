@@ -64,6 +64,7 @@ cas_store_stats (struct cas_store *s, struct cas_store_stats *st)
   st->small_write_bytes = cas_ovl_bytes (s);
   st->small_write_blocks = cas_ovl_count (s);
   st->small_write_merges = __atomic_load_n (&s->ovl_merges, __ATOMIC_RELAXED);
+  st->writebacks = __atomic_load_n (&s->wb_starts, __ATOMIC_RELAXED);
   st->data_file_end = cas_alloc_end (&s->alloc);
   {
     struct cas_space sp;

@@ -243,6 +243,14 @@ struct cas_store {
   pthread_mutex_t merge_lock;
   pthread_cond_t merge_cond;
   bool merge_stop;
+
+  /* Early writeback (store_dio.c): bytes written to the data file through
+   * the page cache since writeback was last started, and whether the
+   * merge thread is asked to start it.  Both atomic, no lock.
+   */
+  uint64_t wb_pending;
+  bool wb_wanted;
+  uint64_t wb_starts;               /* atomic, statistics */
 };
 
 static inline pthread_mutex_t *
@@ -383,6 +391,9 @@ int cas_data_read (struct cas_store *s, void *buf, uint32_t len, uint64_t off);
  * neighbouring granule of the same page cannot drop (design.md).
  */
 int cas_data_write (struct cas_store *s, const void *stored, uint32_t len, uint64_t off);
+#define CAS_WB_BYTES (8u << 20)     /* buffered data written per early writeback */
+void cas_writeback_note (struct cas_store *s, uint32_t len);
+void cas_writeback_start (struct cas_store *s);
 
 /* ---- merger.c ---- */
 int cas_merger_start (struct cas_store *s);

@@ -2037,3 +2037,61 @@ Test (store, gc_pressure_frees_dead_blocks_early)
   cr_assert_eq (s->gc_freed_blocks, 0);
   close_ok (s);
 }
+
+/* ---- Early writeback (store_dio.c) ---- */
+
+static bool
+two_writebacks (const struct cas_store_stats *st)
+{
+  return st->writebacks >= 2;
+}
+
+/* Write MIB MiB of unique random data in 1 MiB requests from block V0. */
+static void
+write_unique_mib (struct cas_disk *d, unsigned mib, uint64_t v0, uint64_t seed)
+{
+  uint8_t *buf = malloc (1u << 20);
+
+  cr_assert_not_null (buf);
+  for (unsigned i = 0; i < mib; i++) {
+    fill_random (buf, 1u << 20, seed + i);
+    write_ok (d, buf, 1u << 20, (v0 + i) * (1u << 20));
+  }
+  free (buf);
+}
+
+/* Every CAS_WB_BYTES written to the data file through the page cache,
+ * writeback is started: by the writer in a store that was not started,
+ * by the merge thread in one that was; never in direct-I/O mode.
+ */
+Test (store, writeback_starts_every_few_mib)
+{
+  const unsigned mib = 2 * (CAS_WB_BYTES >> 20) + 4;    /* 20: two of them */
+
+  create (65536, 1, 64u << 20);
+  struct cas_store *s = open_rw ();
+  write_unique_mib (disk0 (s), mib, 0, 1);
+  cr_assert_eq (stats (s).writebacks, 2, "not started: %" PRIu64 " writebacks", stats (s).writebacks);
+  cr_assert_eq (cas_store_flush (s), 0);
+  close_ok (s);
+
+  s = open_rw ();
+  cr_assert_eq (cas_store_start (s), 0);
+  write_unique_mib (disk0 (s), mib, mib, 100);
+  cr_assert (wait_for (s, two_writebacks, 5), "started: %" PRIu64 " writebacks in 5 s",
+             stats (s).writebacks);
+  cr_assert_leq (stats (s).writebacks, 2);
+  close_ok (s);
+
+  struct cas_open_opts o;
+  cas_open_opts_default (&o);
+  o.direct_io = true;
+  s = cas_store_open (store, &o);
+  if (s == NULL && strstr (errors, "direct I/O cannot be used"))
+    cr_skip_test ("%s cannot do direct I/O (as test-dio): %s", dir, errors);
+  cr_assert_not_null (s, "%s", errors);
+  write_unique_mib (disk0 (s), mib, 2 * mib, 200);
+  cr_assert_eq (stats (s).writebacks, 0);
+  close_ok (s);
+  check_clean ();
+}
