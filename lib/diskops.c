@@ -348,7 +348,7 @@ delete_disk (struct cas_store *s, const char *name, bool snapshot)
   }
   dead = release_map (d, false);
   cas_ovl_drop_range (s, d, 0, d->map.nblocks);
-  __atomic_add_fetch (&s->ndead, dead, __ATOMIC_RELAXED);
+  cas_gc_note_dead (s, dead);
   unlock_stripes (s);
   cas_debug ("%s: '%s': %" PRIu64 " blocks now unreferenced", what, name, dead);
   r = 0;

@@ -94,7 +94,18 @@ cas_gc_pass (struct cas_store *s, bool force)
 {
   struct cas_block *killed[GC_BATCH];
   const uint64_t now = cas_now ();
-  const bool pressed = !force && under_pressure (s);
+  /* Once under pressure, stay there while blocks keep dying: killing the
+   * dead takes the store below the threshold at once, and falling back
+   * to the delay and to erasing the junk that overwrites are about to
+   * take again would let the dead pile up for a whole tick of a second
+   * (docs/performance.md, "Dead space under overwrites").  When the
+   * overwrites stop, the next pass finds no dead block and the pressure
+   * ends: the junk is erased and the file shrinks.
+   */
+  const bool pressed = !force &&
+    (under_pressure (s) ||
+     (__atomic_load_n (&s->gc_pressed, __ATOMIC_RELAXED) &&
+      __atomic_load_n (&s->ndead, __ATOMIC_RELAXED) > 0));
   const uint64_t delay = pressed ? 0 : s->opts.gc_delay;
   uint64_t freed = 0;
   size_t n;
@@ -130,6 +141,20 @@ cas_gc_pass (struct cas_store *s, bool force)
     cas_debug ("gc: freed %" PRIu64 " blocks%s", freed,
                pressed ? " (dead space over gc-pressure: without waiting for gc-delay)" : "");
   }
+}
+
+void
+cas_gc_note_dead (struct cas_store *s, uint64_t n)
+{
+  if (n == 0)
+    return;
+  const uint64_t every = CAS_GC_KICK_BYTES / s->block_size;
+  const uint64_t before = __atomic_fetch_add (&s->ndead, n, __ATOMIC_RELAXED);
+  if (before / every == (before + n) / every ||
+      !__atomic_load_n (&s->gc_kickable, __ATOMIC_ACQUIRE))
+    return;
+  SCOPED_LOCK (l, &s->bg_lock);
+  pthread_cond_signal (&s->bg_cond);
 }
 
 /* Discard the bytes of junk: punch a hole (the host file system gets the
@@ -255,7 +280,11 @@ cas_gc_round (struct cas_store *s, bool force_compact)
    * bytes a pass.
    */
   const uint64_t t0 = cas_now_ns ();
-  if (force_compact || t0 >= s->recycle_rest_until) {
+  /* Not while overwrites keep the store under gc-pressure: they reuse the
+   * junk themselves, and moves would compete with them for it.
+   */
+  const bool pressed = __atomic_load_n (&s->gc_pressed, __ATOMIC_RELAXED);
+  if (force_compact || (!pressed && t0 >= s->recycle_rest_until)) {
     if (cas_recycle_pass (s, s->opts.recycle_rate, force_compact) > 0) {
       release (s, "reference"); /* BLOCK_MOVE durable; the old places */
       const uint64_t t1 = cas_now_ns ();
@@ -446,6 +475,7 @@ cas_gc_start (struct cas_store *s)
     return -1;
   }
   s->bg_started = true;
+  __atomic_store_n (&s->gc_kickable, true, __ATOMIC_RELEASE);
   return 0;
 }
 
@@ -454,6 +484,7 @@ cas_gc_stop (struct cas_store *s)
 {
   if (!s->bg_started)
     return;
+  __atomic_store_n (&s->gc_kickable, false, __ATOMIC_RELEASE);
   pthread_mutex_lock (&s->bg_lock);
   s->bg_stop = true;
   pthread_cond_signal (&s->bg_cond);

@@ -180,6 +180,7 @@ struct cas_store {
   pthread_mutex_t bg_lock;          /* guards bg_stop, with bg_cond */
   pthread_cond_t bg_cond;
   bool bg_stop;
+  bool gc_kickable;                 /* atomic: the thread runs; cas_gc_note_dead may wake it */
   uint64_t gc_freed_blocks;         /* atomic, statistics */
   uint64_t quarantined;             /* atomic: blocks that failed verification */
   uint64_t recycled_bytes;          /* atomic: bytes moved by the recycler since open */
@@ -406,6 +407,13 @@ int cas_gc_start (struct cas_store *s);
 void cas_gc_stop (struct cas_store *s);
 /* Free the space of dead blocks whose delay has passed (background thread). */
 void cas_gc_pass (struct cas_store *s, bool force);
+/* N blocks just died (refcount 0): count them in ndead, and wake the
+ * background thread every CAS_GC_KICK_BYTES of them so that overwrites
+ * faster than its tick meet gc-pressure at once.  Any lock may be held
+ * but bg_lock (a leaf).
+ */
+#define CAS_GC_KICK_BYTES (UINT64_C(16) << 20)
+void cas_gc_note_dead (struct cas_store *s, uint64_t n);
 /* Make pending frees durable, wait a grace period, settle them (junk),
  * erase junk (keep_erased), flush and free the erased space.
  */

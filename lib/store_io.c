@@ -597,7 +597,7 @@ set_entry (struct cas_disk *d, uint64_t v, struct cas_block *nb)
     cas_journal_append (s, JREC_MAP_SET, rec, sizeof rec);
   }
   if (old && old != nb && cas_block_put (&s->index, old, cas_now ()))
-    __atomic_add_fetch (&s->ndead, 1, __ATOMIC_RELAXED);
+    cas_gc_note_dead (s, 1);
   return 0;
 }
 
@@ -606,7 +606,7 @@ static void
 unref (struct cas_store *s, struct cas_block *b)
 {
   if (b && cas_block_put (&s->index, b, cas_now ()))
-    __atomic_add_fetch (&s->ndead, 1, __ATOMIC_RELAXED);
+    cas_gc_note_dead (s, 1);
 }
 
 /* Write the whole block V from SRC, prepared as PRE (NULL: not yet).
@@ -1005,7 +1005,7 @@ zero_blocks (struct cas_disk *d, uint64_t v0, uint64_t n)
         dead++;
     }
     cas_ovl_drop_range (s, d, v0, n);   /* after the entries (overlay.h) */
-    __atomic_add_fetch (&s->ndead, dead, __ATOMIC_RELAXED);
+    cas_gc_note_dead (s, dead);
     for (int i = CAS_NSTRIPES - 1; i >= 0; i--)
       pthread_mutex_unlock (&s->stripes[i]);
   }
