@@ -14,8 +14,8 @@
 #include <unistd.h>
 
 #include "casdisk.h"
-#include "index.h"
-#include "util.h"
+#include "meta/index.h"
+#include "util/util.h"
 
 static int
 import (struct cas_disk *d, const char *path)

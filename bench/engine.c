@@ -56,9 +56,9 @@
 #include <unistd.h>
 
 #include "casdisk.h"
-#include "compress.h"
-#include "crc32c.h"
-#include "hash.h"
+#include "util/compress.h"
+#include "util/crc32c.h"
+#include "util/hash.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15;
 

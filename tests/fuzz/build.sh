@@ -8,6 +8,6 @@ out=$1
 command -v clang >/dev/null || { echo "clang is not installed" >&2; exit 77; }
 clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
   -I"$builddir" -I"$srcdir/lib" \
-  "$srcdir"/lib/*.c "$srcdir/tests/fuzz/fuzz-metadata.c" \
+  "$srcdir"/lib/*/*.c "$srcdir/tests/fuzz/fuzz-metadata.c" \
   $(pkg-config --cflags --libs libzstd liburcu-bp liburcu-cds libcrypto) -laio -lpthread \
   -o "$out"

@@ -24,9 +24,9 @@
 #include <unistd.h>
 
 #include "casdisk.h"
-#include "crc32c.h"
 #include "format.h"
-#include "util.h"
+#include "util/crc32c.h"
+#include "util/util.h"
 
 static char dir[256] = "/tmp/casdisk-fuzzXXXXXX";
 static char names[3][64] = { "superblock", "checkpoint", "" };

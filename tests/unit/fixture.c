@@ -17,10 +17,10 @@
 #include <unistd.h>
 #include <criterion/criterion.h>
 #include "casdisk.h"
-#include "crc32c.h"
 #include "format.h"
-#include "store.h"
-#include "util.h"
+#include "meta/state.h"
+#include "util/crc32c.h"
+#include "util/util.h"
 
 #include "fixture.h"
 /* ---- the shared fixture ---- */

@@ -16,9 +16,9 @@
 #include <criterion/criterion.h>
 
 #include "casdisk.h"
-#include "crc32c.h"
 #include "format.h"
-#include "util.h"
+#include "util/crc32c.h"
+#include "util/util.h"
 
 #include "fixture.h"
 #include "jwriter.h"

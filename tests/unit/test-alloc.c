@@ -15,9 +15,9 @@
 
 #include <criterion/criterion.h>
 
-#include "alloc.h"
 #include "casdisk.h"
 #include "format.h"
+#include "storage/alloc.h"
 
 #define G CAS_GRANULE
 

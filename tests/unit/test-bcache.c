@@ -11,7 +11,7 @@
 
 #include <criterion/criterion.h>
 
-#include "bcache.h"
+#include "storage/bcache.h"
 
 #define BS 4096u
 

@@ -25,10 +25,10 @@
 #include <criterion/criterion.h>
 
 #include "casdisk.h"
-#include "compress.h"
-#include "crc32c.h"
 #include "format.h"
-#include "util.h"
+#include "util/compress.h"
+#include "util/crc32c.h"
+#include "util/util.h"
 
 #include "fixture.h"
 

@@ -25,11 +25,11 @@
 #include <criterion/criterion.h>
 
 #include "casdisk.h"
-#include "crc32c.h"
 #include "format.h"
-#include "hash.h"
-#include "store.h"
-#include "util.h"
+#include "meta/state.h"
+#include "util/crc32c.h"
+#include "util/hash.h"
+#include "util/util.h"
 
 #include "fixture.h"
 

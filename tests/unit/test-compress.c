@@ -14,7 +14,7 @@
 #include <criterion/criterion.h>
 
 #include "casdisk.h"
-#include "compress.h"
+#include "util/compress.h"
 
 #define BS 65536
 

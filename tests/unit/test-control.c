@@ -17,7 +17,7 @@
 #include <criterion/criterion.h>
 
 #include "casdisk.h"
-#include "control.h"
+#include "ops/control.h"
 #include "fixture.h"
 
 static void setup (void) { fixture_setup ("control"); }

@@ -11,7 +11,7 @@
 
 #include <criterion/criterion.h>
 
-#include "crc32c.h"
+#include "util/crc32c.h"
 
 /* The definition: reflected CRC-32C, one bit at a time. */
 static uint32_t

@@ -26,9 +26,9 @@
 #include <criterion/criterion.h>
 
 #include "casdisk.h"
-#include "dio.h"
 #include "format.h"
-#include "util.h"
+#include "storage/dio.h"
+#include "util/util.h"
 
 static char dir[256];
 static char file[300];

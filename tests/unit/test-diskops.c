@@ -20,7 +20,7 @@
 
 #include "casdisk.h"
 #include "fixture.h"
-#include "store.h"
+#include "meta/state.h"
 
 static void setup (void) { fixture_setup ("diskops"); }
 

@@ -18,9 +18,9 @@
 #include <criterion/criterion.h>
 #include "casdisk.h"
 #include "format.h"
-#include "io.h"
-#include "store.h"
-#include "util.h"
+#include "meta/state.h"
+#include "storage/io.h"
+#include "util/util.h"
 
 #include "fixture.h"
 

@@ -11,7 +11,7 @@
 
 #include <criterion/criterion.h>
 
-#include "hash.h"
+#include "util/hash.h"
 
 static void
 expect_sha (const void *data, size_t len, const char *hex)

@@ -15,8 +15,8 @@
 #include <criterion/criterion.h>
 
 #include "casdisk.h"
-#include "index.h"
-#include "util.h"
+#include "meta/index.h"
+#include "util/util.h"
 
 static void
 quiet (bool error, const char *msg)

@@ -19,7 +19,7 @@
 #include <criterion/criterion.h>
 
 #include "casdisk.h"
-#include "io.h"
+#include "storage/io.h"
 
 static char dir[256];
 static char last_error[1024];

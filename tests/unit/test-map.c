@@ -14,8 +14,8 @@
 #include <urcu-bp.h>
 
 #include "casdisk.h"
-#include "index.h"
-#include "map.h"
+#include "meta/index.h"
+#include "meta/map.h"
 
 static void
 quiet (bool error, const char *msg)

@@ -12,8 +12,8 @@
 
 #include <criterion/criterion.h>
 
-#include "ptcache.h"
-#include "util.h"
+#include "storage/ptcache.h"
+#include "util/util.h"
 
 #define N CAS_PTCACHE_PIECES
 

@@ -16,8 +16,8 @@
 #include <criterion/criterion.h>
 #include "casdisk.h"
 #include "format.h"
-#include "store.h"
-#include "util.h"
+#include "meta/state.h"
+#include "util/util.h"
 
 #include "fixture.h"
 

@@ -25,8 +25,8 @@
 
 #include "casdisk.h"
 #include "format.h"
-#include "ptcache.h"
-#include "store.h"
+#include "meta/state.h"
+#include "storage/ptcache.h"
 
 /* ---- helpers (each store-level test file carries its own copy) ---- */
 

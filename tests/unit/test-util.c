@@ -14,7 +14,7 @@
 #include <criterion/criterion.h>
 
 #include "casdisk.h"
-#include "util.h"
+#include "util/util.h"
 
 /* ---- cas_parse_size ---- */
 

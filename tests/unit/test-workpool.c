@@ -18,11 +18,11 @@
 #include <criterion/criterion.h>
 
 #include "casdisk.h"
-#include "crc32c.h"
 #include "format.h"
-#include "store.h"
-#include "util.h"
-#include "workpool.h"
+#include "meta/state.h"
+#include "util/crc32c.h"
+#include "util/util.h"
+#include "util/workpool.h"
 
 #include "fixture.h"
 

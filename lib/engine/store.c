@@ -1,0 +1,1696 @@
+/* The store: create, open with recovery, checkpoint, close; disks.
+ *
+ * Opening a store (cas_store_open_internal):
+ *
+ *   1. lock the superblock file (flock: exclusive to write, shared to read)
+ *      and validate it;
+ *   2. load the checkpoint (generation G) and replay journal.G, journal.G+1
+ *      ... (a checkpoint that crashed before it was renamed into place
+ *      leaves two journals; both are replayed in order);
+ *   3. recount every block's references from the maps: the count is
+ *      authoritative, a stored refcount that disagrees is reported (and a
+ *      count that does not fit in 31 bits refused, see recount);
+ *   4. rebuild the allocator from the blocks' locations; blocks nobody
+ *      references are dead and wait for the delayed GC again;
+ *   5. when writable: deallocate the gaps (a crash can leave written but
+ *      never-recorded blocks there), cut the data file at the end of the
+ *      last block, write a fresh checkpoint and start an empty journal.
+ *
+ * So a store is always open on a fresh checkpoint + empty journal, and
+ * recovery costs one read of the metadata plus one checkpoint write: no
+ * scan of the data.
+ */
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <dirent.h>
+#include <unistd.h>
+
+#include "format.h"
+#include "meta/overlay.h"
+#include "meta/state.h"
+#include "storage/bcache.h"
+#include "storage/dio.h"
+#include "storage/io.h"
+#include "storage/ptcache.h"
+#include "util/crc32c.h"
+#include "util/log.h"
+#include "util/util.h"
+#include "util/workpool.h"
+
+/* Piece tables cached (ptcache.h): 80 bytes a slot, 5 MiB at most,
+ * touched only as partial reads of sectored blocks fill it; the tables of
+ * 4 GiB of 64 KiB blocks.
+ */
+#define PTCACHE_SLOTS 65536
+
+void
+cas_create_opts_default (struct cas_create_opts *o)
+{
+  memset (o, 0, sizeof *o);
+  o->block_size = CAS_DEFAULT_BLOCK_SIZE;
+  o->compression_level = CAS_DEFAULT_LEVEL;
+}
+
+void
+cas_open_opts_default (struct cas_open_opts *o)
+{
+  memset (o, 0, sizeof *o);
+  o->gc_delay = CAS_DEFAULT_GC_DELAY;
+  o->gc_pressure = CAS_DEFAULT_GC_PRESSURE;
+  o->compact_after = CAS_DEFAULT_COMPACT_AFTER;
+  o->recycle_rate = CAS_DEFAULT_RECYCLE_RATE;
+  o->recycle_tranquility = CAS_DEFAULT_TRANQUILITY;
+  o->keep_erased = CAS_KEEP_ERASED_ALL;
+  o->workers = CAS_WORKERS_AUTO;
+}
+
+bool
+cas_disk_name_valid (const char *name)
+{
+  const size_t n = strlen (name);
+
+  if (n == 0 || n > CAS_DISK_NAME_MAX || name[0] == '-' || name[0] == '.')
+    return false;
+  for (size_t i = 0; i < n; i++)
+    if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
+          (name[i] >= '0' && name[i] <= '9') || name[i] == '-' || name[i] == '_' ||
+          name[i] == '.'))
+      return false;
+  return true;
+}
+
+static void
+path_of (const char *dir, const char *name, char *buf, size_t len)
+{
+  snprintf (buf, len, "%s/%s", dir, name);
+}
+
+bool
+cas_store_exists (const char *dir)
+{
+  char path[4096];
+
+  path_of (dir, CAS_SB_NAME, path, sizeof path);
+  return access (path, F_OK) == 0;
+}
+
+int
+cas_problem (struct cas_store *s, const char *fmt, ...)
+{
+  char msg[1024];
+  va_list ap;
+
+  va_start (ap, fmt);
+  vsnprintf (msg, sizeof msg, fmt, ap);
+  va_end (ap);
+  if (s->checker) {
+    s->checker->problems++;
+    if (s->checker->report)
+      s->checker->report (s->checker->opaque, msg);
+    return 0;
+  }
+  cas_error ("%s: corrupted store: %s", s->dir, msg);
+  errno = EUCLEAN;
+  return -1;
+}
+
+/* ---- creation ---- */
+
+static int
+validate_create (const struct cas_create_opts *o)
+{
+  if (!is_power_of_2 (o->block_size) ||
+      o->block_size < CAS_MIN_BLOCK_SIZE || o->block_size > CAS_MAX_BLOCK_SIZE) {
+    errno = EINVAL;
+    cas_error ("block size %" PRIu32 " is not a power of two between %u and %u",
+               o->block_size, CAS_MIN_BLOCK_SIZE, CAS_MAX_BLOCK_SIZE);
+    return -1;
+  }
+  if (o->compression_level < 0 || o->compression_level > CAS_MAX_LEVEL) {
+    errno = EINVAL;
+    cas_error ("compression level %d is out of range (0 = off, 1 .. %d)",
+               o->compression_level, CAS_MAX_LEVEL);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+validate_disk (const char *name, uint64_t size, uint32_t block_size)
+{
+  if (!cas_disk_name_valid (name)) {
+    errno = EINVAL;
+    cas_error ("disk name '%s' is not valid: use 1 to %d letters, digits, '-', '_' or '.', "
+               "not starting with '-' or '.'", name, CAS_DISK_NAME_MAX);
+    return -1;
+  }
+  if (size == 0 || size > CAS_MAX_DISK_SIZE) {
+    errno = EINVAL;
+    cas_error ("disk size %" PRIu64 " is out of range (1 byte .. 64 TiB)", size);
+    return -1;
+  }
+  (void) block_size;
+  return 0;
+}
+
+int
+cas_store_create (const char *dir, const struct cas_create_opts *opts,
+                  const char *first_disk, uint64_t first_size)
+{
+  uint8_t sb[CAS_SB_SIZE] = { 0 };
+  char path[4096];
+  DIR *dh;
+  struct dirent *de;
+  int fd;
+
+  if (validate_create (opts) == -1 ||
+      (first_disk && validate_disk (first_disk, first_size, opts->block_size) == -1))
+    return -1;
+  if (mkdir (dir, 0700) == -1 && errno != EEXIST) {
+    cas_error ("create store directory %s: %m", dir);
+    return -1;
+  }
+  if (cas_store_exists (dir)) {
+    errno = EEXIST;
+    cas_error ("%s is already a casdisk store", dir);
+    return -1;
+  }
+  dh = opendir (dir);
+  if (dh == NULL) {
+    cas_error ("open %s: %m", dir);
+    return -1;
+  }
+  while ((de = readdir (dh)) != NULL)
+    if (strcmp (de->d_name, ".") && strcmp (de->d_name, "..") &&
+        strcmp (de->d_name, CAS_DATA_NAME) && strcmp (de->d_name, CAS_CKPT_NAME) &&
+        strcmp (de->d_name, "journal.1") && strcmp (de->d_name, "superblock.tmp") &&
+        strcmp (de->d_name, "checkpoint.tmp")) {
+      cas_error ("%s is not empty and not a casdisk store (found '%s')", dir, de->d_name);
+      closedir (dh);            /* after the message: it frees de */
+      errno = ENOTEMPTY;
+      return -1;
+    }
+  closedir (dh);
+
+  /* The superblock goes last: until it exists, this is not a store, and a
+   * crash half-way leaves a directory that create accepts again.
+   */
+  memcpy (sb + SB_MAGIC, CAS_SB_MAGIC, 8);
+  put_le32 (sb + SB_VERSION, opts->sha256_keys ? 3 : CAS_FORMAT_VERSION);
+  if (getrandom (sb + SB_UUID, 16, 0) != 16 ||
+      (!opts->sha256_keys &&
+       getrandom (sb + SB_KEY_SECRET, CAS_KEY_SECRET_LEN, 0) != CAS_KEY_SECRET_LEN)) {
+    cas_error ("getrandom: %m");
+    return -1;
+  }
+  put_le32 (sb + SB_KEY_FN, opts->sha256_keys ? CAS_KEY_SHA256 : CAS_KEY_SIPHASH13);
+  put_le32 (sb + SB_BLOCK_SIZE, opts->block_size);
+  put_le32 (sb + SB_LEVEL, opts->compression_level);
+  put_le64 (sb + SB_CTIME, (uint64_t) time (NULL));
+  put_le32 (sb + SB_CRC, cas_crc32c (0, sb, sizeof sb));
+
+  path_of (dir, CAS_DATA_NAME, path, sizeof path);
+  if (cas_create_file (path, &fd) == -1)
+    return -1;
+  close (fd);
+  if (cas_ckpt_write_empty (dir, sb + SB_UUID, first_disk, first_size, opts->block_size) == -1)
+    return -1;
+  {
+    struct cas_store tmp = { .dir = (char *) dir };
+    memcpy (tmp.uuid, sb + SB_UUID, 16);
+    if (cas_journal_create (&tmp, 1, 1, &fd) == -1)
+      return -1;
+    close (fd);
+  }
+  return cas_write_file_atomic (dir, CAS_SB_NAME, sb, sizeof sb);
+}
+
+/* ---- loading ---- */
+
+/* Open-addressing table id -> block, alive only while loading.  The
+ * blocks enter the content index only at the end (finish_load): until
+ * then their index node holds loaded_refs (index.h).
+ */
+struct cas_load {
+  struct cas_block **slot;
+  uint64_t mask, n;
+  bool indexed;                 /* the blocks are in the index now */
+  uint64_t seq;                 /* the record being replayed; 0: the checkpoint */
+  struct load_history *hist;    /* where blocks lay during the journal, or NULL */
+};
+
+/* Where blocks lay while the journal was written, so that replay can
+ * refuse a journal placing a block (BLOCK_NEW, BLOCK_MOVE) on space that
+ * another block still used at that point, even if that block leaves it
+ * later: the engine reuses space only after the record that freed it.
+ * Each span is an extent a block held from the record START placed it
+ * there (0: the checkpoint) up to the record END that took it away
+ * (BLOCK_DEL, or the source of a BLOCK_MOVE).  Only extents that ended,
+ * and placements, are kept: the journal's size bounds them.
+ */
+struct load_span {
+  uint64_t off, len, id, start, end;
+};
+
+struct load_spans {
+  struct load_span *v;
+  size_t n, cap;
+};
+
+struct load_history {
+  struct load_spans ended;      /* extents left, with START and END */
+  struct load_spans placed;     /* placements: START only */
+};
+
+void
+cas_load_set_seq (struct cas_load *ld, uint64_t seq)
+{
+  ld->seq = seq;
+}
+
+static int
+spans_push (struct load_spans *l, const struct cas_block *b, uint64_t start, uint64_t end)
+{
+  if (l->n == l->cap) {
+    const size_t cap = l->cap ? 2 * l->cap : 256;
+    struct load_span *v = realloc (l->v, cap * sizeof *v);
+    if (v == NULL) {
+      cas_error ("replaying the journal: %m");
+      return -1;
+    }
+    l->v = v;
+    l->cap = cap;
+  }
+  l->v[l->n++] = (struct load_span) {
+    .off = cas_block_offset (b), .len = round_up (cas_block_len (b), CAS_GRANULE),
+    .id = b->id, .start = start, .end = end };
+  return 0;
+}
+
+static void
+history_free (struct cas_load *ld)
+{
+  if (ld->hist) {
+    free (ld->hist->ended.v);
+    free (ld->hist->placed.v);
+    free (ld->hist);
+    ld->hist = NULL;
+  }
+}
+
+static int
+history_get (struct cas_load *ld)
+{
+  if (ld->hist == NULL && (ld->hist = calloc (1, sizeof *ld->hist)) == NULL) {
+    cas_error ("replaying the journal: %m");
+    return -1;
+  }
+  return 0;
+}
+
+/* B leaves its place at the record being replayed (its START is found
+ * among the placements at the end: history_check).
+ */
+static int
+history_left (struct cas_load *ld, const struct cas_block *b)
+{
+  if (ld->seq == 0)
+    return 0;
+  return history_get (ld) == -1 ? -1 : spans_push (&ld->hist->ended, b, 0, ld->seq);
+}
+
+/* B was just placed by the record being replayed. */
+static int
+history_placed (struct cas_load *ld, const struct cas_block *b)
+{
+  if (ld->seq == 0)
+    return 0;                   /* the checkpoint: its blocks are checked at the end */
+  return history_get (ld) == -1 ? -1 :
+    spans_push (&ld->hist->placed, b, ld->seq, UINT64_MAX);
+}
+
+static uint64_t
+id_hash (uint64_t id)
+{
+  return id * UINT64_C(0x9e3779b97f4a7c15);
+}
+
+static struct cas_block **
+ld_find (struct cas_load *ld, uint64_t id)
+{
+  for (uint64_t i = id_hash (id) & ld->mask; ; i = (i + 1) & ld->mask)
+    if (ld->slot[i] == NULL || ld->slot[i]->id == id)
+      return &ld->slot[i];
+}
+
+static struct cas_block *
+ld_get (struct cas_load *ld, uint64_t id)
+{
+  return ld->slot ? *ld_find (ld, id) : NULL;
+}
+
+static int
+ld_insert (struct cas_load *ld, struct cas_block *b)
+{
+  if ((ld->n + 1) * 2 > ld->mask + 1) {
+    /* Only the table changes: every other field of LD stays as it is. */
+    struct cas_load bigger = { .mask = ld->mask ? 2 * ld->mask + 1 : 1023 };
+    bigger.slot = calloc (bigger.mask + 1, sizeof *bigger.slot);
+    if (bigger.slot == NULL)
+      return -1;
+    for (uint64_t i = 0; ld->mask && i <= ld->mask; i++)
+      if (ld->slot[i])
+        *ld_find (&bigger, ld->slot[i]->id) = ld->slot[i];
+    free (ld->slot);
+    ld->slot = bigger.slot;
+    ld->mask = bigger.mask;
+  }
+  *ld_find (ld, b->id) = b;
+  ld->n++;
+  return 0;
+}
+
+/* Remove by re-inserting the rest of the cluster (linear probing). */
+static void
+ld_remove (struct cas_load *ld, uint64_t id)
+{
+  struct cas_block **p = ld_find (ld, id);
+  uint64_t i = p - ld->slot;
+
+  assert (*p != NULL);
+  *p = NULL;
+  ld->n--;
+  for (i = (i + 1) & ld->mask; ld->slot[i]; i = (i + 1) & ld->mask) {
+    struct cas_block *b = ld->slot[i];
+    ld->slot[i] = NULL;
+    *ld_find (ld, b->id) = b;
+  }
+}
+
+void
+cas_free_block (struct cas_block *b)
+{
+  cas_block_free (b);
+}
+
+bool
+cas_disk_name_valid_for (const char *name, uint32_t flags)
+{
+  char base[CAS_DISK_NAME_MAX + 1];
+  const char *at = strchr (name, '@');
+
+  if (!(flags & CAS_DISK_SNAPSHOT))
+    return cas_disk_name_valid (name);
+  if (at == NULL || strlen (name) > CAS_DISK_NAME_MAX)
+    return false;
+  memcpy (base, name, at - name);
+  base[at - name] = '\0';
+  return cas_disk_name_valid (base) && cas_disk_name_valid (at + 1);
+}
+
+struct cas_disk *
+cas_disk_new (struct cas_store *s, uint32_t id, const char *name, uint64_t size,
+              uint32_t flags)
+{
+  struct cas_disk *d = calloc (1, sizeof *d);
+
+  if (d == NULL || cas_map_init (&d->map, (size + s->block_size - 1) / s->block_size) == -1) {
+    free (d);
+    cas_error ("disk '%s': %m", name);
+    return NULL;
+  }
+  d->s = s;
+  d->id = id;
+  d->flags = flags;
+  d->size = size;
+  strcpy (d->name, name);
+  return d;
+}
+
+static void
+disk_free (struct cas_disk *d)
+{
+  cas_map_destroy (&d->map);
+  free (d->ovl_bits);
+  free (d);
+}
+
+void
+cas_disk_publish (struct cas_store *s, struct cas_disk *d)
+{
+  assert (d->id <= s->ndisks && d->id < CAS_MAX_DISKS);
+  if (d->id < s->ndisks) {
+    struct cas_disk *old = s->disks[d->id];
+    assert (cas_disk_deleted (old));
+    old->retired_next = s->retired;
+    s->retired = old;
+    __atomic_store_n (&s->disks[d->id], d, __ATOMIC_RELEASE);
+  }
+  else {
+    s->disks[d->id] = d;
+    __atomic_store_n (&s->ndisks, d->id + 1, __ATOMIC_RELEASE);
+  }
+}
+
+int
+cas_disk_free_slot (struct cas_store *s, uint32_t *id)
+{
+  for (size_t i = 0; i < s->ndisks; i++)
+    if (cas_disk_deleted (s->disks[i])) {
+      *id = i;
+      return 0;
+    }
+  if (s->ndisks >= CAS_MAX_DISKS) {
+    errno = ENOSPC;
+    cas_error ("a store holds at most %d disks and snapshots", CAS_MAX_DISKS);
+    return -1;
+  }
+  *id = s->ndisks;
+  return 0;
+}
+
+struct cas_disk *
+cas_disk_find_locked (struct cas_store *s, const char *name)
+{
+  for (size_t i = 0; i < s->ndisks; i++)
+    if (!cas_disk_deleted (s->disks[i]) && strcmp (s->disks[i]->name, name) == 0)
+      return s->disks[i];
+  return NULL;
+}
+
+/* Loading: disk ID is appended, or replaces a tombstone. */
+int
+cas_load_disk_add (struct cas_store *s, uint32_t id, const char *name, uint64_t size,
+                   uint32_t flags)
+{
+  struct cas_disk *d;
+
+  if (id > s->ndisks || id >= CAS_MAX_DISKS ||
+      (id < s->ndisks && !cas_disk_deleted (s->disks[id])))
+    return cas_problem (s, "disk '%s' has id %" PRIu32 ", expected %zu or a deleted disk's",
+                        name, id, s->ndisks);
+  if (flags & ~CAS_DISK_FLAGS)
+    return cas_problem (s, "disk %" PRIu32 " has unknown flags 0x%" PRIx32, id, flags);
+  if (flags & CAS_DISK_DELETED) {
+    if (name[0] != '\0' || size != 0)
+      return cas_problem (s, "deleted disk %" PRIu32 " has a name or a size", id);
+  }
+  else if (!cas_disk_name_valid_for (name, flags) || size == 0 || size > CAS_MAX_DISK_SIZE)
+    return cas_problem (s, "disk %" PRIu32 " has a bad name or size", id);
+  else if (cas_disk_find_locked (s, name) != NULL)
+    return cas_problem (s, "two disks are named '%s'", name);
+  d = cas_disk_new (s, id, name, size, flags);
+  if (d == NULL)
+    return -1;
+  if (id < s->ndisks) {
+    disk_free (s->disks[id]);   /* nobody else can see it while loading */
+    s->disks[id] = d;
+  }
+  else
+    s->disks[s->ndisks++] = d;
+  return 0;
+}
+
+int
+cas_load_block_new (struct cas_store *s, struct cas_load *ld, uint64_t id, uint64_t offset,
+                    const uint8_t hash[32], uint32_t stored_len, uint32_t flags,
+                    uint32_t crc, uint32_t refcount)
+{
+  struct cas_block *b;
+
+  if (id == 0 || ld_get (ld, id) != NULL)
+    return cas_problem (s, "block id %" PRIu64 " is zero or defined twice", id);
+  const bool compressed = flags & CAS_BLK_COMPRESSED, sectored = flags & CAS_BLK_SECTORED;
+  if (stored_len == 0 || offset % CAS_GRANULE || offset >= CAS_DATA_MAX ||
+      (flags & ~CAS_BLK_FLAGS) ||
+      (compressed && (sectored || stored_len > s->block_size)) ||
+      (sectored && (s->block_size <= CAS_PIECE ||
+                    stored_len != cas_sectored_len (s->block_size))) ||
+      (!compressed && !sectored && stored_len != s->block_size))
+    return cas_problem (s, "block id %" PRIu64 " has a bad location or length", id);
+  b = cas_block_new ();
+  if (b == NULL)
+    return -1;
+  b->id = id;
+  cas_block_init (b, get_le64 (hash), offset, stored_len, flags, crc);
+  b->loaded_refs = refcount;
+  if (flags & CAS_BLK_QUARANTINED)
+    s->quarantined++;
+  if (id >= s->next_id)
+    s->next_id = id + 1;
+  if (ld_insert (ld, b) == -1) {
+    cas_block_free (b);
+    cas_error ("loading blocks: %m");
+    return -1;
+  }
+  return history_placed (ld, b);
+}
+
+int
+cas_load_block_del (struct cas_store *s, struct cas_load *ld, uint64_t id)
+{
+  struct cas_block *b = ld_get (ld, id);
+
+  if (b == NULL)
+    return cas_problem (s, "journal deletes unknown block id %" PRIu64, id);
+  /* Map entries still point at it: the journal contradicts itself.  Freeing
+   * the block would leave them pointing at freed memory (and the next
+   * block would take its place); a check keeps it and reports it.
+   */
+  if (b->loaded_refs != 0)
+    return cas_problem (s, "journal deletes block id %" PRIu64 " that still has %" PRIu32
+                        " references%s", id, b->loaded_refs,
+                        s->checker && s->checker->repair ? " (repaired: the block is kept)" :
+                        s->checker ? " (the block is kept)" : "");
+  if (history_left (ld, b) == -1)
+    return -1;
+  ld_remove (ld, id);
+  cas_block_free (b);           /* nobody else can see it while loading */
+  return 0;
+}
+
+int
+cas_load_block_move (struct cas_store *s, struct cas_load *ld, uint64_t id, uint64_t offset)
+{
+  struct cas_block *b = ld_get (ld, id);
+
+  if (b == NULL)
+    return cas_problem (s, "journal moves unknown block id %" PRIu64, id);
+  if (offset % CAS_GRANULE || offset >= CAS_DATA_MAX)
+    return cas_problem (s, "journal moves block id %" PRIu64 " to a bad offset", id);
+  if (history_left (ld, b) == -1)
+    return -1;
+  cas_block_set_offset (b, offset);
+  return history_placed (ld, b);
+}
+
+/* The disk a map record of the journal (FROM_JOURNAL) or the checkpoint
+ * names, or NULL after reporting the problem.  Snapshots are read-only:
+ * only the checkpoint sets their entries (DISK_CLONE copies them).
+ */
+static struct cas_disk *
+load_disk (struct cas_store *s, uint32_t disk, uint64_t v, uint64_t count, bool from_journal)
+{
+  if (disk >= s->ndisks || cas_disk_deleted (s->disks[disk])) {
+    cas_problem (s, "map entry for unknown or deleted disk %" PRIu32, disk);
+    return NULL;
+  }
+  if (from_journal && (s->disks[disk]->flags & CAS_DISK_SNAPSHOT)) {
+    cas_problem (s, "journal changes the map of snapshot '%s', which is read-only",
+                 s->disks[disk]->name);
+    return NULL;
+  }
+  if (v > s->disks[disk]->map.nblocks || count > s->disks[disk]->map.nblocks - v) {
+    cas_problem (s, "map entry beyond the end of disk '%s'", s->disks[disk]->name);
+    return NULL;
+  }
+  return s->disks[disk];
+}
+
+int
+cas_load_map_set (struct cas_store *s, struct cas_load *ld, uint32_t disk, uint64_t v,
+                  uint64_t id, bool from_journal)
+{
+  struct cas_disk *d = load_disk (s, disk, v, 1, from_journal);
+  struct cas_block *b = NULL, *old;
+
+  if (d == NULL)
+    return s->checker ? 0 : -1;
+  if (id != 0) {
+    b = ld_get (ld, id);
+    if (b == NULL)
+      return cas_problem (s, "disk '%s' block %" PRIu64 " points at unknown block id %" PRIu64
+                          "%s", d->name, v, id, s->checker && s->checker->repair ?
+                          " (cannot be repaired: that block now reads as zeroes)" : "");
+  }
+  if (cas_map_set (&d->map, v, b, &old) == -1)
+    return -1;
+  cas_ovl_drop (s, d, v);       /* the block's small writes end here */
+  /* The checkpoint stores refcounts; the journal's changes adjust them. */
+  if (from_journal) {
+    if (b)
+      b->loaded_refs++;
+    if (old)
+      old->loaded_refs--;
+  }
+  return 0;
+}
+
+int
+cas_load_map_zero (struct cas_store *s, struct cas_load *ld, uint32_t disk, uint64_t v,
+                   uint64_t count)
+{
+  struct cas_disk *d = load_disk (s, disk, v, count, true);
+  struct cas_block *old;
+
+  (void) ld;
+  if (d == NULL)
+    return s->checker ? 0 : -1;
+  cas_ovl_drop_range (s, d, v, count);
+  for (uint64_t i = v; i < v + count; i++) {
+    if (cas_map_page_of (&d->map, i) == NULL) {
+      i |= CAS_MAP_PAGE - 1;    /* skip the rest of an empty page */
+      continue;
+    }
+    cas_map_set (&d->map, i, NULL, &old);
+    if (old)
+      old->loaded_refs--;
+  }
+  return 0;
+}
+
+int
+cas_load_patch (struct cas_store *s, struct cas_load *ld, uint32_t disk, uint64_t v,
+                uint32_t off, const uint8_t *data, uint32_t len)
+{
+  struct cas_disk *d = load_disk (s, disk, v, 1, true);
+
+  (void) ld;
+  if (d == NULL)
+    return s->checker ? 0 : -1;
+  if (v >= d->map.nblocks || off > s->block_size || len > s->block_size - off)
+    return cas_problem (s, "journal: small write beyond the end of block %" PRIu64
+                        " of disk '%s'", v, d->name);
+  return cas_ovl_add (s, d, v, off, data, len, NULL);
+}
+
+/* Recount references from the maps into refcount and compare with what the
+ * metadata said.  A refcount has 31 bits (the top one is the GC's KILLED
+ * mark, index.h).  New references stop at ref_max, far below; a block that
+ * older code took past it is accepted with its exact count (it takes no
+ * new reference: writes store another copy, clones fail).  A block with
+ * more references than 31 bits hold, which only older code without
+ * asserts or damage can leave, cannot be counted: opening fails (EUCLEAN),
+ * check reports it, and repair refuses (EOVERFLOW): it cannot fix it.
+ */
+static int
+recount (struct cas_store *s)
+{
+  const uint32_t most = CAS_REF_KILLED - 1;
+  bool overflow = false;
+
+  for (size_t i = 0; i < s->ndisks; i++) {
+    const struct cas_disk *d = s->disks[i];
+    const struct cas_map *m = &d->map;
+    for (uint64_t pg = 0; pg < m->npages; pg++)
+      for (unsigned k = 0; m->pages[pg] && k < CAS_MAP_PAGE; k++) {
+        struct cas_block *b = m->pages[pg]->e[k];
+        if (b == NULL)
+          continue;
+        if (b->refcount < most) {
+          b->refcount++;
+          continue;
+        }
+        if (overflow)
+          continue;             /* reported once; the count stays at MOST */
+        overflow = true;
+        if (s->checker && s->checker->repair) {
+          errno = EOVERFLOW;
+          cas_error ("%s: block id %" PRIu64 " has more than %" PRIu32 " references (disk '%s' "
+                     "block %" PRIu64 "), more than a refcount holds: cannot repair",
+                     s->dir, b->id, most, d->name, pg * CAS_MAP_PAGE + k);
+          return -1;
+        }
+        if (cas_problem (s, "block id %" PRIu64 " has more than %" PRIu32 " references (disk "
+                         "'%s' block %" PRIu64 "), more than a refcount holds", b->id, most,
+                         d->name, pg * CAS_MAP_PAGE + k) == -1)
+          return -1;
+      }
+  }
+  return 0;
+}
+
+struct used_list {
+  struct cas_extent *v;
+  size_t n;
+  struct cas_store *s;
+  int err;
+};
+
+static void
+verify_refs (struct used_list *u, struct cas_block *b)
+{
+  struct cas_store *s = u->s;
+  char hex[2 * CAS_KEY_LEN + 1];
+
+  if (b->refcount != b->loaded_refs) {
+    cas_key_hex (b->key, hex);
+    if (s->checker)
+      cas_problem (s, "block id %" PRIu64 " (%.16s): refcount is %" PRIu32
+                   " but %" PRIu32 " references point at it%s", b->id, hex,
+                   b->loaded_refs, b->refcount,
+                   s->checker->repair ? " (repaired: recounted)" : "");
+    else
+      cas_debug ("block id %" PRIu64 ": stored refcount %" PRIu32 " corrected to %" PRIu32,
+                 b->id, b->loaded_refs, b->refcount);
+  }
+  if (b->refcount > s->ref_max)
+    cas_debug ("block id %" PRIu64 " has %" PRIu32 " references, more than the %" PRIu32
+               " a block may take: it takes no more (writes of its content store a copy)",
+               b->id, b->refcount, s->ref_max);
+  if (b->refcount == 0) {
+    s->ndead++;
+    cas_index_note_dead (&s->index, b, cas_now ());
+  }
+  u->v[u->n++] = (struct cas_extent) { .off = cas_block_offset (b), .len = cas_block_len (b),
+                                       .tag = b->id };
+}
+
+static int
+cmp_extent (const void *a, const void *b)
+{
+  const struct cas_extent *x = a, *y = b;
+  return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* Deallocate the gaps between the blocks USED[N] (sorted by offset) and
+ * cut the data file after the last one.  Freed extents are punched one by
+ * one as they are released, but a file-system block shared by two freed
+ * extents stays allocated until the whole gap is punched: this does that,
+ * at open and at close.
+ */
+static int
+tidy_data_file (struct cas_store *s, const struct cas_extent *used, size_t n)
+{
+  struct stat st;
+  uint64_t pos = 0;
+
+  for (size_t i = 0; i < n; i++) {
+    if (used[i].off > pos)
+      cas_punch_hole (s->data_fd, pos, used[i].off - pos, "data file");
+    pos = used[i].off + round_up (used[i].len, CAS_GRANULE);
+  }
+  if (fstat (s->data_fd, &st) == -1) {
+    cas_error ("stat data file: %m");
+    return -1;
+  }
+  if ((uint64_t) st.st_size > pos)
+    return cas_ftruncate (s->data_fd, pos, "data file");
+  return 0;
+}
+
+static int
+collect_extent (void *opaque, struct cas_block *b)
+{
+  struct used_list *u = opaque;
+
+  u->v[u->n++] = (struct cas_extent) { .off = cas_block_offset (b), .len = cas_block_len (b),
+                                       .tag = b->id };
+  return 0;
+}
+
+/* Count, then collect, the allocator's extents that tidying must keep. */
+struct kept_list {
+  struct used_list *u;
+  size_t cap, n;
+};
+
+static int
+collect_kept (void *opaque, uint64_t off, uint64_t len, enum cas_space_state st)
+{
+  struct kept_list *k = opaque;
+
+  if (st != CAS_SPACE_SETTLING && st != CAS_SPACE_MOVING)
+    return 0;
+  if (k->u == NULL) {
+    k->n++;
+    return 0;
+  }
+  if (k->u->n == k->cap)
+    return -1;                  /* cannot happen: nothing else runs at close */
+  k->u->v[k->u->n++] = (struct cas_extent) { .off = off, .len = len };
+  return 0;
+}
+
+/* At close: tidy around every block's extent and every extent that may
+ * still be named by durable metadata or hold a copy in progress, sorted.
+ * Only free, erased and settled junk space lies between them (the space
+ * map tiles the file), so only that is punched, and the file is never cut
+ * below a pending extent: a BLOCK_DEL or BLOCK_MOVE whose record is not
+ * durable leaves the old place named by the durable journal.
+ */
+static int
+tidy_at_close (struct cas_store *s)
+{
+  struct used_list u = { .s = s };
+  struct kept_list k = { 0 };
+  int r;
+
+  cas_alloc_walk (&s->alloc, collect_kept, &k);
+  k.cap = s->index.count + k.n + 1;
+  u.v = malloc (k.cap * sizeof *u.v);
+  if (u.v == NULL) {
+    cas_error ("close: %m");
+    return -1;
+  }
+  cas_index_walk (&s->index, collect_extent, &u);
+  k.u = &u;
+  k.cap = u.n + k.n;
+  if (cas_alloc_walk (&s->alloc, collect_kept, &k) == -1) {
+    free (u.v);
+    errno = EAGAIN;
+    cas_error ("close: the space map changed while tidying");
+    return -1;
+  }
+  qsort (u.v, u.n, sizeof *u.v, cmp_extent);
+  r = tidy_data_file (s, u.v, u.n);
+  free (u.v);
+  return r;
+}
+
+static int
+cmp_placed (const void *a, const void *b)
+{
+  const struct load_span *x = a, *y = b;
+
+  if (x->id != y->id)
+    return x->id < y->id ? -1 : 1;
+  if (x->off != y->off)
+    return x->off < y->off ? -1 : 1;
+  return x->start < y->start ? -1 : x->start > y->start;
+}
+
+static int
+cmp_span_off (const void *a, const void *b)
+{
+  const struct load_span *x = a, *y = b;
+  return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* The record that last placed block ID at OFF before record BEFORE, from
+ * PLACED (sorted by cmp_placed); 0 (the checkpoint) if none did.
+ */
+static uint64_t
+placed_at (const struct load_spans *placed, uint64_t id, uint64_t off, uint64_t before)
+{
+  size_t lo = 0, hi = placed->n;        /* first entry >= (id, off, before) */
+
+  while (lo < hi) {
+    const size_t mid = lo + (hi - lo) / 2;
+    const struct load_span *p = &placed->v[mid];
+    if (p->id < id || (p->id == id && (p->off < off || (p->off == off && p->start < before))))
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (lo > 0 && placed->v[lo - 1].id == id && placed->v[lo - 1].off == off)
+    return placed->v[lo - 1].start;
+  return 0;
+}
+
+static bool
+spans_meet (const struct load_span *a, const struct load_span *b)
+{
+  return a->off < b->off + b->len && b->off < a->off + a->len &&
+    a->start < b->end && b->start < a->end && a->id != b->id;
+}
+
+static int
+span_problem (struct cas_store *s, const struct load_span *a, const struct load_span *b)
+{
+  const struct load_span *early = a->start <= b->start ? a : b, *late = early == a ? b : a;
+
+  return cas_problem (s, "journal places block %" PRIu64 " at data offset %" PRIu64
+                      " (record %" PRIu64 ") while block %" PRIu64 " still uses the same space "
+                      "(until record %" PRIu64 ")", late->id, late->off, late->start,
+                      early->id, early->end == UINT64_MAX ? 0 : early->end);
+}
+
+/* Refuse a journal that placed a block on space another block still held
+ * at that point (see struct load_history): compare every extent a block
+ * left during the journal with every other extent, ended or final, that
+ * overlaps it in space, for an overlap in time.  FINAL[N]: the blocks'
+ * extents now, sorted by offset, tagged with their id.
+ */
+static int
+history_check (struct cas_store *s, struct cas_load *ld, const struct cas_extent *final,
+               size_t n)
+{
+  struct load_history *h = ld->hist;
+  struct load_span *active = NULL;
+  size_t nactive = 0, i = 0, j = 0;
+  int r = -1;
+
+  if (h == NULL || h->ended.n == 0)
+    return 0;                   /* nothing left its place: the final check covers it */
+  if (h->placed.n > 0)
+    qsort (h->placed.v, h->placed.n, sizeof *h->placed.v, cmp_placed);
+  for (size_t k = 0; k < h->ended.n; k++) {
+    struct load_span *e = &h->ended.v[k];
+    e->start = placed_at (&h->placed, e->id, e->off, e->end);
+  }
+  qsort (h->ended.v, h->ended.n, sizeof *h->ended.v, cmp_span_off);
+  active = malloc (h->ended.n * sizeof *active);
+  if (active == NULL) {
+    cas_error ("replaying the journal: %m");
+    return -1;
+  }
+  /* Sweep both lists by offset.  Final extents never overlap each other
+   * (finish_load checks), so the last one seen is the only final extent
+   * that can reach the next; ended extents stay active until passed.
+   */
+  struct load_span last = { .len = 0 };
+  while (i < n || j < h->ended.n) {
+    const bool take_final = j == h->ended.n || (i < n && final[i].off <= h->ended.v[j].off);
+    struct load_span x;
+    if (take_final) {
+      x = (struct load_span) { .off = final[i].off, .len = round_up (final[i].len, CAS_GRANULE),
+                               .id = final[i].tag, .end = UINT64_MAX };
+      x.start = placed_at (&h->placed, x.id, x.off, UINT64_MAX);
+      i++;
+    }
+    else
+      x = h->ended.v[j++];
+    size_t keep = 0;
+    for (size_t k = 0; k < nactive; k++)
+      if (active[k].off + active[k].len > x.off)
+        active[keep++] = active[k];
+    nactive = keep;
+    for (size_t k = 0; k < nactive; k++)
+      if (spans_meet (&active[k], &x) && span_problem (s, &active[k], &x) == -1)
+        goto out;
+    if (take_final)
+      last = x;
+    else {
+      if (last.len && spans_meet (&last, &x) && span_problem (s, &last, &x) == -1)
+        goto out;
+      active[nactive++] = x;
+    }
+  }
+  r = 0;
+ out:
+  free (active);
+  return r;
+}
+
+/* Steps 3 and 4, and 5 when writable. */
+static int
+finish_load (struct cas_store *s, struct cas_load *ld)
+{
+  struct used_list u = { .s = s };
+  struct stat st;
+  int r = -1;
+
+  if (recount (s) == -1)
+    return -1;
+  u.v = malloc ((ld->n + 1) * sizeof *u.v);
+  if (u.v == NULL) {
+    cas_error ("loading: %m");
+    return -1;
+  }
+  /* Compare the counts, then put each block into the index (which
+   * overwrites loaded_refs).
+   */
+  rcu_read_lock ();
+  for (uint64_t i = 0; ld->mask && i <= ld->mask; i++)
+    if (ld->slot[i]) {
+      verify_refs (&u, ld->slot[i]);
+      cas_index_add (&s->index, ld->slot[i]);
+    }
+  rcu_read_unlock ();
+  ld->indexed = true;
+  qsort (u.v, u.n, sizeof *u.v, cmp_extent);
+  for (size_t i = 1; i < u.n; i++)
+    if (u.v[i].off < u.v[i - 1].off + round_up (u.v[i - 1].len, CAS_GRANULE) &&
+        cas_problem (s, "blocks %" PRIu64 " and %" PRIu64 " use the same space at offset %"
+                     PRIu64, u.v[i - 1].tag, u.v[i].tag, u.v[i].off) == -1)
+      goto out;
+  if (history_check (s, ld, u.v, u.n) == -1)
+    goto out;
+  if (fstat (s->data_fd, &st) == -1) {
+    cas_error ("stat data file: %m");
+    goto out;
+  }
+  if (u.n > 0 && u.v[u.n - 1].off + u.v[u.n - 1].len > (uint64_t) st.st_size &&
+      cas_problem (s, "block %" PRIu64 " lies beyond the end of the data file (%" PRIu64
+                   " bytes): the data file is truncated", u.v[u.n - 1].tag,
+                   (uint64_t) st.st_size) == -1)
+    goto out;
+  if (s->checker && !s->checker->repair) {  /* check.c looks at the rest */
+    r = 0;
+    goto out;
+  }
+  if (cas_alloc_rebuild (&s->alloc, u.v, u.n) == -1)
+    goto out;
+  /* Deallocate what crashed writes may have left between blocks. */
+  if (!s->readonly && tidy_data_file (s, u.v, u.n) == -1)
+    goto out;
+  r = 0;
+ out:
+  history_free (ld);
+  free (u.v);
+  return r;
+}
+
+static int
+read_superblock (struct cas_store *s)
+{
+  uint8_t sb[CAS_SB_SIZE], copy[CAS_SB_SIZE];
+  ssize_t n = pread (s->sb_fd, sb, sizeof sb, 0);
+
+  if (n < 8 || memcmp (sb + SB_MAGIC, CAS_SB_MAGIC, 8) != 0) {
+    errno = EINVAL;
+    cas_error ("%s is not a casdisk store (bad superblock magic)", s->dir);
+    return -1;
+  }
+  if (get_le32 (sb + SB_VERSION) > CAS_FORMAT_VERSION && n >= 16) {
+    errno = ENOTSUP;
+    cas_error ("%s: store format version %" PRIu32 " is newer than this casdisk supports (%d): "
+               "upgrade casdisk", s->dir, get_le32 (sb + SB_VERSION), CAS_FORMAT_VERSION);
+    return -1;
+  }
+  if (n != CAS_SB_SIZE) {
+    errno = EUCLEAN;
+    cas_error ("%s: corrupted store: superblock is truncated (%zd bytes)", s->dir, n);
+    return -1;
+  }
+  memcpy (copy, sb, sizeof copy);
+  put_le32 (copy + SB_CRC, 0);
+  if (cas_crc32c (0, copy, sizeof copy) != get_le32 (sb + SB_CRC)) {
+    errno = EUCLEAN;
+    cas_error ("%s: corrupted store: superblock checksum mismatch", s->dir);
+    return -1;
+  }
+  memcpy (s->uuid, sb + SB_UUID, 16);
+  s->keyfn.fn = get_le32 (sb + SB_KEY_FN);
+  memcpy (s->keyfn.secret, sb + SB_KEY_SECRET, CAS_KEY_SECRET_LEN);
+  if (s->keyfn.fn != CAS_KEY_SHA256 && s->keyfn.fn != CAS_KEY_SIPHASH13) {
+    errno = EUCLEAN;
+    cas_error ("%s: corrupted store: unknown key function %" PRIu32 " in the superblock",
+               s->dir, s->keyfn.fn);
+    return -1;
+  }
+  s->version = get_le32 (sb + SB_VERSION);
+  s->block_size = get_le32 (sb + SB_BLOCK_SIZE);
+  s->level = get_le32 (sb + SB_LEVEL);
+  if (!is_power_of_2 (s->block_size) || s->block_size < CAS_MIN_BLOCK_SIZE ||
+      s->block_size > CAS_MAX_BLOCK_SIZE || s->level < 0 || s->level > CAS_MAX_LEVEL) {
+    errno = EUCLEAN;
+    cas_error ("%s: corrupted store: bad block size or compression level in the superblock",
+               s->dir);
+    return -1;
+  }
+  return 0;
+}
+
+static void
+free_store (struct cas_store *s)
+{
+  if (s == NULL)
+    return;
+  for (size_t i = 0; i < s->ndisks; i++)
+    disk_free (s->disks[i]);
+  while (s->retired) {
+    struct cas_disk *d = s->retired;
+    s->retired = d->retired_next;
+    disk_free (d);
+  }
+  cas_ovl_destroy (s);
+  cas_index_destroy (&s->index, cas_free_block);
+  cas_alloc_destroy (&s->alloc);
+  if (s->jfd >= 0)
+    close (s->jfd);
+  if (s->bcache) {
+    struct cas_bcache_stats st;
+    cas_bcache_stats (s->bcache, &st);
+    cas_debug ("cache: %" PRIu64 " hits, %" PRIu64 " misses, %" PRIu64 " of %" PRIu64
+               " blocks held", st.hits, st.misses, st.entries, st.capacity);
+    cas_bcache_free (s->bcache);
+  }
+  cas_dio_close (s->dio);
+  if (s->ptcache) {
+    struct cas_ptcache_stats st;
+    cas_ptcache_stats (s->ptcache, &st);
+    cas_debug ("piece tables: %" PRIu64 " hits, %" PRIu64 " misses", st.hits, st.misses);
+    cas_ptcache_free (s->ptcache);
+  }
+  if (s->data_fd >= 0)
+    close (s->data_fd);
+  if (s->sb_fd >= 0)
+    close (s->sb_fd);           /* releases the lock */
+  free (s->active.p);
+  free (s->flushing.p);
+  free (s->dir);
+  free (s);
+}
+
+static int
+open_files (struct cas_store *s)
+{
+  char path[4096];
+  const int mode = s->readonly ? O_RDONLY : O_RDWR;
+  struct stat st;
+
+  if (stat (s->dir, &st) == -1 || !S_ISDIR (st.st_mode)) {
+    errno = ENOENT;
+    cas_error ("%s: no such store directory", s->dir);
+    return -1;
+  }
+  path_of (s->dir, CAS_SB_NAME, path, sizeof path);
+  s->sb_fd = open (path, O_RDONLY | O_CLOEXEC);
+  if (s->sb_fd == -1) {
+    if (errno == ENOENT)
+      cas_error ("%s is not a casdisk store (no superblock)", s->dir);
+    else
+      cas_error ("open %s: %m", path);
+    return -1;
+  }
+  if (flock (s->sb_fd, (s->readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) == -1) {
+    if (errno == EWOULDBLOCK) {
+      errno = EBUSY;
+      cas_error ("%s is in use by another process (nbdkit or casdisk): the store is locked",
+                 s->dir);
+    }
+    else
+      cas_error ("lock %s: %m", path);
+    return -1;
+  }
+  if (read_superblock (s) == -1)
+    return -1;
+  path_of (s->dir, CAS_DATA_NAME, path, sizeof path);
+  s->data_fd = open (path, mode | O_CLOEXEC);
+  if (s->data_fd == -1) {
+    if (errno == ENOENT) {
+      errno = EUCLEAN;
+      cas_error ("%s: corrupted store: the data file is missing", s->dir);
+    }
+    else
+      cas_error ("open %s: %m", path);
+    return -1;
+  }
+  if (s->opts.direct_io && cas_dio_open (path, s->readonly, &s->dio) == -1)
+    return -1;
+  s->small_log = s->version >= 5 && !s->dio && !s->opts.rewrite_small_writes;
+  if (s->dio && s->opts.cache_bytes &&
+      (s->bcache = cas_bcache_new (s->opts.cache_bytes, s->block_size)) == NULL)
+    return -1;
+  if (s->block_size > CAS_PIECE && (s->ptcache = cas_ptcache_new (PTCACHE_SLOTS)) == NULL) {
+    cas_error ("open %s: %m", s->dir);
+    return -1;
+  }
+  return 0;
+}
+
+/* Make the journals FIRST..s->gen that were just replayed durable, with
+ * the directory (names created, renamed or removed by a checkpoint that
+ * crashed).  After kill -9 between a journal write and its sync, the tail
+ * replay applied may be only in the page cache: tidying the data file on
+ * its word before it is durable would let a power loss bring back the
+ * journal without the tail, naming space that was punched.
+ */
+static int
+sync_replayed (struct cas_store *s, uint64_t first)
+{
+  char path[4096];
+
+  for (uint64_t g = first; g <= s->gen; g++) {
+    cas_journal_path (s, g, path, sizeof path);
+    const int fd = open (path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+      if (errno == ENOENT && s->checker)
+        continue;               /* repair recreates a missing journal */
+      cas_error ("open %s: %m", path);
+      return -1;
+    }
+    const int r = cas_fdatasync (fd, path);
+    close (fd);
+    if (r == -1)
+      return -1;
+  }
+  return cas_fsync_dir (s->dir);
+}
+
+/* Remove journals older than GEN (a checkpoint of GEN covers them). */
+static void
+remove_old_journals (struct cas_store *s, uint64_t gen)
+{
+  char path[4096];
+
+  for (uint64_t g = gen - 1; g > 0 && cas_journal_exists (s, g); g--) {
+    cas_journal_path (s, g, path, sizeof path);
+    cas_unlink (path);
+  }
+}
+
+struct cas_store *
+cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
+                         struct cas_checker *checker)
+{
+  struct cas_store *s = calloc (1, sizeof *s);
+  struct cas_load ld = { 0 };
+  CLEANUP_FREE uint8_t *ckpt = NULL;
+  size_t ckpt_len;
+  char path[4096];
+  uint64_t gen, seq, end = 0;
+  bool torn = false;
+
+  if (s == NULL || (s->dir = strdup (dir)) == NULL) {
+    free (s);
+    cas_error ("open store: %m");
+    return NULL;
+  }
+  s->sb_fd = s->data_fd = s->jfd = -1;
+  s->ref_max = CAS_REF_MAX;
+  s->gc_pressure_floor = CAS_GC_PRESSURE_FLOOR;
+  if (opts)
+    s->opts = *opts;
+  else
+    cas_open_opts_default (&s->opts);
+  if (s->opts.checkpoint_bytes == 0)
+    s->opts.checkpoint_bytes = CAS_DEFAULT_CKPT_BYTES;
+  if (s->opts.recycle_rate == 0)
+    s->opts.recycle_rate = CAS_DEFAULT_RECYCLE_RATE;
+  s->checker = checker;
+  s->readonly = s->opts.readonly || (checker != NULL && !checker->repair);
+  pthread_mutex_init (&s->disks_lock, NULL);
+  for (int i = 0; i < CAS_NSTRIPES; i++)
+    pthread_mutex_init (&s->stripes[i], NULL);
+  pthread_mutex_init (&s->ckpt_mutex, NULL);
+  {
+    pthread_rwlockattr_t a;
+    pthread_rwlockattr_init (&a);
+    pthread_rwlockattr_setkind_np (&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init (&s->ckpt_lock, &a);
+    pthread_rwlockattr_destroy (&a);
+  }
+  pthread_mutex_init (&s->jlock, NULL);
+  pthread_mutex_init (&s->flush_lock, NULL);
+  pthread_mutex_init (&s->sync_lock, NULL);
+  s->batch_max = CAS_BATCH_MAX;
+  pthread_mutex_init (&s->bg_lock, NULL);
+  pthread_cond_init (&s->bg_cond, NULL);
+  pthread_cond_init (&s->bg_done, NULL);
+  s->opened_ns = cas_now_ns ();
+  pthread_mutex_init (&s->recycle_lock, NULL);
+  pthread_mutex_init (&s->merge_lock, NULL);
+  pthread_cond_init (&s->merge_cond, NULL);
+  s->ovl_budget = s->opts.small_write_log_bytes ? s->opts.small_write_log_bytes
+    : CAS_DEFAULT_SMALL_LOG_BYTES;
+  if (cas_ovl_init (s) == -1)
+    goto err;
+
+  if (open_files (s) == -1)
+    goto err;
+  path_of (dir, CAS_CKPT_NAME, path, sizeof path);
+  if (access (path, F_OK) == -1) {
+    errno = EUCLEAN;
+    cas_error ("%s: corrupted store: the checkpoint file is missing", dir);
+    goto err;
+  }
+  if (cas_read_file (path, (void **) &ckpt, &ckpt_len) == -1 ||
+      cas_index_init (&s->index, ckpt_len / CKPT_BLOCK_SIZE) == -1 ||
+      cas_alloc_init (&s->alloc, cas_stored_max (s->block_size)) == -1)
+    goto err;
+  s->alloc.keep_erased = s->opts.keep_erased;
+  if (s->opts.key_bits > 0 && s->opts.key_bits < 64)
+    s->index.key_mask = (UINT64_C(1) << s->opts.key_bits) - 1;
+  if (cas_ckpt_load (s, &ld, ckpt, ckpt_len, &gen, &seq) == -1)
+    goto err;
+  s->gen = gen;
+  if (!cas_journal_exists (s, gen) &&
+      cas_problem (s, "journal.%" PRIu64 " is missing", gen) == -1)
+    goto err;
+  /* Replay journal.G, then journal.G+1 if a checkpoint was interrupted.
+   * A torn tail before a newer journal is possible (cutting it at open is
+   * not synced at once, and a power loss can bring it back); the newer
+   * journal's first sequence number proves nothing was lost in between.
+   * A newer journal whose header never became durable (the checkpoint
+   * that created it crashed) holds nothing: it is dropped.
+   */
+  for (uint64_t g = gen; cas_journal_exists (s, g); g++) {
+    if (g > gen && cas_journal_unborn (s, g)) {
+      cas_debug ("journal.%" PRIu64 " was never completed (interrupted checkpoint): dropped", g);
+      if (!s->readonly) {
+        cas_journal_path (s, g, path, sizeof path);
+        if (cas_unlink (path) == -1)
+          goto err;
+      }
+      break;
+    }
+    if (cas_journal_replay (s, &ld, g, &seq, &end, &torn) == -1)
+      goto err;
+    s->gen = g;
+  }
+  s->next_seq = seq;
+  s->durable_seq = seq - 1;
+  if (!s->readonly && sync_replayed (s, gen) == -1)
+    goto err;
+  if (finish_load (s, &ld) == -1)
+    goto err;
+  free (ld.slot);
+  ld.slot = NULL;
+
+  if (!s->readonly) {
+    /* Continue the last journal after its last valid record (cutting a
+     * torn tail), then try to start afresh with a checkpoint.  If that
+     * fails (a full file system), the recovered journal serves on.
+     */
+    cas_journal_path (s, s->gen, path, sizeof path);
+    s->jfd = open (path, O_RDWR | O_CLOEXEC);
+    if (s->jfd == -1 && errno == ENOENT && s->checker && s->checker->repair) {
+      /* Repairing a store that lost its journal: the checkpoint alone is
+       * consistent; start a journal after it.
+       */
+      if (cas_journal_create (s, s->gen, s->next_seq, &s->jfd) == -1)
+        goto err;
+      end = JRN_HDR_SIZE;
+      torn = false;
+    }
+    if (s->jfd == -1) {
+      cas_error ("open %s: %m", path);
+      goto err;
+    }
+    if (torn && cas_ftruncate (s->jfd, end, "journal") == -1)
+      goto err;
+    s->jpos = s->jreserved = end;
+    cas_journal_reserve (s);
+    if (cas_store_checkpoint (s) == -1)
+      cas_error ("%s: could not write a checkpoint at open (see above); "
+                 "continuing with the recovered journal", dir);
+    /* Direct I/O writes no small-write log: rebuild the blocks that a
+     * buffered open left with pending small writes.  Until then (or if
+     * that fails) their disks are read through the buffered path.
+     */
+    if (s->dio && cas_ovl_count (s) > 0 &&
+        cas_ovl_merge_some (s, 0, UINT64_MAX, UINT32_MAX) == -1)
+      cas_error ("%s: could not merge the small writes a buffered open left (see above); "
+                 "their disks are read without direct I/O", dir);
+  }
+  cas_debug ("opened %s: %zu disks, %" PRIu64 " blocks, generation %" PRIu64,
+             dir, s->ndisks, s->index.count, s->gen);
+  return s;
+
+ err:
+  /* Blocks not yet in the index are only in LD. */
+  for (uint64_t i = 0; !ld.indexed && ld.mask && i <= ld.mask; i++)
+    cas_block_free (ld.slot[i]);
+  free (ld.slot);
+  history_free (&ld);
+  free_store (s);
+  return NULL;
+}
+
+struct cas_store *
+cas_store_open (const char *dir, const struct cas_open_opts *opts)
+{
+  return cas_store_open_internal (dir, opts, NULL);
+}
+
+/* ---- checkpoint ---- */
+
+/* The checkpoint holds maps, not pending small writes (overlay.h): each is
+ * restated, compacted, at the head of the new journal, which is synced
+ * before the checkpoint can replace the journals that held them.
+ * ckpt_lock held for writing (so the age list does not change).
+ */
+static int
+restate_one (void *opaque, struct cas_ovl *o)
+{
+  struct cas_store *s = opaque;
+  /* Writers are excluded, readers are not: a read of a patched block
+   * walks its patches under the stripe lock.
+   */
+  SCOPED_LOCK (sl, stripe_of (s, o->d, o->v));
+
+  if (cas_ovl_compact (s, o, s->block_size) == -1)
+    return -1;
+  SCOPED_LOCK (jl, &s->jlock);
+  for (const struct cas_patch *p = o->head; p; p = p->next)
+    cas_journal_append_patch (s, o->d->id, o->v, p->off, p->data, p->len);
+  return 0;
+}
+
+/* Appends the records; the caller syncs them (after letting writers go:
+ * they append after them).  Returns the bytes appended, or -1.
+ */
+static int64_t
+restate_patches (struct cas_store *s)
+{
+  if (cas_ovl_count (s) == 0)
+    return 0;
+  if (cas_ovl_each (s, restate_one, s) == -1)
+    return -1;
+  SCOPED_LOCK (jl, &s->jlock);
+  return s->active.len;         /* it was empty: the flush above took it all */
+}
+
+/* Write a checkpoint of the current state.  The journal switches to a new
+ * generation at the snapshot point:
+ *
+ *   under ckpt_lock (write): flush; snapshot; create journal.G+1; switch;
+ *     restate the pending small writes (append them first in G+1).
+ *   then: sync journal.G+1 (with the restated patches, and whatever writers
+ *     appended after them); write checkpoint (G+1) atomically; remove
+ *     journal.G.
+ *
+ * A crash before the rename leaves checkpoint G + journal.G + journal.G+1,
+ * which replay in order; after it, checkpoint G+1 + journal.G+1.
+ */
+int
+cas_store_checkpoint (struct cas_store *s)
+{
+  SCOPED_LOCK (cm, &s->ckpt_mutex);
+  CLEANUP_FREE uint8_t *buf = NULL;
+  size_t len;
+  uint64_t gen, old_gen;
+  int newfd;
+
+  assert (!s->readonly);
+  if (cas_check_failed (s, "checkpoint") == -1)
+    return -1;
+  pthread_rwlock_wrlock (&s->ckpt_lock);
+  if (cas_journal_sync (s) == -1)
+    goto err_unlock;
+  {
+    SCOPED_LOCK (fl, &s->flush_lock);
+    old_gen = s->gen;
+    gen = s->gen + 1;
+    if (cas_ckpt_serialize (s, gen, s->next_seq, &buf, &len) == -1 ||
+        cas_journal_create (s, gen, s->next_seq, &newfd) == -1)
+      goto err_unlock;
+    close (s->jfd);
+    s->jfd = newfd;
+    s->jpos = JRN_HDR_SIZE;
+    s->jreserved = 0;
+    s->gen = gen;
+    cas_journal_reserve (s);
+  }
+  const int64_t restated = restate_patches (s);
+  if (restated == -1)
+    goto err_unlock;
+  /* What the journal holds already: the next checkpoint counts from here. */
+  __atomic_store_n (&s->jrestated, JRN_HDR_SIZE + JREC_BATCH_SIZE + (uint64_t) restated,
+                    __ATOMIC_RELAXED);
+  pthread_rwlock_unlock (&s->ckpt_lock);
+  /* The restated patches must be durable before the checkpoint that does
+   * not hold them replaces the journals that do.
+   */
+  if (restated > 0 && cas_journal_sync (s) == -1)
+    return -1;                  /* journal.G and G+1 still replay correctly */
+
+  if (cas_write_file_atomic (s->dir, CAS_CKPT_NAME, buf, len) == -1)
+    return -1;                  /* journal.G and G+1 still replay correctly */
+  remove_old_journals (s, gen);
+  (void) old_gen;
+  return 0;
+
+ err_unlock:
+  pthread_rwlock_unlock (&s->ckpt_lock);
+  return -1;
+}
+
+/* ---- lifecycle ---- */
+
+/* The threads that prepare one write's blocks, the writer included. */
+static unsigned
+workers_wanted (const struct cas_store *s)
+{
+  unsigned n = s->opts.workers;
+
+  if (n == CAS_WORKERS_AUTO) {
+    const long cpus = sysconf (_SC_NPROCESSORS_ONLN);
+    n = cpus > 0 ? cpus : 1;
+  }
+  return n < CAS_MAX_WORKERS ? n : CAS_MAX_WORKERS;
+}
+
+int
+cas_store_start_workers (struct cas_store *s)
+{
+  if (s->readonly || s->pool != NULL || workers_wanted (s) <= 1)
+    return 0;
+  s->pool = cas_workpool_start (workers_wanted (s) - 1);
+  if (s->pool == NULL)
+    return -1;
+  cas_debug ("%u threads prepare the blocks of multi-block writes", workers_wanted (s));
+  return 0;
+}
+
+int
+cas_store_start (struct cas_store *s)
+{
+  if (s->readonly)
+    return 0;
+  if (cas_store_start_workers (s) == -1)
+    return -1;
+  if (cas_gc_start (s) == -1)
+    return -1;
+  if (s->small_log && cas_merger_start (s) == -1)
+    return -1;                  /* cas_store_close stops the threads */
+  if (s->opts.control && cas_control_start (s) == -1)
+    return -1;                  /* cas_store_close stops the GC */
+  return 0;
+}
+
+int
+cas_store_flush (struct cas_store *s)
+{
+  if (s->readonly)
+    return 0;
+  return cas_journal_sync (s);
+}
+
+int
+cas_store_close (struct cas_store *s)
+{
+  int r = 0;
+
+  if (s == NULL)
+    return 0;
+  cas_workpool_free (s->pool);   /* no write is running any more */
+  s->pool = NULL;
+  cas_control_stop (s);         /* its requests may wait for the GC thread */
+  cas_merger_stop (s);
+  cas_gc_stop (s);
+  /* Rebuild the blocks with pending small writes, so that a store closed
+   * cleanly holds none; what fails is restated by the checkpoint.
+   */
+  if (!s->readonly && !__atomic_load_n (&s->io_failed, __ATOMIC_ACQUIRE))
+    cas_ovl_merge_some (s, 0, UINT64_MAX, UINT32_MAX);
+  if (__atomic_load_n (&s->io_failed, __ATOMIC_ACQUIRE)) {
+    cas_error ("%s: closing after an I/O error: nothing more is written; the next "
+               "open recovers the last flushed state", s->dir);
+    r = -1;
+  }
+  else if (!s->readonly) {
+    if (cas_journal_sync (s) == -1) {
+      /* Records that freed space are not durable: the durable journal may
+       * still name that space, so nothing may be erased or cut.  The next
+       * open recovers the last flushed state and tidies then.
+       */
+      cas_error ("%s: closing after a failed flush: the last unflushed changes are lost, "
+                 "the file is left as it is", s->dir);
+      r = -1;
+    }
+    else {
+      /* Release what the delayed GC already freed, then checkpoint. */
+      cas_gc_release (s);
+      if (cas_store_checkpoint (s) == -1)
+        r = -1;
+      /* Give back partly freed file-system blocks; cut the file's tail. */
+      if (tidy_at_close (s) == -1)
+        r = -1;
+    }
+  }
+  rcu_barrier ();               /* blocks freed with call_rcu */
+  free_store (s);
+  return r;
+}
+
+/* ---- disks ---- */
+
+struct cas_disk *
+cas_disk_add (struct cas_store *s, const char *name, uint64_t size)
+{
+  struct cas_disk *d;
+  uint8_t rec[JREC_DISK_ADD_LEN] = { 0 };
+  uint32_t id;
+
+  if (s->readonly) {
+    errno = EROFS;
+    cas_error ("cannot add disk '%s': the store is open read-only", name);
+    return NULL;
+  }
+  if (validate_disk (name, size, s->block_size) == -1)
+    return NULL;
+  pthread_rwlock_rdlock (&s->ckpt_lock);
+  {
+    SCOPED_LOCK (dl, &s->disks_lock);
+    if (cas_disk_find_locked (s, name) != NULL) {
+      pthread_rwlock_unlock (&s->ckpt_lock);
+      errno = EEXIST;
+      cas_error ("disk '%s' already exists", name);
+      return NULL;
+    }
+    if (cas_disk_free_slot (s, &id) == -1 || (d = cas_disk_new (s, id, name, size, 0)) == NULL) {
+      pthread_rwlock_unlock (&s->ckpt_lock);
+      return NULL;
+    }
+    put_le32 (rec, d->id);
+    put_le32 (rec + 4, strlen (name));
+    put_le64 (rec + 8, size);
+    memcpy (rec + 16, name, strlen (name));
+    {
+      SCOPED_LOCK (jl, &s->jlock);
+      cas_journal_append (s, JREC_DISK_ADD, rec, sizeof rec);
+    }
+    cas_disk_publish (s, d);
+  }
+  pthread_rwlock_unlock (&s->ckpt_lock);
+  if (cas_journal_sync (s) == -1)
+    return NULL;
+  return d;
+}
+
+struct cas_disk *
+cas_disk_find (struct cas_store *s, const char *name)
+{
+  const size_t n = cas_store_ndisks (s);
+
+  for (size_t i = 0; i < n; i++) {
+    struct cas_disk *d = __atomic_load_n (&s->disks[i], __ATOMIC_ACQUIRE);
+    if (!cas_disk_deleted (d) && strcmp (d->name, name) == 0)
+      return d;
+  }
+  errno = ENOENT;
+  return NULL;
+}
+
+size_t
+cas_store_ndisks (const struct cas_store *s)
+{
+  return __atomic_load_n (&s->ndisks, __ATOMIC_ACQUIRE);
+}
+
+struct cas_disk *
+cas_store_disk (struct cas_store *s, size_t i)
+{
+  struct cas_disk *d;
+
+  if (i >= cas_store_ndisks (s))
+    return NULL;
+  d = __atomic_load_n (&s->disks[i], __ATOMIC_ACQUIRE);
+  return cas_disk_deleted (d) ? NULL : d;
+}
+
+const char *cas_disk_name (const struct cas_disk *d) { return d->name; }
+bool
+cas_disk_is_snapshot (const struct cas_disk *d)
+{
+  return __atomic_load_n (&d->flags, __ATOMIC_RELAXED) & CAS_DISK_SNAPSHOT;
+}
+uint64_t cas_disk_size (const struct cas_disk *d) { return d->size; }
+uint32_t cas_store_block_size (const struct cas_store *s) { return s->block_size; }
+int cas_store_compression_level (const struct cas_store *s) { return s->level; }
+const char *cas_store_dir (const struct cas_store *s) { return s->dir; }
