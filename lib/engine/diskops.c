@@ -50,6 +50,7 @@
 #include <string.h>
 
 #include "format.h"
+#include "meta/disk.h"
 #include "meta/overlay.h"
 #include "meta/state.h"
 #include "util/log.h"
@@ -78,114 +79,6 @@ unlock_stripes (struct cas_store *s)
 {
   for (int i = CAS_NSTRIPES - 1; i >= 0; i--)
     pthread_mutex_unlock (&s->stripes[i]);
-}
-
-/* Give back the references copy_map took for the entries of DST's map
- * before page PG, entry K (a failed copy).  Each block is still mapped by
- * the source: none dies.
- */
-static void
-unref_copied (struct cas_map *dm, uint64_t pg, unsigned k)
-{
-  for (uint64_t p = 0; p <= pg && p < dm->npages; p++) {
-    const struct cas_map_page *q = dm->pages[p];
-    const unsigned end = p == pg ? k : CAS_MAP_PAGE;
-
-    for (unsigned i = 0; q && i < end; i++)
-      if (q->e[i]) {
-        const uint32_t r = __atomic_sub_fetch (&q->e[i]->refcount, 1, __ATOMIC_RELAXED);
-        assert (r >= 1 && !(r & CAS_REF_KILLED));
-        (void) r;
-      }
-  }
-}
-
-/* Copy SRC's map into DST (new, unpublished, of the same size), taking one
- * reference per entry: a live reference, or when LOADING one more
- * loaded_refs (the journal's count, see store.c).  Writers of SRC are
- * excluded by the caller.  Fails with ENOMEM, or EOVERFLOW when a block
- * has ref_max references already (index.h), and then holds no reference:
- * those taken are given back.  (Writers' dedup takes references outside
- * the stripe locks, even meanwhile: hence no count first.)  Journal
- * replay is not capped: it repeats what happened.
- */
-static int
-copy_map (struct cas_disk *dst, const struct cas_disk *src, bool loading)
-{
-  struct cas_store *s = dst->s;
-  const struct cas_map *sm = &src->map;
-  struct cas_map *dm = &dst->map;
-
-  assert (sm->nblocks == dm->nblocks);
-  for (uint64_t pg = 0; pg < sm->npages; pg++)
-    if (sm->pages[pg] && (dm->pages[pg] = malloc (sizeof *dm->pages[pg])) == NULL) {
-      cas_error ("copy the map of disk '%s': %m", src->name);
-      for (uint64_t k = 0; k < pg; k++) {
-        free (dm->pages[k]);
-        dm->pages[k] = NULL;
-      }
-      return -1;
-    }
-  for (uint64_t pg = 0; pg < sm->npages; pg++) {
-    const struct cas_map_page *p = sm->pages[pg];
-    struct cas_map_page *q = dm->pages[pg];
-
-    if (p == NULL)
-      continue;
-    memcpy (q, p, sizeof *q);
-    for (unsigned k = 0; k < CAS_MAP_PAGE; k++) {
-      struct cas_block *b = q->e[k];
-      bool revived;
-
-      if (b == NULL)
-        continue;
-      if (loading)
-        b->loaded_refs++;
-      else if (!cas_block_get (b, s->ref_max, &revived)) {
-        /* A mapped block has a reference already: never dead, never
-         * killed; so it is full.
-         */
-        unref_copied (dm, pg, k);
-        errno = EOVERFLOW;
-        cas_error ("%s '%s' of '%s': block id %" PRIu64 " (at disk block %" PRIu64
-                   ") would have more than the %" PRIu32 " references a block may have",
-                   dst->flags & CAS_DISK_SNAPSHOT ? "snapshot" : "clone", dst->name,
-                   src->name, b->id, pg * CAS_MAP_PAGE + k, s->ref_max);
-        return -1;
-      }
-      else
-        assert (!revived);
-    }
-  }
-  return 0;
-}
-
-/* Release every entry of D's map; returns how many blocks became dead.
- * Writers of D are excluded by the caller, and the record that drops the
- * references is journaled (when LOADING, loaded_refs are adjusted instead).
- */
-static uint64_t
-release_map (struct cas_disk *d, bool loading)
-{
-  struct cas_map *m = &d->map;
-  const uint64_t now = cas_now ();
-  uint64_t dead = 0;
-
-  for (uint64_t pg = 0; pg < m->npages; pg++) {
-    struct cas_map_page *p = m->pages[pg];
-    if (p == NULL)
-      continue;
-    for (unsigned k = 0; k < CAS_MAP_PAGE; k++) {
-      struct cas_block *b = __atomic_exchange_n (&p->e[k], NULL, __ATOMIC_ACQ_REL);
-      if (b == NULL)
-        continue;
-      if (loading)
-        b->loaded_refs--;
-      else if (cas_block_put (&d->s->index, b, now))
-        dead++;
-    }
-  }
-  return dead;
 }
 
 /* Clone disk SRC_NAME into a new disk DST_NAME with FLAGS (0 or
@@ -237,7 +130,7 @@ clone_disk (struct cas_store *s, const char *src_name, const char *dst_name, uin
   /* The source's pending small writes become blocks first, so that the
    * copy holds them and a snapshot has none (overlay.h).
    */
-  if (cas_ovl_merge_disk (src) == -1 || copy_map (d, src, false) == -1) {
+  if (cas_ovl_merge_disk (src) == -1 || cas_disk_copy_map (d, src, false) == -1) {
     unlock_stripes (s);
     cas_map_destroy (&d->map);
     free (d);
@@ -346,7 +239,7 @@ delete_disk (struct cas_store *s, const char *name, bool snapshot)
     SCOPED_LOCK (jl, &s->jlock);
     cas_journal_append (s, JREC_DISK_DEL, rec, sizeof rec);
   }
-  dead = release_map (d, false);
+  dead = cas_disk_release_map (d, false);
   cas_ovl_drop_range (s, d, 0, d->map.nblocks);
   cas_gc_note_dead (s, dead);
   unlock_stripes (s);
@@ -405,7 +298,7 @@ cas_load_disk_clone (struct cas_store *s, struct cas_load *ld, uint32_t id, cons
       strcmp (s->disks[id]->name, name) != 0)
     return 0;                   /* check mode: reported, not added */
   assert (id != src);
-  return copy_map (s->disks[id], s->disks[src], true);
+  return cas_disk_copy_map (s->disks[id], s->disks[src], true);
 }
 
 int
@@ -416,7 +309,7 @@ cas_load_disk_del (struct cas_store *s, uint32_t id)
   if (id >= s->ndisks || cas_disk_deleted (s->disks[id]))
     return cas_problem (s, "journal: deletes unknown disk %" PRIu32, id);
   d = s->disks[id];
-  release_map (d, true);
+  cas_disk_release_map (d, true);
   cas_ovl_drop_range (s, d, 0, d->map.nblocks);
   d->flags |= CAS_DISK_DELETED;
   return 0;

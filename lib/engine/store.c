@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "format.h"
+#include "meta/disk.h"
 #include "meta/overlay.h"
 #include "meta/state.h"
 #include "storage/bcache.h"
@@ -73,21 +74,6 @@ cas_open_opts_default (struct cas_open_opts *o)
   o->recycle_tranquility = CAS_DEFAULT_TRANQUILITY;
   o->keep_erased = CAS_KEEP_ERASED_ALL;
   o->workers = CAS_WORKERS_AUTO;
-}
-
-bool
-cas_disk_name_valid (const char *name)
-{
-  const size_t n = strlen (name);
-
-  if (n == 0 || n > CAS_DISK_NAME_MAX || name[0] == '-' || name[0] == '.')
-    return false;
-  for (size_t i = 0; i < n; i++)
-    if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
-          (name[i] >= '0' && name[i] <= '9') || name[i] == '-' || name[i] == '_' ||
-          name[i] == '.'))
-      return false;
-  return true;
 }
 
 static void
@@ -404,91 +390,6 @@ cas_free_block (struct cas_block *b)
   cas_block_free (b);
 }
 
-bool
-cas_disk_name_valid_for (const char *name, uint32_t flags)
-{
-  char base[CAS_DISK_NAME_MAX + 1];
-  const char *at = strchr (name, '@');
-
-  if (!(flags & CAS_DISK_SNAPSHOT))
-    return cas_disk_name_valid (name);
-  if (at == NULL || strlen (name) > CAS_DISK_NAME_MAX)
-    return false;
-  memcpy (base, name, at - name);
-  base[at - name] = '\0';
-  return cas_disk_name_valid (base) && cas_disk_name_valid (at + 1);
-}
-
-struct cas_disk *
-cas_disk_new (struct cas_store *s, uint32_t id, const char *name, uint64_t size,
-              uint32_t flags)
-{
-  struct cas_disk *d = calloc (1, sizeof *d);
-
-  if (d == NULL || cas_map_init (&d->map, (size + s->block_size - 1) / s->block_size) == -1) {
-    free (d);
-    cas_error ("disk '%s': %m", name);
-    return NULL;
-  }
-  d->s = s;
-  d->id = id;
-  d->flags = flags;
-  d->size = size;
-  strcpy (d->name, name);
-  return d;
-}
-
-static void
-disk_free (struct cas_disk *d)
-{
-  cas_map_destroy (&d->map);
-  free (d->ovl_bits);
-  free (d);
-}
-
-void
-cas_disk_publish (struct cas_store *s, struct cas_disk *d)
-{
-  assert (d->id <= s->ndisks && d->id < CAS_MAX_DISKS);
-  if (d->id < s->ndisks) {
-    struct cas_disk *old = s->disks[d->id];
-    assert (cas_disk_deleted (old));
-    old->retired_next = s->retired;
-    s->retired = old;
-    __atomic_store_n (&s->disks[d->id], d, __ATOMIC_RELEASE);
-  }
-  else {
-    s->disks[d->id] = d;
-    __atomic_store_n (&s->ndisks, d->id + 1, __ATOMIC_RELEASE);
-  }
-}
-
-int
-cas_disk_free_slot (struct cas_store *s, uint32_t *id)
-{
-  for (size_t i = 0; i < s->ndisks; i++)
-    if (cas_disk_deleted (s->disks[i])) {
-      *id = i;
-      return 0;
-    }
-  if (s->ndisks >= CAS_MAX_DISKS) {
-    errno = ENOSPC;
-    cas_error ("a store holds at most %d disks and snapshots", CAS_MAX_DISKS);
-    return -1;
-  }
-  *id = s->ndisks;
-  return 0;
-}
-
-struct cas_disk *
-cas_disk_find_locked (struct cas_store *s, const char *name)
-{
-  for (size_t i = 0; i < s->ndisks; i++)
-    if (!cas_disk_deleted (s->disks[i]) && strcmp (s->disks[i]->name, name) == 0)
-      return s->disks[i];
-  return NULL;
-}
-
 /* Loading: disk ID is appended, or replaces a tombstone. */
 int
 cas_load_disk_add (struct cas_store *s, uint32_t id, const char *name, uint64_t size,
@@ -514,7 +415,7 @@ cas_load_disk_add (struct cas_store *s, uint32_t id, const char *name, uint64_t 
   if (d == NULL)
     return -1;
   if (id < s->ndisks) {
-    disk_free (s->disks[id]);   /* nobody else can see it while loading */
+    cas_disk_free (s->disks[id]);   /* nobody else can see it while loading */
     s->disks[id] = d;
   }
   else
@@ -1110,11 +1011,11 @@ free_store (struct cas_store *s)
   if (s == NULL)
     return;
   for (size_t i = 0; i < s->ndisks; i++)
-    disk_free (s->disks[i]);
+    cas_disk_free (s->disks[i]);
   while (s->retired) {
     struct cas_disk *d = s->retired;
     s->retired = d->retired_next;
-    disk_free (d);
+    cas_disk_free (d);
   }
   cas_ovl_destroy (s);
   cas_index_destroy (&s->index, cas_free_block);
@@ -1653,44 +1554,6 @@ cas_disk_add (struct cas_store *s, const char *name, uint64_t size)
   return d;
 }
 
-struct cas_disk *
-cas_disk_find (struct cas_store *s, const char *name)
-{
-  const size_t n = cas_store_ndisks (s);
-
-  for (size_t i = 0; i < n; i++) {
-    struct cas_disk *d = __atomic_load_n (&s->disks[i], __ATOMIC_ACQUIRE);
-    if (!cas_disk_deleted (d) && strcmp (d->name, name) == 0)
-      return d;
-  }
-  errno = ENOENT;
-  return NULL;
-}
-
-size_t
-cas_store_ndisks (const struct cas_store *s)
-{
-  return __atomic_load_n (&s->ndisks, __ATOMIC_ACQUIRE);
-}
-
-struct cas_disk *
-cas_store_disk (struct cas_store *s, size_t i)
-{
-  struct cas_disk *d;
-
-  if (i >= cas_store_ndisks (s))
-    return NULL;
-  d = __atomic_load_n (&s->disks[i], __ATOMIC_ACQUIRE);
-  return cas_disk_deleted (d) ? NULL : d;
-}
-
-const char *cas_disk_name (const struct cas_disk *d) { return d->name; }
-bool
-cas_disk_is_snapshot (const struct cas_disk *d)
-{
-  return __atomic_load_n (&d->flags, __ATOMIC_RELAXED) & CAS_DISK_SNAPSHOT;
-}
-uint64_t cas_disk_size (const struct cas_disk *d) { return d->size; }
 uint32_t cas_store_block_size (const struct cas_store *s) { return s->block_size; }
 int cas_store_compression_level (const struct cas_store *s) { return s->level; }
 const char *cas_store_dir (const struct cas_store *s) { return s->dir; }

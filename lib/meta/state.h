@@ -23,6 +23,7 @@
 
 #include "casdisk.h"
 #include "meta/index.h"
+#include "meta/disk.h"
 #include "meta/map.h"
 #include "storage/alloc.h"
 #include "util/counters.h"
@@ -53,26 +54,6 @@ enum cas_recycle_step {
   CAS_STEP_FREED,                   /* erased space flushed: free */
   CAS_STEP_CUT,                     /* free tail cut off the data file */
 };
-
-struct cas_disk {
-  struct cas_store *s;
-  uint32_t id;                      /* index in s->disks, as the journal names it */
-  uint32_t flags;                   /* atomic: CAS_DISK_* (DELETED is set once) */
-  char name[CAS_DISK_NAME_MAX + 1]; /* "disk", or "disk@snap" for a snapshot */
-  uint64_t size;                    /* bytes */
-  struct cas_map map;               /* nblocks = ceil (size / block_size) */
-  struct cas_disk *retired_next;    /* on s->retired once its slot was reused */
-  struct cas_op_counters ops;       /* requests of this disk (counters.h) */
-  uint64_t *ovl_bits;               /* a bit per block with pending small writes
-                                       (overlay.h); allocated on the first, under
-                                       ovl_lock, published with a release store */
-};
-
-static inline bool
-cas_disk_deleted (const struct cas_disk *d)
-{
-  return __atomic_load_n (&d->flags, __ATOMIC_ACQUIRE) & CAS_DISK_DELETED;
-}
 
 struct jbuf {
   uint8_t *p;
@@ -289,21 +270,6 @@ int cas_load_disk_add (struct cas_store *s, uint32_t id, const char *name, uint6
                        uint32_t flags);
 int cas_load_patch (struct cas_store *s, struct cas_load *ld, uint32_t disk, uint64_t v,
                     uint32_t off, const uint8_t *data, uint32_t len);
-/* Is NAME valid for a disk with FLAGS (a snapshot's name is "disk@snap")? */
-bool cas_disk_name_valid_for (const char *name, uint32_t flags);
-/* A new disk struct in slot ID (not yet published).  NULL on ENOMEM. */
-struct cas_disk *cas_disk_new (struct cas_store *s, uint32_t id, const char *name,
-                               uint64_t size, uint32_t flags);
-/* disks_lock held (or loading).  Put D in its slot, retiring a tombstone
- * that was there; publishes ndisks when D is appended.
- */
-void cas_disk_publish (struct cas_store *s, struct cas_disk *d);
-/* disks_lock held.  The slot for a new disk: the first tombstone, or the
- * next free one; -1 with ENOSPC when the store is full.
- */
-int cas_disk_free_slot (struct cas_store *s, uint32_t *id);
-/* disks_lock held.  The live disk named NAME, or NULL. */
-struct cas_disk *cas_disk_find_locked (struct cas_store *s, const char *name);
 
 /* ---- diskops.c (loading: no concurrency) ---- */
 int cas_load_disk_clone (struct cas_store *s, struct cas_load *ld, uint32_t id,
