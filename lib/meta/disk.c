@@ -196,7 +196,7 @@ unref_copied (struct cas_map *dm, uint64_t pg, unsigned k)
 
 /* Copy SRC's map into DST (new, unpublished, of the same size), taking one
  * reference per entry: a live reference, or when LOADING one more
- * loaded_refs (the journal's count, see store.c).  Writers of SRC are
+ * loaded_refs (the journal's count, see load.c).  Writers of SRC are
  * excluded by the caller.  Fails with ENOMEM, or EOVERFLOW when a block
  * has ref_max references already (index.h), and then holds no reference:
  * those taken are given back.  (Writers' dedup takes references outside

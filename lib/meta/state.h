@@ -32,6 +32,7 @@
 struct cas_dio;                     /* dio.h */
 struct cas_bcache;                  /* bcache.h */
 struct cas_ptcache;                 /* ptcache.h */
+struct cas_load;                    /* load.h */
 
 #define CAS_NSTRIPES 1024           /* per-block write locks, hashed */
 #define CAS_JBUF_LIMIT (8u << 20)   /* flush when this many journal bytes wait */
@@ -245,36 +246,8 @@ stripe_of (struct cas_store *s, const struct cas_disk *d, uint64_t v)
 /* ---- store.c ---- */
 struct cas_store *cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
                                            struct cas_checker *checker);
-/* Report a problem: in check mode count it and go on (returns 0); when
- * opening for real, log it as the error and fail (returns -1, EUCLEAN).
- */
-int cas_problem (struct cas_store *s, const char *fmt, ...)
-  __attribute__((format (printf, 2, 3)));
 int cas_store_checkpoint (struct cas_store *s);
 void cas_free_block (struct cas_block *b);
-
-/* Loading (checkpoint and journal replay share these).  No concurrency. */
-struct cas_load;                    /* id -> block table while loading */
-/* Replay is applying the record SEQ (0: loading the checkpoint). */
-void cas_load_set_seq (struct cas_load *ld, uint64_t seq);
-int cas_load_block_new (struct cas_store *s, struct cas_load *ld, uint64_t id, uint64_t offset,
-                        const uint8_t hash[32], uint32_t stored_len, uint32_t flags,
-                        uint32_t crc, uint32_t refcount);
-int cas_load_block_del (struct cas_store *s, struct cas_load *ld, uint64_t id);
-int cas_load_block_move (struct cas_store *s, struct cas_load *ld, uint64_t id, uint64_t offset);
-int cas_load_map_set (struct cas_store *s, struct cas_load *ld, uint32_t disk, uint64_t v,
-                      uint64_t id, bool from_journal);
-int cas_load_map_zero (struct cas_store *s, struct cas_load *ld, uint32_t disk, uint64_t v,
-                       uint64_t count);
-int cas_load_disk_add (struct cas_store *s, uint32_t id, const char *name, uint64_t size,
-                       uint32_t flags);
-int cas_load_patch (struct cas_store *s, struct cas_load *ld, uint32_t disk, uint64_t v,
-                    uint32_t off, const uint8_t *data, uint32_t len);
-
-/* ---- diskops.c (loading: no concurrency) ---- */
-int cas_load_disk_clone (struct cas_store *s, struct cas_load *ld, uint32_t id,
-                         const char *name, uint64_t size, uint32_t src, uint32_t flags);
-int cas_load_disk_del (struct cas_store *s, uint32_t id);
 
 /* ---- journal.c ---- */
 /* jlock held.  Append one record; returns its seq. */

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "format.h"
+#include "meta/load.h"
 #include "meta/state.h"
 #include "storage/io.h"
 #include "util/compress.h"
