@@ -43,7 +43,14 @@
 #include <time.h>
 #include <sys/stat.h>
 
+#include "background/gc.h"
+#include "background/recycler.h"
+#include "engine/store.h"
+#include "engine/store_dio.h"
+#include "engine/store_io.h"
+#include "engine/verify.h"
 #include "format.h"
+#include "meta/journal.h"
 #include "meta/overlay.h"
 #include "meta/state.h"
 #include "storage/io.h"

@@ -25,6 +25,10 @@
 #include <errno.h>
 #include <time.h>
 
+#include "background/merger.h"
+#include "engine/store_dio.h"
+#include "engine/store_io.h"
+#include "meta/journal.h"
 #include "meta/overlay.h"
 #include "meta/state.h"
 #include "util/log.h"

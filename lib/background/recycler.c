@@ -53,7 +53,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "background/gc.h"
+#include "background/recycler.h"
+#include "engine/store_dio.h"
+#include "engine/verify.h"
 #include "format.h"
+#include "meta/journal.h"
 #include "meta/state.h"
 #include "storage/io.h"
 #include "util/crc32c.h"

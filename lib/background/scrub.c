@@ -22,7 +22,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "background/scrub.h"
 #include "format.h"
+#include "meta/journal.h"
 #include "meta/state.h"
 #include "storage/io.h"
 #include "util/compress.h"

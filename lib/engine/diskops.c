@@ -49,8 +49,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "background/gc.h"
+#include "engine/store_io.h"
+#include "engine/verify.h"
 #include "format.h"
 #include "meta/disk.h"
+#include "meta/journal.h"
 #include "meta/overlay.h"
 #include "meta/state.h"
 #include "util/log.h"

@@ -35,11 +35,18 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include "background/gc.h"
+#include "background/merger.h"
+#include "engine/store.h"
+#include "engine/store_io.h"
 #include "format.h"
+#include "meta/ckpt.h"
 #include "meta/disk.h"
+#include "meta/journal.h"
 #include "meta/load.h"
 #include "meta/overlay.h"
 #include "meta/state.h"
+#include "ops/control.h"
 #include "storage/bcache.h"
 #include "storage/dio.h"
 #include "storage/io.h"

@@ -34,6 +34,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "background/merger.h"
+#include "engine/store_dio.h"
+#include "engine/store_io.h"
 #include "format.h"
 #include "meta/state.h"
 #include "storage/bcache.h"

@@ -36,7 +36,12 @@
 #include <string.h>
 #include <sys/uio.h>
 
+#include "background/gc.h"
+#include "background/merger.h"
+#include "engine/store_dio.h"
+#include "engine/store_io.h"
 #include "format.h"
+#include "meta/journal.h"
 #include "meta/overlay.h"
 #include "meta/state.h"
 #include "storage/io.h"

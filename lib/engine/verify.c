@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "engine/verify.h"
 #include "meta/state.h"
 #include "util/bag.h"
 #include "util/log.h"

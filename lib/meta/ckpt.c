@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "format.h"
+#include "meta/ckpt.h"
 #include "meta/load.h"
 #include "meta/state.h"
 #include "storage/io.h"

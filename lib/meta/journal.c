@@ -54,6 +54,7 @@
 #include <unistd.h>
 
 #include "format.h"
+#include "meta/journal.h"
 #include "meta/load.h"
 #include "meta/overlay.h"
 #include "meta/state.h"

@@ -1,8 +1,17 @@
-/* The store's internals, shared by the modules that implement casdisk.h:
- * store.c (open, create, close, disks, recovery), store_io.c (the data
- * path), diskops.c (clone, snapshot, delete), journal.c and ckpt.c
- * (persistence), overlay.c (the small-write log's patches), gc.c and
- * merger.c (background work), check.c (offline check).
+/* The store's internals: the state of an open store (struct cas_store),
+ * shared by the modules that implement casdisk.h, from the meta layer up:
+ * meta/ (disk.c: the disk table; load.c: loading and recovery; journal.c
+ * and ckpt.c: persistence; overlay.c: the small-write log's patches),
+ * engine/ (store.c: open, create, checkpoint, disks; store_io.c: the data
+ * path; store_dio.c: the data file's transfers; diskops.c: clone,
+ * snapshot, delete; verify.c: runtime asserts), background/ (gc.c,
+ * merger.c, recycler.c, scrub.c: background work) and ops/ (stats.c,
+ * metrics.c, control.c; check.c: offline check).
+ *
+ * Each group of fields says which module owns it and which lock guards
+ * it; each module declares its functions in its own header.  One struct
+ * holds the state of every layer, but calls go down the layers only
+ * (docs/design.md, "Layers").
  *
  * Lock order (take them in this order, never the reverse):
  *
@@ -14,8 +23,8 @@
  * RCU read-side sections may be entered with any of them held, and hold
  * none: readers of maps and of the index never block writers.
  */
-#ifndef CAS_STORE_H
-#define CAS_STORE_H
+#ifndef CAS_STATE_H
+#define CAS_STATE_H
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -242,190 +251,5 @@ stripe_of (struct cas_store *s, const struct cas_disk *d, uint64_t v)
   const uint64_t h = (v ^ ((uint64_t) d->id << 40)) * UINT64_C(0x9e3779b97f4a7c15);
   return &s->stripes[h >> 54];      /* top 10 bits: 1024 stripes */
 }
-
-/* ---- store.c ---- */
-struct cas_store *cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
-                                           struct cas_checker *checker);
-int cas_store_checkpoint (struct cas_store *s);
-void cas_free_block (struct cas_block *b);
-
-/* ---- journal.c ---- */
-/* jlock held.  Append one record; returns its seq. */
-uint64_t cas_journal_append (struct cas_store *s, int type, const void *payload, uint16_t len);
-/* A PATCH record: LEN bytes of DATA at OFF within block V of disk DISK. */
-uint64_t cas_journal_append_patch (struct cas_store *s, uint32_t disk, uint64_t v, uint32_t off,
-                                   const void *data, uint32_t len);
-/* Write and sync every appended record (after syncing the data file). */
-int cas_journal_sync (struct cas_store *s);
-/* Sync the data file; the only way anything syncs it while the store is
- * open.  -1 + EIO if this or any earlier sync failed (io_failed).
- */
-int cas_data_sync (struct cas_store *s);
-/* -1 with errno = EIO (and a message) if the store has failed. */
-int cas_check_failed (struct cas_store *s, const char *op);
-int cas_journal_create (struct cas_store *s, uint64_t gen, uint64_t first_seq, int *fd);
-/* flush_lock held (or no concurrency).  Preallocate headroom for s->jfd. */
-void cas_journal_reserve (struct cas_store *s);
-/* Replay journal.GEN into the store.  *SEQ is the expected first seq on
- * entry and the next seq on return; *END the end of the valid records.
- */
-int cas_journal_replay (struct cas_store *s, struct cas_load *ld, uint64_t gen,
-                        uint64_t *seq, uint64_t *end, bool *torn);
-bool cas_journal_exists (const struct cas_store *s, uint64_t gen);
-/* True if journal.GEN has no valid header and no complete batch: the
- * remains of a journal whose creation a crash interrupted.
- */
-bool cas_journal_unborn (const struct cas_store *s, uint64_t gen);
-void cas_journal_path (const struct cas_store *s, uint64_t gen, char *buf, size_t len);
-
-/* ---- ckpt.c ---- */
-/* Serialise the whole metadata (writers excluded by the caller). */
-int cas_ckpt_serialize (struct cas_store *s, uint64_t gen, uint64_t next_seq,
-                        uint8_t **buf, size_t *len);
-int cas_ckpt_load (struct cas_store *s, struct cas_load *ld, const uint8_t *buf, size_t len,
-                   uint64_t *gen, uint64_t *next_seq);
-int cas_ckpt_write_empty (const char *dir, const uint8_t uuid[16], const char *disk,
-                          uint64_t size, uint32_t block_size);
-
-/* ---- store_io.c ---- */
-/* rcu_read_lock held.  Read and verify block B into OUT (block_size bytes). */
-int cas_read_stored (struct cas_store *s, struct cas_block *b, void *out);
-
-/* B's stored bytes at OFFSET are wrong: quarantine B, count it, log WHAT
- * and where; returns -1 with errno = EIO.
- */
-int cas_stored_corrupted (struct cas_store *s, struct cas_block *b, uint64_t offset,
-                          const char *what);
-
-/* Merge pending small writes (overlay.h) into their blocks, oldest first,
- * until they hold at most TARGET bytes and none is older than BEFORE_NS
- * (cas_now_ns), at most MAX blocks.  No store lock held.  -1 if a merge
- * failed (logged).
- */
-int cas_ovl_merge_some (struct cas_store *s, uint64_t target, uint64_t before_ns, uint32_t max);
-/* Merge every pending small write of D.  Every stripe and ckpt_lock
- * (read) held.
- */
-int cas_ovl_merge_disk (struct cas_disk *d);
-
-/* ---- store_dio.c ---- */
-/* Direct-I/O mode only (s->dio).  rcu_read_lock held.  cas_read_stored. */
-int cas_dio_read_stored (struct cas_store *s, struct cas_block *b, void *out);
-/* Direct-I/O mode only.  Read [OFFSET, +COUNT) of D (range checked) into
- * BUF, submitting the transfers of up to 32 blocks at once.  No lock held.
- */
-int cas_dio_read_range (struct cas_disk *d, uint8_t *buf, uint32_t count, uint64_t offset);
-/* Block B (may be NULL) now holds CONTENT (block_size bytes): keep it in
- * the block cache if there is one.
- */
-void cas_dio_remember (struct cas_store *s, const struct cas_block *b, const void *content);
-/* Read LEN bytes at OFF (granule aligned) of the data file: pread, or in
- * direct-I/O mode an aligned read through a bounce buffer.
- */
-int cas_data_read (struct cas_store *s, void *buf, uint32_t len, uint64_t off);
-/* Write LEN bytes at OFF (granule aligned; space the caller owns, up to
- * the end of LEN's last granule): pwrite, or in direct-I/O mode an aligned
- * write padded with zeroes to the end of its last granule.  Every write of
- * data to the data file goes through here: in direct-I/O mode a buffered
- * write would leave dirty pages that an O_DIRECT write in flight to a
- * neighbouring granule of the same page cannot drop (design.md).
- */
-int cas_data_write (struct cas_store *s, const void *stored, uint32_t len, uint64_t off);
-#define CAS_WB_BYTES (8u << 20)     /* buffered data written per early writeback */
-void cas_writeback_note (struct cas_store *s, uint32_t len);
-void cas_writeback_start (struct cas_store *s);
-
-/* ---- merger.c ---- */
-int cas_merger_start (struct cas_store *s);
-void cas_merger_stop (struct cas_store *s);
-/* Wake the merge thread; false if it is not running (do the work). */
-bool cas_merger_kick (struct cas_store *s);
-
-/* ---- gc.c ---- */
-int cas_gc_start (struct cas_store *s);
-void cas_gc_stop (struct cas_store *s);
-/* Free the space of dead blocks whose delay has passed (background thread). */
-void cas_gc_pass (struct cas_store *s, bool force);
-/* N blocks just died (refcount 0): count them in ndead, and wake the
- * background thread every CAS_GC_KICK_BYTES of them so that overwrites
- * faster than its tick meet gc-pressure at once.  Any lock may be held
- * but bg_lock (a leaf).
- */
-#define CAS_GC_KICK_BYTES (UINT64_C(16) << 20)
-void cas_gc_note_dead (struct cas_store *s, uint64_t n);
-/* Make pending frees durable, wait a grace period, settle them (junk),
- * erase junk (keep_erased), flush and free the erased space.
- */
-void cas_gc_release (struct cas_store *s);
-/* One round of background work (recycle_lock held): GC, release, moves,
- * cut.  FORCE_COMPACT: compact even below compact_after.
- */
-void cas_gc_round (struct cas_store *s, bool force_compact);
-
-/* ---- verify.c ---- */
-/* With runtime_asserts: cas_store_verify(), aborting with the problems
- * logged if there is any.  STEP names the step just done.  The caller
- * holds recycle_lock (the background work), so that no erase or move is
- * half done: an extent being punched is in none of the allocator's lists.
- */
-void cas_runtime_assert (struct cas_store *s, const char *step);
-/* The same from a thread that does not hold recycle_lock (clone, snapshot
- * and delete, from the control channel or the tool): takes it.
- */
-void cas_runtime_assert_fg (struct cas_store *s, const char *step);
-/* Step STEP (named NAME) of the background work is done: call the test
- * hook, then cas_runtime_assert.
- */
-void cas_step (struct cas_store *s, enum cas_recycle_step step, const char *name);
-
-/* Ask the background thread to compact now: free the dead blocks whose
- * gc-delay has passed (never the others), move blocks from the tail at
- * recycle_rate ignoring compact_after, release and cut the file.  Waits
- * for the end, calling PROGRESS (may be NULL) about once a second with
- * the bytes moved so far; stops waiting (ECANCELED) when *CANCEL becomes
- * true, the compaction going on in the background.  Returns the bytes
- * moved, or -1 (EINVAL when the background thread is not running).
- */
-int64_t cas_gc_compact_now (struct cas_store *s, const bool *cancel,
-                            void (*progress) (void *opaque, uint64_t moved), void *opaque);
-
-/* ---- scrub.c ---- */
-/* cas_store_scrub, stopping early (-1, ECANCELED) once *CANCEL (may be
- * NULL) becomes true.  PROGRESS is also called while the rate limit
- * sleeps, at least every 200 ms, repeating the last figures.
- */
-int cas_scrub_run (struct cas_store *s, uint64_t rate, cas_progress_fn progress,
-                   cas_report_fn fn, void *opaque, struct cas_scrub_result *res,
-                   const bool *cancel);
-
-/* ---- control.c ---- */
-struct cas_control;
-/* Start the server thread (cas_store_start); stop and join it, removing
- * the socket and the metrics file (cas_store_close, before the GC stops).
- */
-int cas_control_start (struct cas_store *s);
-void cas_control_stop (struct cas_store *s);
-
-/* ---- metrics.c ---- */
-/* The live figures, one line at a time through LINE (without newline):
- * STATUS: "store KEY VALUE" and "disk NAME KEY VALUE" lines;
- * PROMETHEUS: the text exposition format, HELP and TYPE lines included.
- */
-enum cas_live_format { CAS_LIVE_STATUS, CAS_LIVE_PROMETHEUS };
-int cas_live_render (struct cas_store *s, enum cas_live_format fmt,
-                     int (*line) (void *opaque, const char *text), void *opaque);
-/* Write the Prometheus figures to PATH atomically (PATH.tmp, rename). */
-int cas_metrics_write_file (struct cas_store *s, const char *path);
-
-/* ---- recycler.c ---- */
-/* Is there enough free space inside the data file to compact?  Yes from
- * compact_after percent until it falls below half that (recycle_lock).
- */
-bool cas_recycler_wanted (struct cas_store *s);
-/* Move up to BUDGET bytes of blocks from the tail into free space below
- * them (FORCE: even below the compact_after threshold).  Returns the bytes
- * moved.  One caller at a time (the background thread, or compact).
- */
-uint64_t cas_recycle_pass (struct cas_store *s, uint64_t budget, bool force);
 
 #endif

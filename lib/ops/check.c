@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/store.h"
 #include "format.h"
 #include "meta/load.h"
 #include "meta/state.h"

@@ -47,8 +47,11 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include "background/gc.h"
+#include "background/scrub.h"
 #include "meta/state.h"
 #include "ops/control.h"
+#include "ops/metrics.h"
 #include "util/log.h"
 #include "util/util.h"
 

@@ -1,5 +1,6 @@
 /* What the two ends of the control channel share (control.c, the server;
- * control_client.c, the client).  Internal to the engine.
+ * control_client.c, the client), and the server's start and stop.
+ * Internal to the engine.
  */
 #ifndef CAS_CONTROL_H
 #define CAS_CONTROL_H
@@ -25,5 +26,14 @@ bool cas_ctl_send_all (int fd, const char *buf, size_t len, int flags);
 /* "EINVAL" for EINVAL ("EIO" for errnos the protocol does not name), and back. */
 const char *cas_ctl_errno_name (int err);
 int cas_ctl_errno_of (const char *name, size_t len);
+
+/* ---- control.c ---- */
+struct cas_store;
+struct cas_control;
+/* Start the server thread (cas_store_start); stop and join it, removing
+ * the socket and the metrics file (cas_store_close, before the GC stops).
+ */
+int cas_control_start (struct cas_store *s);
+void cas_control_stop (struct cas_store *s);
 
 #endif

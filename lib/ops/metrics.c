@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "meta/state.h"
+#include "ops/metrics.h"
 #include "util/log.h"
 #include "util/util.h"
 

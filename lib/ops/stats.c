@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "format.h"
+#include "meta/journal.h"
 #include "meta/overlay.h"
 #include "meta/state.h"
 #include "storage/io.h"

@@ -25,6 +25,7 @@
 #include <criterion/criterion.h>
 
 #include "casdisk.h"
+#include "engine/store.h"
 #include "format.h"
 #include "meta/state.h"
 #include "util/crc32c.h"

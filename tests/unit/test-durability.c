@@ -16,8 +16,10 @@
 #include <string.h>
 #include <unistd.h>
 #include <criterion/criterion.h>
+#include "background/gc.h"
 #include "casdisk.h"
 #include "format.h"
+#include "meta/journal.h"
 #include "meta/state.h"
 #include "storage/io.h"
 #include "util/util.h"

@@ -33,6 +33,8 @@
 
 #include <criterion/criterion.h>
 
+#include "background/gc.h"
+#include "background/recycler.h"
 #include "casdisk.h"
 #include "format.h"
 #include "meta/state.h"

@@ -39,6 +39,7 @@
 #include <criterion/criterion.h>
 
 #include "casdisk.h"
+#include "engine/store.h"
 #include "format.h"
 #include "meta/index.h"
 #include "meta/state.h"

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <criterion/criterion.h>
 #include "casdisk.h"
+#include "engine/store.h"
 #include "format.h"
 #include "meta/state.h"
 #include "util/util.h"

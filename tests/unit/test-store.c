@@ -23,7 +23,9 @@
 
 #include <criterion/criterion.h>
 
+#include "background/gc.h"
 #include "casdisk.h"
+#include "engine/store_dio.h"
 #include "format.h"
 #include "meta/state.h"
 #include "storage/ptcache.h"
