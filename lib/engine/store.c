@@ -711,14 +711,6 @@ cas_store_start (struct cas_store *s)
 }
 
 int
-cas_store_flush (struct cas_store *s)
-{
-  if (s->readonly)
-    return 0;
-  return cas_journal_sync (s);
-}
-
-int
 cas_store_close (struct cas_store *s)
 {
   int r = 0;

@@ -23,6 +23,9 @@
  * and the dedup comparison, hole punching, fdatasync and truncation keep
  * the buffered descriptor: design.md ("Direct I/O") says why that is
  * coherent and why a buffered write would not be.
+ *
+ * The verdict on a stored block that fails its checks, in either mode, is
+ * here too (cas_stored_corrupted), below the buffered path that shares it.
  */
 #include <config.h>
 
@@ -100,6 +103,19 @@ plan (struct cas_store *s, struct part *p, uint8_t *bounce, struct cas_dio_op *o
       bounce, p->offset + p->first * CAS_PIECE, p->np * CAS_PIECE };
     ops[(*nops)++] = (struct cas_dio_op) { (void *) p->table, p->offset + bs, tlen };
   }
+}
+
+/* B's stored bytes are wrong: take it out of dedup, count it, say where. */
+int
+cas_stored_corrupted (struct cas_store *s, struct cas_block *b, uint64_t offset,
+                      const char *what)
+{
+  if (cas_block_quarantine (b))
+    __atomic_add_fetch (&s->quarantined, 1, __ATOMIC_RELAXED);
+  errno = EIO;
+  cas_error ("block id %" PRIu64 " at data file offset %" PRIu64 " (%" PRIu32
+             " bytes): %s; the block is quarantined", b->id, offset, cas_block_len (b), what);
+  return -1;
 }
 
 /* Check part P, whose transfers are done, and copy (or decompress) its

@@ -1,8 +1,11 @@
 /* The data file's transfers (store_dio.c): the reads of stored blocks in
  * direct-I/O mode (through dio.c, libaio, and bcache.c with cache=SIZE),
- * and the one door for reading and writing data-file bytes in either mode
- * (cas_data_read, cas_data_write).  No store lock is taken here; dio.c's
- * context locks and bcache.c's shard locks are leaves.
+ * the one door for reading and writing data-file bytes in either mode
+ * (cas_data_read, cas_data_write), the early writeback of buffered writes,
+ * and the verdict on a stored block that fails its checks
+ * (cas_stored_corrupted).  No store lock is held here but merge_lock,
+ * briefly, to wake the merge thread; dio.c's context locks and bcache.c's
+ * shard locks are leaves.
  */
 #ifndef CAS_STORE_DIO_H
 #define CAS_STORE_DIO_H
@@ -12,6 +15,12 @@
 struct cas_block;
 struct cas_disk;
 struct cas_store;
+
+/* B's stored bytes at OFFSET are wrong: quarantine B, count it, log WHAT
+ * and where; returns -1 with errno = EIO.
+ */
+int cas_stored_corrupted (struct cas_store *s, struct cas_block *b, uint64_t offset,
+                          const char *what);
 
 /* Direct-I/O mode only (s->dio).  rcu_read_lock held.  cas_read_stored. */
 int cas_dio_read_stored (struct cas_store *s, struct cas_block *b, void *out);

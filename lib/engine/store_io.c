@@ -78,19 +78,6 @@ check_deleted (const struct cas_disk *d, const char *op)
   return -1;
 }
 
-/* B's stored bytes are wrong: take it out of dedup, count it, say where. */
-int
-cas_stored_corrupted (struct cas_store *s, struct cas_block *b, uint64_t offset,
-                      const char *what)
-{
-  if (cas_block_quarantine (b))
-    __atomic_add_fetch (&s->quarantined, 1, __ATOMIC_RELAXED);
-  errno = EIO;
-  cas_error ("block id %" PRIu64 " at data file offset %" PRIu64 " (%" PRIu32
-             " bytes): %s; the block is quarantined", b->id, offset, cas_block_len (b), what);
-  return -1;
-}
-
 int
 cas_read_stored (struct cas_store *s, struct cas_block *b, void *out)
 {
@@ -1138,6 +1125,14 @@ cas_disk_extents (struct cas_disk *d, uint64_t offset, uint64_t count,
 {
   return cas_op_done (&d->ops, CAS_OP_EXTENTS, count,
                       extents_range (d, offset, count, fn, opaque));
+}
+
+int
+cas_store_flush (struct cas_store *s)
+{
+  if (s->readonly)
+    return 0;
+  return cas_journal_sync (s);
 }
 
 int

@@ -19,12 +19,6 @@ struct cas_store;
 /* rcu_read_lock held.  Read and verify block B into OUT (block_size bytes). */
 int cas_read_stored (struct cas_store *s, struct cas_block *b, void *out);
 
-/* B's stored bytes at OFFSET are wrong: quarantine B, count it, log WHAT
- * and where; returns -1 with errno = EIO.
- */
-int cas_stored_corrupted (struct cas_store *s, struct cas_block *b, uint64_t offset,
-                          const char *what);
-
 /* Merge pending small writes (overlay.h) into their blocks, oldest first,
  * until they hold at most TARGET bytes and none is older than BEFORE_NS
  * (cas_now_ns), at most MAX blocks.  No store lock held.  -1 if a merge
