@@ -1089,18 +1089,6 @@ extents_range (struct cas_disk *d, uint64_t offset, uint64_t count,
 
 /* ---- Where requests enter: each is counted (counters.h). ---- */
 
-__thread unsigned cas_op_thread_shard __attribute__((tls_model ("initial-exec")));
-
-unsigned
-cas_op_pick_shard (void)
-{
-  static unsigned next;
-  const unsigned k = __atomic_fetch_add (&next, 1, __ATOMIC_RELAXED) % CAS_OP_SHARDS;
-
-  cas_op_thread_shard = k + 1;
-  return k;
-}
-
 int
 cas_disk_read (struct cas_disk *d, void *buf, uint32_t count, uint64_t offset)
 {
