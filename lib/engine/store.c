@@ -1,4 +1,6 @@
-/* The store: create, open with recovery, checkpoint, close; disks.
+/* The store: create, open with recovery, checkpoint, free; disks.  Starting
+ * its threads and closing it (stop them, flush, checkpoint, tidy, free)
+ * are ops/lifecycle.c's.
  *
  * Opening a store (cas_store_open_internal):
  *
@@ -9,12 +11,17 @@
  *      leaves two journals; both are replayed in order);
  *   3. recount every block's references from the maps: the count is
  *      authoritative, a stored refcount that disagrees is reported (and a
- *      count that does not fit in 31 bits refused, see recount);
+ *      count that does not fit in 31 bits refused, see recount in
+ *      meta/load.c);
  *   4. rebuild the allocator from the blocks' locations; blocks nobody
  *      references are dead and wait for the delayed GC again;
  *   5. when writable: deallocate the gaps (a crash can leave written but
  *      never-recorded blocks there), cut the data file at the end of the
  *      last block, write a fresh checkpoint and start an empty journal.
+ *
+ * Step 2 applies each record through meta/load.c, which also does steps
+ * 3, 4 and the tidying of 5 (cas_load_finish); this file keeps their
+ * order and writes the checkpoint.
  *
  * So a store is always open on a fresh checkpoint + empty journal, and
  * recovery costs one read of the metadata plus one checkpoint write: no
@@ -35,8 +42,6 @@
 #include <dirent.h>
 #include <unistd.h>
 
-#include "background/gc.h"
-#include "background/merger.h"
 #include "engine/store.h"
 #include "engine/store_io.h"
 #include "format.h"
@@ -46,7 +51,6 @@
 #include "meta/load.h"
 #include "meta/overlay.h"
 #include "meta/state.h"
-#include "ops/control.h"
 #include "storage/bcache.h"
 #include "storage/dio.h"
 #include "storage/io.h"
@@ -54,7 +58,6 @@
 #include "util/crc32c.h"
 #include "util/log.h"
 #include "util/util.h"
-#include "util/workpool.h"
 
 /* Piece tables cached (ptcache.h): 80 bytes a slot, 5 MiB at most,
  * touched only as partial reads of sectored blocks fill it; the tables of
@@ -266,8 +269,8 @@ read_superblock (struct cas_store *s)
   return 0;
 }
 
-static void
-free_store (struct cas_store *s)
+void
+cas_store_free (struct cas_store *s)
 {
   if (s == NULL)
     return;
@@ -554,7 +557,7 @@ cas_store_open_internal (const char *dir, const struct cas_open_opts *opts,
 
  err:
   cas_load_free (&ld);          /* blocks not yet in the index are only in LD */
-  free_store (s);
+  cas_store_free (s);
   return NULL;
 }
 
@@ -665,96 +668,6 @@ cas_store_checkpoint (struct cas_store *s)
  err_unlock:
   pthread_rwlock_unlock (&s->ckpt_lock);
   return -1;
-}
-
-/* ---- lifecycle ---- */
-
-/* The threads that prepare one write's blocks, the writer included. */
-static unsigned
-workers_wanted (const struct cas_store *s)
-{
-  unsigned n = s->opts.workers;
-
-  if (n == CAS_WORKERS_AUTO) {
-    const long cpus = sysconf (_SC_NPROCESSORS_ONLN);
-    n = cpus > 0 ? cpus : 1;
-  }
-  return n < CAS_MAX_WORKERS ? n : CAS_MAX_WORKERS;
-}
-
-int
-cas_store_start_workers (struct cas_store *s)
-{
-  if (s->readonly || s->pool != NULL || workers_wanted (s) <= 1)
-    return 0;
-  s->pool = cas_workpool_start (workers_wanted (s) - 1);
-  if (s->pool == NULL)
-    return -1;
-  cas_debug ("%u threads prepare the blocks of multi-block writes", workers_wanted (s));
-  return 0;
-}
-
-int
-cas_store_start (struct cas_store *s)
-{
-  if (s->readonly)
-    return 0;
-  if (cas_store_start_workers (s) == -1)
-    return -1;
-  if (cas_gc_start (s) == -1)
-    return -1;
-  if (s->small_log && cas_merger_start (s) == -1)
-    return -1;                  /* cas_store_close stops the threads */
-  if (s->opts.control && cas_control_start (s) == -1)
-    return -1;                  /* cas_store_close stops the GC */
-  return 0;
-}
-
-int
-cas_store_close (struct cas_store *s)
-{
-  int r = 0;
-
-  if (s == NULL)
-    return 0;
-  cas_workpool_free (s->pool);   /* no write is running any more */
-  s->pool = NULL;
-  cas_control_stop (s);         /* its requests may wait for the GC thread */
-  cas_merger_stop (s);
-  cas_gc_stop (s);
-  /* Rebuild the blocks with pending small writes, so that a store closed
-   * cleanly holds none; what fails is restated by the checkpoint.
-   */
-  if (!s->readonly && !__atomic_load_n (&s->io_failed, __ATOMIC_ACQUIRE))
-    cas_ovl_merge_some (s, 0, UINT64_MAX, UINT32_MAX);
-  if (__atomic_load_n (&s->io_failed, __ATOMIC_ACQUIRE)) {
-    cas_error ("%s: closing after an I/O error: nothing more is written; the next "
-               "open recovers the last flushed state", s->dir);
-    r = -1;
-  }
-  else if (!s->readonly) {
-    if (cas_journal_sync (s) == -1) {
-      /* Records that freed space are not durable: the durable journal may
-       * still name that space, so nothing may be erased or cut.  The next
-       * open recovers the last flushed state and tidies then.
-       */
-      cas_error ("%s: closing after a failed flush: the last unflushed changes are lost, "
-                 "the file is left as it is", s->dir);
-      r = -1;
-    }
-    else {
-      /* Release what the delayed GC already freed, then checkpoint. */
-      cas_gc_release (s);
-      if (cas_store_checkpoint (s) == -1)
-        r = -1;
-      /* Give back partly freed file-system blocks; cut the file's tail. */
-      if (cas_tidy_at_close (s) == -1)
-        r = -1;
-    }
-  }
-  rcu_barrier ();               /* blocks freed with call_rcu */
-  free_store (s);
-  return r;
 }
 
 /* ---- disks ---- */

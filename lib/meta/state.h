@@ -6,7 +6,8 @@
  * path; store_dio.c: the data file's transfers; diskops.c: clone,
  * snapshot, delete; verify.c: runtime asserts), background/ (gc.c,
  * merger.c, recycler.c, scrub.c: background work) and ops/ (stats.c,
- * metrics.c, control.c; check.c: offline check).
+ * metrics.c, control.c; check.c: offline check; lifecycle.c: starting
+ * and closing).
  *
  * Each group of fields says which module owns it and which lock guards
  * it; each module declares its functions in its own header.  One struct
