@@ -119,14 +119,3 @@ cas_merger_stop (struct cas_store *s)
   pthread_join (s->merge_thread, NULL);
   __atomic_store_n (&s->merge_started, false, __ATOMIC_RELEASE);
 }
-
-bool
-cas_merger_kick (struct cas_store *s)
-{
-  if (!__atomic_load_n (&s->merge_started, __ATOMIC_ACQUIRE))
-    return false;
-  pthread_mutex_lock (&s->merge_lock);
-  pthread_cond_signal (&s->merge_cond);
-  pthread_mutex_unlock (&s->merge_lock);
-  return true;
-}

@@ -37,7 +37,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "background/merger.h"
 #include "engine/store_dio.h"
 #include "engine/store_io.h"
 #include "format.h"

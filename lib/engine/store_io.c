@@ -37,7 +37,6 @@
 #include <sys/uio.h>
 
 #include "background/gc.h"
-#include "background/merger.h"
 #include "engine/store_dio.h"
 #include "engine/store_io.h"
 #include "format.h"

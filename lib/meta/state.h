@@ -253,4 +253,22 @@ stripe_of (struct cas_store *s, const struct cas_disk *d, uint64_t v)
   return &s->stripes[h >> 54];      /* top 10 bits: 1024 stripes */
 }
 
+/* Wake the merge thread; false if it is not running (do the work).
+ *
+ * The thread (background/merger.c) waits on merge_cond; the data path,
+ * below it, wakes it here, next to the fields it signals, so that the
+ * engine never calls up into the background layer.  Holds merge_lock
+ * only to signal: nothing is taken under it.
+ */
+static inline bool
+cas_merger_kick (struct cas_store *s)
+{
+  if (!__atomic_load_n (&s->merge_started, __ATOMIC_ACQUIRE))
+    return false;
+  pthread_mutex_lock (&s->merge_lock);
+  pthread_cond_signal (&s->merge_cond);
+  pthread_mutex_unlock (&s->merge_lock);
+  return true;
+}
+
 #endif
