@@ -1,7 +1,9 @@
-/* The background thread and the delayed GC (gc.c).  bg_lock guards
- * bg_stop and the compaction tickets, with bg_cond and bg_done;
- * recycle_lock is held across each round of background space work
- * (state.h).
+/* The delayed GC (gc.c): kill the dead blocks whose delay has passed,
+ * then settle, erase and free their space.  The pass and the releases
+ * are called with recycle_lock held (the background thread's round, the
+ * recycler's offline compaction, the close), so that one thread at a time
+ * does background space work; a pass takes ckpt_lock for reading and
+ * jlock per record (state.h).
  */
 #ifndef CAS_GC_H
 #define CAS_GC_H
@@ -11,8 +13,6 @@
 
 struct cas_store;
 
-int cas_gc_start (struct cas_store *s);
-void cas_gc_stop (struct cas_store *s);
 /* Free the space of dead blocks whose delay has passed (background thread). */
 void cas_gc_pass (struct cas_store *s, bool force);
 /* N blocks just died (refcount 0): count them in ndead, and wake the
@@ -26,20 +26,9 @@ void cas_gc_note_dead (struct cas_store *s, uint64_t n);
  * erase junk (keep_erased), flush and free the erased space.
  */
 void cas_gc_release (struct cas_store *s);
-/* One round of background work (recycle_lock held): GC, release, moves,
- * cut.  FORCE_COMPACT: compact even below compact_after.
+/* The same after a recycler pass: its journal flush, which makes the
+ * BLOCK_MOVE records durable, is named "reference" in the I/O log.
  */
-void cas_gc_round (struct cas_store *s, bool force_compact);
-
-/* Ask the background thread to compact now: free the dead blocks whose
- * gc-delay has passed (never the others), move blocks from the tail at
- * recycle_rate ignoring compact_after, release and cut the file.  Waits
- * for the end, calling PROGRESS (may be NULL) about once a second with
- * the bytes moved so far; stops waiting (ECANCELED) when *CANCEL becomes
- * true, the compaction going on in the background.  Returns the bytes
- * moved, or -1 (EINVAL when the background thread is not running).
- */
-int64_t cas_gc_compact_now (struct cas_store *s, const bool *cancel,
-                            void (*progress) (void *opaque, uint64_t moved), void *opaque);
+void cas_gc_release_moved (struct cas_store *s);
 
 #endif

@@ -4,10 +4,10 @@
  * and ckpt.c: persistence; overlay.c: the small-write log's patches),
  * engine/ (store.c: open, create, checkpoint, disks; store_io.c: the data
  * path; store_dio.c: the data file's transfers; diskops.c: clone,
- * snapshot, delete; verify.c: runtime asserts), background/ (gc.c,
- * merger.c, recycler.c, scrub.c: background work) and ops/ (stats.c,
- * metrics.c, control.c; check.c: offline check; lifecycle.c: starting
- * and closing).
+ * snapshot, delete; verify.c: runtime asserts), background/ (bgthread.c,
+ * gc.c, merger.c, recycler.c, scrub.c: background work) and ops/
+ * (stats.c, metrics.c, control.c; check.c: offline check; lifecycle.c:
+ * starting and closing).
  *
  * Each group of fields says which module owns it and which lock guards
  * it; each module declares its functions in its own header.  One struct
@@ -162,7 +162,7 @@ struct cas_store {
   pthread_mutex_t sync_lock;
   bool io_failed;                   /* atomic: a data-file sync failed; see journal.c */
 
-  /* Background thread (gc.c). */
+  /* Background thread (bgthread.c). */
   pthread_t bg_thread;
   uint64_t recycle_rest_until;      /* cas_now_ns(): no background moves before
                                        (recycle_lock) */

@@ -47,7 +47,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
-#include "background/gc.h"
+#include "background/bgthread.h"
 #include "background/scrub.h"
 #include "meta/state.h"
 #include "ops/control.h"

@@ -2,8 +2,8 @@
  *
  *   cas_store_open (engine/store.c)   open and recover; no thread yet
  *   cas_store_start                   the workers (workpool.h), the
- *                                     background thread (gc.c), the merge
- *                                     thread (merger.c), the control
+ *                                     background thread (bgthread.c), the
+ *                                     merge thread (merger.c), the control
  *                                     channel (control.c)
  *   cas_store_close                   stop them (the workers, the control
  *                                     channel, the merge thread, the
@@ -21,6 +21,7 @@
 
 #include <unistd.h>
 
+#include "background/bgthread.h"
 #include "background/gc.h"
 #include "background/merger.h"
 #include "casdisk.h"

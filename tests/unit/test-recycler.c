@@ -1,5 +1,6 @@
 /* Unit tests of the recycler and the space map (recycler.c, gc.c,
- * verify.c): the move state machine with a test hook between its steps.
+ * bgthread.c, verify.c): the move state machine with a test hook between
+ * its steps.
  *
  *   - a discard during Copying cancels the move (the copy is freed);
  *   - an overwrite during Copied or Flushed is superseded safely: the
@@ -33,6 +34,7 @@
 
 #include <criterion/criterion.h>
 
+#include "background/bgthread.h"
 #include "background/gc.h"
 #include "background/recycler.h"
 #include "casdisk.h"
