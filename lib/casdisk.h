@@ -70,8 +70,8 @@ struct cas_open_opts {
                                    The helpers start in cas_store_start() or
                                    cas_store_start_workers() */
   bool direct_io;               /* the data path reads and writes blocks with O_DIRECT
-                                   and libaio (lib/dio.c); refused where the file
-                                   system cannot */
+                                   and libaio (lib/storage/dio.c); refused where the
+                                   file system cannot */
   uint64_t cache_bytes;         /* with direct_io: keep up to this many bytes of recently
                                    written and read blocks in memory (0 = none) */
   bool rewrite_small_writes;    /* no small-write log: a write of part of a block
@@ -160,7 +160,7 @@ uint64_t cas_disk_size (const struct cas_disk *d) __attribute__((nonnull));
 /* A snapshot: read-only, named "disk@snap" (writes fail with EROFS). */
 bool cas_disk_is_snapshot (const struct cas_disk *d) __attribute__((nonnull));
 
-/* Whole-disk operations (lib/diskops.c).  Each may be called while other
+/* Whole-disk operations (lib/engine/diskops.c).  Each may be called while other
  * threads read and write any disk: it takes its own locks (ckpt_lock,
  * disks_lock, every stripe lock, jlock: see docs/design.md), pauses
  * writers for the time it takes to copy or walk the disk's map (no data is
@@ -175,7 +175,7 @@ bool cas_disk_is_snapshot (const struct cas_disk *d) __attribute__((nonnull));
  * cas_snapshot_create: a read-only copy of DISK named "DISK@SNAP" (64
  * bytes at most), served under that export name.
  * Both fail with EOVERFLOW, changing nothing, if a block would get more
- * references than a block may have (2^30, lib/index.h).
+ * references than a block may have (2^30, lib/meta/index.h).
  * cas_disk_delete: releases every block of disk NAME (their space comes
  * back through the delayed GC); refused (ENOTEMPTY) while it has
  * snapshots.  cas_snapshot_delete: the same for "DISK@SNAP".

@@ -5,7 +5,7 @@ the background work (run by tests/test-fault-matrix.sh).
   fault-matrix.py --nbdkit NBDKIT --plugin PLUGIN --casdisk CASDISK --workdir DIR
                   [--full] [--only SUBSTRING] [--keep-dir DIR] [-v]
 
-A cell is (phase, fault).  The fault is a CASDISK_FAULT spec (lib/io.c)
+A cell is (phase, fault).  The fault is a CASDISK_FAULT spec (lib/storage/io.c)
 held back by CASDISK_FAULT_ARM until the workload reaches the phase:
 
   flush       a client's writes and flushes
@@ -36,7 +36,7 @@ then nbdkit again without the fault, and:
     inject anything proves nothing and fails.
 
 The phase's background step is looked for in the I/O log (CASDISK_IOLOG:
-the X records, see lib/io.c) and reported.  Prints one line per cell and
+the X records, see lib/storage/io.c) and reported.  Prints one line per cell and
   fault-matrix: N cells, P passed, F failed
 and exits 1 if a cell failed.  Evidence of failed cells (the store before
 and after recovery, logs, info.json) goes to --keep-dir.

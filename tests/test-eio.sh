@@ -3,7 +3,7 @@
 # the client as errors, never as wrong data, and corrupt nothing: after
 # each run the store checks clean and holds the writes it acknowledged.
 # A failed sync of the data file stops the store (writes and flushes fail
-# until a restart; see lib/journal.c): then what survives is the last
+# until a restart; see lib/meta/journal.c): then what survives is the last
 # successful flush plus any later acknowledged writes, block by block.
 # Reads and writes of the data file fail the same way with direct-io=true.
 . "${top_builddir:-.}/tests/functions.sh"
@@ -94,7 +94,7 @@ for fault in read:data:7 write:data:5 write:journal:4 sync:journal:3 sync:data:3
   pass "CASDISK_FAULT=$fault: errors reached the client, acknowledged data intact ($mode), store clean"
 done
 
-# The same faults on the direct-I/O path (lib/dio.c injects them per
+# The same faults on the direct-I/O path (lib/storage/dio.c injects them per
 # transfer), where the file system can do direct I/O.
 if env $(nbdkit_env) $NBDKIT -U - "$PLUGIN" store="$st" direct-io=true --run true \
      >"$tmp/dio-probe.log" 2>&1; then

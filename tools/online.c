@@ -1,6 +1,6 @@
 /* The online forms of the casdisk tool's commands: while a server
  * (nbdkit) holds a store, the tool cannot open it, and asks the server
- * through the store's control socket instead (lib/control.c,
+ * through the store's control socket instead (lib/ops/control.c,
  * docs/control.md).  casdisk.c's table says which commands have an online
  * form; each function here gets the connected socket.
  */

@@ -1,6 +1,6 @@
 /* The online forms of disk clone, disk delete and the snapshot commands:
  * requests to the server holding the store, through its control socket
- * (lib/control.c runs the engine's whole-disk operations, which are safe
+ * (lib/ops/control.c runs the engine's whole-disk operations, which are safe
  * while clients read and write, and durable when the answer comes).
  */
 #include <config.h>

@@ -13,11 +13,11 @@
  *              becomes a tombstone that a later disk reuses
  *
  * Each is safe while the store serves I/O.  The operation holds, in the
- * lock order of store.h: ckpt_lock (read: a checkpoint never sees half of
- * it), disks_lock (names and slots), every stripe lock (no write to any
- * disk is between its map change and its MAP_SET record, so the map is
- * exactly what the journal says at this point), then jlock to append one
- * record: DISK_CLONE or DISK_DEL.  Replay applies that record to the map
+ * lock order of meta/state.h: ckpt_lock (read: a checkpoint never sees
+ * half of it), disks_lock (names and slots), every stripe lock (no write
+ * to any disk is between its map change and its MAP_SET record, so the map
+ * is exactly what the journal says at this point), then jlock to append
+ * one record: DISK_CLONE or DISK_DEL.  Replay applies that record to the map
  * as replay has rebuilt it up to there, which gives the same result: the
  * clone is a point-in-time copy at a journal position.  Then the record is
  * flushed like any other (data file sync, journal write and sync), so a

@@ -145,7 +145,7 @@ cas_store_verify (struct cas_store *s)
     total_refs += sp.refs.v[i].n;
   cas_index_walk (&s->index, add_block, &sp);
   /* The allocator last: the background work that changes it (erase, moves)
-   * is excluded by recycle_lock, which the caller holds (store.h). */
+   * is excluded by recycle_lock, which the caller holds (meta/state.h). */
   cas_alloc_walk (&s->alloc, add_free, &sp);
   end = cas_alloc_end (&s->alloc);
   rcu_read_unlock ();

@@ -786,8 +786,8 @@ cas_load_disk_clone (struct cas_store *s, struct cas_load *ld, uint32_t id, cons
       (flags & ~CAS_DISK_SNAPSHOT))
     return cas_problem (s, "journal: clone '%s' of an unknown disk %" PRIu32
                         " or with a bad size or flags", name, src);
-  /* A clone merges its source's small writes first (clone_disk, diskops.c), so the
-   * journal has their MAP_SETs before the DISK_CLONE.
+  /* A clone merges its source's small writes first (clone_disk,
+   * diskops.c), so the journal has their MAP_SETs before the DISK_CLONE.
    */
   if (cas_ovl_disk_has (s->disks[src]))
     return cas_problem (s, "journal: clone '%s' of disk '%s' while it has small writes "

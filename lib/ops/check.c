@@ -1,9 +1,9 @@
 /* casdisk check: an offline proof that a store is consistent.
  *
- * Loading the store in check mode (store.c) already verifies every
- * metadata checksum, that every map entry points at a block that exists,
- * that every refcount equals the number of references, and that no two
- * blocks share space.  Here we add what loading does not read:
+ * Loading the store in check mode (store.c, meta/load.c) already
+ * verifies every metadata checksum, that every map entry points at a
+ * block that exists, that every refcount equals the number of references,
+ * and that no two blocks share space.  Here we add what loading does not read:
  *
  *   - every stored block is read back: its CRC-32C, its decompression and
  *     the key of its content must match the index;

@@ -208,7 +208,7 @@ h_disk_add (struct conn *c, const struct request *r)
   return conn_send (c, "data", "%s %" PRIu64, name, size);
 }
 
-/* Whole-disk operations (lib/diskops.c): each takes its own locks and
+/* Whole-disk operations (lib/engine/diskops.c): each takes its own locks and
  * flushes, so it is safe while clients read and write, and durable when
  * "ok" is sent.
  */

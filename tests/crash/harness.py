@@ -11,7 +11,7 @@ checks that every block holds a value the model allows, then that
               the baseline copy plus the log, with unsynced operations
               randomly kept, dropped or torn (powerloss.py)
 
-Kinds that add injected I/O errors (CASDISK_FAULT, lib/io.c) or a
+Kinds that add injected I/O errors (CASDISK_FAULT, lib/storage/io.c) or a
 second run:
 
   fault       nbdkit runs with a fault (EIO or ENOSPC, on the journal or

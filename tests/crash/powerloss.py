@@ -5,7 +5,7 @@
 
 BASELINE_DIR is a copy of the store taken before nbdkit started; IOLOG is
 the log nbdkit wrote (every mutating operation on a store file, logged
-before it was performed; see lib/io.c); OUT_DIR receives one state the
+before it was performed; see lib/storage/io.c); OUT_DIR receives one state the
 store could be in after a power loss at the moment nbdkit died.
 
 The model (see README.md for what it cannot do):

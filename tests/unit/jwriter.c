@@ -1,6 +1,6 @@
 /* A test-only journal writer and checkpoint reader: see jwriter.h.  The
  * encoding follows docs/format.md and lib/format.h; it shares no code with
- * lib/journal.c on purpose (only the CRC-32C and the little-endian
+ * lib/meta/journal.c on purpose (only the CRC-32C and the little-endian
  * helpers), so that a mistake in one is not repeated in the other.
  */
 #include <config.h>

@@ -1,4 +1,4 @@
-/* Unit tests for the whole-disk operations (lib/diskops.c): clone,
+/* Unit tests for the whole-disk operations (lib/engine/diskops.c): clone,
  * snapshot, delete.  Block sharing and isolation, read-only snapshots,
  * names, space released through the GC, slots reused, crash safety (the
  * operations survive a crash without a checkpoint after them), and a

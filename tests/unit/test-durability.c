@@ -1,8 +1,8 @@
 /* Data-loss regressions: each test here failed on the code before its fix
  * (issue 11 of the tracker), and reproduces the sequence that lost data.
  *
- * Fault injection (CASDISK_FAULT, lib/io.c) and the I/O log (CASDISK_IOLOG)
- * are read once per process, at the first I/O call.  Criterion runs each
+ * Fault injection (CASDISK_FAULT, lib/storage/io.c) and the I/O log
+ * (CASDISK_IOLOG) are read once per process, at the first I/O call.  Criterion runs each
  * test in its own process, so a test sets them before its first I/O, or in
  * a forked child for one phase only (the parent then must not do I/O
  * through the engine before that child).
@@ -366,8 +366,8 @@ Test (durability, batches_stay_below_the_limit_across_failed_flushes)
 
 /* ---- replay's check of reused space on a real journal ----
  *
- * Replay refuses a journal that places a block on space another block
- * still holds (struct load_history, store.c).  A journal the engine wrote
+ * Replay refuses a journal that places a block on space another block still
+ * holds (struct load_history, meta/load.c).  A journal the engine wrote
  * must never be refused.  The loader once lost its record number when its
  * table of blocks grew (at 512 and 1024 blocks), so the placement of the
  * block inserted then was missed, and if that block sat on space another

@@ -1,4 +1,4 @@
-/* The small-write log (lib/overlay.h): a write into part of a block is
+/* The small-write log (lib/meta/overlay.h): a write into part of a block is
  * logged as a patch, read back through the overlay, merged into a block
  * later, and survives crashes, checkpoints, clones and the map changes
  * that end it.  Stores of 64 KiB blocks, as by default; a "crash" is a
