@@ -116,20 +116,6 @@ cas_gc_pass (struct cas_store *s, bool force)
   }
 }
 
-void
-cas_gc_note_dead (struct cas_store *s, uint64_t n)
-{
-  if (n == 0)
-    return;
-  const uint64_t every = CAS_GC_KICK_BYTES / s->block_size;
-  const uint64_t before = __atomic_fetch_add (&s->ndead, n, __ATOMIC_RELAXED);
-  if (before / every == (before + n) / every ||
-      !__atomic_load_n (&s->gc_kickable, __ATOMIC_ACQUIRE))
-    return;
-  SCOPED_LOCK (l, &s->bg_lock);
-  pthread_cond_signal (&s->bg_cond);
-}
-
 /* Discard the bytes of junk: punch a hole (the host file system gets the
  * space back), or with secure_erase overwrite them with zeroes first (the
  * hole is punched once the zeroes are durable, see freed()).

@@ -49,7 +49,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "background/gc.h"
 #include "engine/store_io.h"
 #include "engine/verify.h"
 #include "format.h"

@@ -36,7 +36,6 @@
 #include <string.h>
 #include <sys/uio.h>
 
-#include "background/gc.h"
 #include "engine/store_dio.h"
 #include "engine/store_io.h"
 #include "format.h"

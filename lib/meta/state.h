@@ -38,6 +38,7 @@
 #include "storage/alloc.h"
 #include "util/counters.h"
 #include "util/hash.h"
+#include "util/util.h"
 
 struct cas_dio;                     /* dio.h */
 struct cas_bcache;                  /* bcache.h */
@@ -251,6 +252,30 @@ stripe_of (struct cas_store *s, const struct cas_disk *d, uint64_t v)
 {
   const uint64_t h = (v ^ ((uint64_t) d->id << 40)) * UINT64_C(0x9e3779b97f4a7c15);
   return &s->stripes[h >> 54];      /* top 10 bits: 1024 stripes */
+}
+
+/* N blocks just died (refcount 0): count them in ndead, and wake the
+ * background thread every CAS_GC_KICK_BYTES of them so that overwrites
+ * faster than its tick meet gc-pressure at once.  Any lock may be held
+ * but bg_lock (a leaf).
+ *
+ * Like cas_merger_kick below, a doorbell: the data path and the disk
+ * operations (engine) ring the background thread (background/bgthread.c,
+ * which waits on bg_cond) through the fields here, without calling up.
+ */
+#define CAS_GC_KICK_BYTES (UINT64_C(16) << 20)
+static inline void
+cas_gc_note_dead (struct cas_store *s, uint64_t n)
+{
+  if (n == 0)
+    return;
+  const uint64_t every = CAS_GC_KICK_BYTES / s->block_size;
+  const uint64_t before = __atomic_fetch_add (&s->ndead, n, __ATOMIC_RELAXED);
+  if (before / every == (before + n) / every ||
+      !__atomic_load_n (&s->gc_kickable, __ATOMIC_ACQUIRE))
+    return;
+  SCOPED_LOCK (l, &s->bg_lock);
+  pthread_cond_signal (&s->bg_cond);
 }
 
 /* Wake the merge thread; false if it is not running (do the work).
