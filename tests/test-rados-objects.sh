@@ -5,8 +5,9 @@
 # faults through tests/helpers/rados-objects: a monitor that does not
 # answer, a stopped OSD (every op, single or batched, fails with ETIMEDOUT
 # after the op timeout instead of hanging), the block kept across the
-# OSD's restart; and a short run of the measurements of
-# docs/remote-objects.md.  Missing Ceph commands, or a build with librados
+# OSD's restart; a short run of the measurements of
+# docs/remote-objects.md; and a full OSD, in a second, small cluster
+# (put_ref fails with ENOSPC at once; get_ref and put still work).  Missing Ceph commands, or a build with librados
 # but without these programs, fail the test rather than skip it.
 . "${top_builddir:-.}/tests/functions.sh"
 
@@ -25,9 +26,14 @@ helper=$top_builddir/tests/helpers/rados-objects
 
 cluster=$top_srcdir/scripts/ceph-cluster.sh
 cdir=$tmp/ceph
+fdir=$tmp/ceph-full
 timeout_s=5
 export CEPH_OP_TIMEOUT=$timeout_s CEPH_POOL=casdisk-objects
-stop_cluster () { bash "$cluster" stop "$cdir"; cleanup; }
+stop_cluster () {
+  bash "$cluster" stop "$cdir"
+  [ ! -d "$fdir" ] || bash "$cluster" stop "$fdir"
+  cleanup
+}
 trap stop_cluster EXIT
 
 conf=$(timeout 120 bash "$cluster" start "$cdir" 2>"$tmp/start.err") ||
@@ -111,3 +117,22 @@ pass "after the OSD restart ($(cat "$tmp/start.err")): the block was kept, then 
 helper bench -n 20 >"$tmp/bench" 2>&1 || { cat "$tmp/bench"; fail "bench -n 20"; }
 [ "$(grep -v "| operation" "$tmp/bench" | grep -c "^| [a-z]")" -eq 7 ] || { cat "$tmp/bench"; fail "bench: not 7 rows"; }
 pass "bench -n 20: 7 rows"
+
+# A full OSD, in a cluster of its own (memstore of 64 MiB, whose failsafe
+# engages after a few seconds of writes): put_ref fails with ENOSPC at
+# once, not after the op timeout (the ops carry FULL_TRY); a reference
+# without data (get_ref) and dropping references still work.  At most 20000 blocks
+# (1.3 GB): a failsafe that never engaged fails the test.
+bash "$cluster" stop "$cdir" || fail "stop"
+CEPH_MEMSTORE_BYTES=$((64 << 20)) timeout 120 bash "$cluster" start "$fdir" >/dev/null 2>"$tmp/start.err" ||
+  { cat "$tmp/start.err"; fail "the small cluster did not start"; }
+eval "$(bash "$cluster" env "$fdir")"
+timeout 400 "$helper" -t "$timeout_s" fill -n 20000 >"$tmp/fill" 2>&1 || { cat "$tmp/fill"; fail "fill"; }
+grep -q "^put-ref: failed after .*: ENOSPC" "$tmp/fill" || { cat "$tmp/fill"; fail "the full OSD did not answer ENOSPC"; }
+t=$(sed -n 's/^put-ref: failed after \([0-9.]*\) s.*/\1/p' "$tmp/fill")
+awk -v t="$t" 'BEGIN { exit !(t < 2) }' || { cat "$tmp/fill"; fail "ENOSPC took $t s"; }
+grep -q "^get-ref: ok" "$tmp/fill" || { cat "$tmp/fill"; fail "get_ref on a full OSD"; }
+[ "$(grep -A1 "^removed: no" "$tmp/fill" | grep -c "^put (a reference stays): ok")" -eq 2 ] &&
+  grep -A1 "^removed: yes" "$tmp/fill" | grep -q "^put (the last reference): ok" ||
+  { cat "$tmp/fill"; fail "dropping references on a full OSD"; }
+pass "full OSD: $(grep '^fill:' "$tmp/fill"), then ENOSPC after $t s; get_ref and 3 puts ok"

@@ -9,8 +9,9 @@
  * that every call below ends within about that time: an OSD that stopped
  * or whose pool is full, or a lost monitor, gives an error
  * (ETIMEDOUT, or the OSD's own), never a hang.  Write operations carry
- * LIBRADOS_OPERATION_FULL_TRY, so a full pool answers ENOSPC at once
- * instead of holding the operation until the timeout.
+ * LIBRADOS_OPERATION_FULL_TRY, so a full OSD or pool answers a put_ref
+ * with ENOSPC at once instead of holding it until the timeout; get_ref
+ * and put, which store no data, still succeed (tested).
  * Thread safety: a librados I/O context is thread-safe and struct
  * cas_rados is read-only after cas_rados_open(), so every function here
  * may be called from any thread, concurrently, on one struct cas_rados;
@@ -53,8 +54,8 @@
  * hash 0, the pool's id) in the object's "chunk_refs" xattr, and removes
  * the object when its last reference is dropped.
  *
- * What cls_cas of Ceph 16.2 does, tested against a 16.2.15 OSD (the
- * probe below is tests/unit/test-rados.c, "cls_cas" suite):
+ * What cls_cas of Ceph 16.2 does, tested against a 16.2.15 OSD (by the
+ * "cls_cas" suite of tests/unit/test-rados.c):
  *  - its by-object references are a multiset, not a set: the same holder
  *    taking a second reference is counted twice and must be dropped
  *    twice (chunk_create_or_get_ref and chunk_get_ref do not check);

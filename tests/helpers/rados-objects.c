@@ -12,6 +12,13 @@
  *       read the block made from SEED back and compare it
  *   rados-objects [...] put [-S SEED] [-H HOLDER]
  *       drop HOLDER's reference to it
+ *   rados-objects [...] fill [-n MAX]
+ *       put_ref new blocks (by HOLDER) until one fails, at most MAX
+ *       (default 100000) or 300 s; prints how many were stored and how
+ *       the failing put_ref ended; then takes a reference to the first
+ *       block (get_ref by HOLDER.3) and drops its three (HOLDER.2's,
+ *       HOLDER's, HOLDER.3's), printing how each ended; exit 0 when the
+ *       fill ended in a failure
  *   rados-objects [...] bench [-n COUNT]
  *       COUNT (default 500) blocks of 64 KiB: median and p99 latency of
  *       put_ref (new), put_ref (existing), get_ref, read, put (a reference
@@ -193,12 +200,65 @@ bench (struct cas_rados *r, int count)
   return 0;
 }
 
+/* ---- fill ---- */
+
+static int
+fill_pool (struct cas_rados *r, const char *seed, const char *holder, int max)
+{
+  static struct block b;
+  char s[128], holder2[CAS_RADOS_HOLDER_MAX + 1];
+  double start = now (), t0 = start;
+  int i, rc = 0;
+  bool removed;
+
+  snprintf (holder2, sizeof holder2, "%.190s.2", holder);
+  for (i = 0; i < max && now () - start < 300; i++) {
+    snprintf (s, sizeof s, "%s.%d", seed, i);
+    if (make_block (&b, s) == -1)
+      return 2;
+    t0 = now ();
+    if ((rc = cas_rados_block_put_ref (r, b.sha, holder, b.frame, b.frame_len, NULL)) == -1)
+      break;
+    /* The first block has a second holder, for the puts below. */
+    if (i == 0 && cas_rados_block_put_ref (r, b.sha, holder2, b.frame, b.frame_len, NULL) == -1)
+      return 2;
+  }
+  printf ("fill: %d blocks stored in %.1f s\n", i, now () - start);
+  if (rc == 0) {
+    printf ("fill: no put_ref failed\n");
+    return 1;
+  }
+  report ("put-ref", -1, t0);
+
+  /* A reference without data, with the pool full. */
+  char holder3[CAS_RADOS_HOLDER_MAX + 1];
+  snprintf (s, sizeof s, "%s.0", seed);
+  if (make_block (&b, s) == -1)
+    return 2;
+  snprintf (holder3, sizeof holder3, "%.190s.3", holder);
+  t0 = now ();
+  report ("get-ref", cas_rados_block_get_ref (r, b.sha, holder3), t0);
+
+  /* Dropping references with the pool full: two that leave the block,
+   * then the last one. */
+  const char *holders[3] = { holder2, holder, holder3 };
+  for (int k = 0; k < 3; k++) {
+    removed = false;
+    t0 = now ();
+    rc = cas_rados_block_put (r, b.sha, holders[k], &removed);
+    if (rc == 0)
+      printf ("removed: %s\n", removed ? "yes" : "no");
+    report (k < 2 ? "put (a reference stays)" : "put (the last reference)", rc, t0);
+  }
+  return 0;
+}
+
 static void
 usage (void)
 {
   fprintf (stderr, "usage: rados-objects [-c CONF] [-p POOL] [-t TIMEOUT] "
            "connect | put-ref [-S SEED] [-H HOLDER] [-b N] | read [-S SEED] | "
-           "put [-S SEED] [-H HOLDER] | bench [-n COUNT]\n");
+           "put [-S SEED] [-H HOLDER] | fill [-n MAX] | bench [-n COUNT]\n");
   exit (2);
 }
 
@@ -248,6 +308,11 @@ main (int argc, char **argv)
     report ("connect", 0, t0);
     cas_rados_close (r);
     return 0;
+  }
+  if (strcmp (cmd, "fill") == 0) {
+    int rc = fill_pool (r, seed, holder, count == 500 ? 100000 : count);
+    cas_rados_close (r);
+    return rc;
   }
   if (strcmp (cmd, "bench") == 0) {
     int rc = bench (r, count);
