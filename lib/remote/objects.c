@@ -18,10 +18,10 @@
 #include <rados/librados.h>
 
 #include "casdisk.h"
-#include "crc32c.h"
+#include "util/crc32c.h"
 #include "format.h"
-#include "log.h"
-#include "util.h"
+#include "util/log.h"
+#include "util/util.h"
 #include "remote/objects.h"
 
 struct cas_rados {

@@ -43,8 +43,8 @@
 #include <unistd.h>
 
 #include "casdisk.h"
-#include "hash.h"
-#include "log.h"
+#include "util/hash.h"
+#include "util/log.h"
 #include "remote/objects.h"
 
 #define BLK 65536u

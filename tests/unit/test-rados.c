@@ -29,11 +29,11 @@
 #include <rados/librados.h>
 
 #include "casdisk.h"
-#include "crc32c.h"
+#include "util/crc32c.h"
 #include "format.h"
-#include "hash.h"
-#include "log.h"
-#include "util.h"
+#include "util/hash.h"
+#include "util/log.h"
+#include "util/util.h"
 #include "remote/objects.h"
 
 #define BLK 65536u
