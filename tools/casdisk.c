@@ -16,6 +16,7 @@
  *   casdisk status DIR [--json]
  *   casdisk top DIR [--count N] [--interval SECONDS]
  *   casdisk metrics DIR
+ *   casdisk remote info|check|scrub|gc rados:POOL [--ceph-conf FILE] [--ceph-id NAME] [--json]
  *
  * Exit status: 0 success (or a clean store), 1 failure (or problems
  * found), 2 usage error (or, for check, a store that could not be read).
@@ -71,6 +72,7 @@ enum {
   OPT_JSON = 256, OPT_REPAIR, OPT_SIZE, OPT_BLOCK_SIZE, OPT_COMPRESSION,
   OPT_DISK, OPT_RATE, OPT_NOW, OPT_EXISTING, OPT_DIRECT_IO, OPT_WORKERS,
   OPT_COUNT, OPT_INTERVAL,
+  OPT_CEPH_CONF, OPT_CEPH_ID, OPT_TIMEOUT, OPT_GRACE, OPT_DRY_RUN,
 };
 
 #define O_HELP        { "help", no_argument, NULL, OPT_HELP }
@@ -87,6 +89,11 @@ enum {
 #define O_WORKERS     { "workers", required_argument, NULL, OPT_WORKERS }
 #define O_COUNT       { "count", required_argument, NULL, OPT_COUNT }
 #define O_INTERVAL    { "interval", required_argument, NULL, OPT_INTERVAL }
+#define O_CEPH_CONF   { "ceph-conf", required_argument, NULL, OPT_CEPH_CONF }
+#define O_CEPH_ID     { "ceph-id", required_argument, NULL, OPT_CEPH_ID }
+#define O_TIMEOUT     { "timeout", required_argument, NULL, OPT_TIMEOUT }
+#define O_GRACE       { "grace", required_argument, NULL, OPT_GRACE }
+#define O_DRY_RUN     { "dry-run", no_argument, NULL, OPT_DRY_RUN }
 #define O_END         { NULL, 0, NULL, 0 }
 
 
@@ -1023,6 +1030,71 @@ static const struct command {
     "Print the live figures of the server holding the store in DIR in Prometheus'\n"
     "text format (the metrics= plugin key writes them to a file periodically).\n",
     (const struct option[]) { O_HELP, O_END } },
+  { "remote info", 1, "rados:POOL", cmd_remote_info, NULL, false,
+    "the block objects of a remote pool: sizes, dedup, holders",
+    "Usage: casdisk remote info rados:POOL [--ceph-conf FILE] [--ceph-id NAME] [--json]\n"
+    "Count the block objects of RADOS pool POOL (the remote tier): references, holders\n"
+    "(the disks referencing blocks) and their blocks, logical bytes (each block's\n"
+    "plain bytes once per holder), unique (plain) and stored bytes, dedup and\n"
+    "compression ratios.  Exit 0, or 1 if the cluster or pool cannot be read.\n"
+    "  --ceph-conf FILE    the cluster's ceph.conf (default $CEPH_CONF, then librados's\n"
+    "                      search: /etc/ceph/ceph.conf ...)\n"
+    "  --ceph-id NAME      the client's id: client.NAME's key (default admin)\n"
+    "  --timeout SECONDS   every cluster operation's timeout (default\n"
+    "                      $CASDISK_RADOS_TIMEOUT, else 30)\n"
+    "  --json              print one JSON object {\"pool\": {...}, \"holders\": [{...}]}\n",
+    (const struct option[]) { O_CEPH_CONF, O_CEPH_ID, O_TIMEOUT, O_JSON, O_HELP, O_END } },
+  { "remote check", 1, "rados:POOL", cmd_remote_check, NULL, false,
+    "check a remote pool's block objects and their references",
+    "Usage: casdisk remote check rados:POOL [--ceph-conf FILE] [--ceph-id NAME] [--json]\n"
+    "Check every block object of RADOS pool POOL: its frame header, its cls_cas\n"
+    "references against its ref.<holder> marks, at least one holder, and references\n"
+    "whose holder object does not exist (leaks: 'casdisk remote gc' drops them).\n"
+    "Prints each problem and a summary.  Exit 0 when clean, 1 when problems were\n"
+    "found or the cluster failed.\n"
+    "  --ceph-conf FILE    the cluster's ceph.conf (default $CEPH_CONF, then librados's\n"
+    "                      search: /etc/ceph/ceph.conf ...)\n"
+    "  --ceph-id NAME      the client's id: client.NAME's key (default admin)\n"
+    "  --timeout SECONDS   every cluster operation's timeout (default\n"
+    "                      $CASDISK_RADOS_TIMEOUT, else 30)\n"
+    "  --json              print one JSON object {\"problems\": [...], \"clean\": ..., ...}\n",
+    (const struct option[]) { O_CEPH_CONF, O_CEPH_ID, O_TIMEOUT, O_JSON, O_HELP, O_END } },
+  { "remote scrub", 1, "rados:POOL", cmd_remote_scrub, NULL, false,
+    "read and verify every block object of a remote pool",
+    "Usage: casdisk remote scrub rados:POOL [--rate BYTES] [--ceph-conf FILE] [--ceph-id NAME]\n"
+    "                                       [--json]\n"
+    "Read every block object of RADOS pool POOL whole: check its frame (header and\n"
+    "data CRC), decode it and compare the SHA-256 of its content with its name.\n"
+    "Changes nothing.  Exit 0 when everything verified, 1 when problems were found\n"
+    "or the cluster failed.\n"
+    "  --rate BYTES        read at most BYTES per second (e.g. 50M; default no limit)\n"
+    "  --ceph-conf FILE    the cluster's ceph.conf (default $CEPH_CONF, then librados's\n"
+    "                      search: /etc/ceph/ceph.conf ...)\n"
+    "  --ceph-id NAME      the client's id: client.NAME's key (default admin)\n"
+    "  --timeout SECONDS   every cluster operation's timeout (default\n"
+    "                      $CASDISK_RADOS_TIMEOUT, else 30)\n"
+    "  --json              print one JSON object\n",
+    (const struct option[]) { O_RATE, O_CEPH_CONF, O_CEPH_ID, O_TIMEOUT, O_JSON, O_HELP, O_END } },
+  { "remote gc", 1, "rados:POOL", cmd_remote_gc, NULL, false,
+    "drop a remote pool's leaked references",
+    "Usage: casdisk remote gc rados:POOL [--grace SECONDS] [--dry-run] [--ceph-conf FILE]\n"
+    "                                    [--ceph-id NAME] [--json]\n"
+    "Drop every reference of a block object of RADOS pool POOL whose holder object\n"
+    "does not exist, if the block object is older than the grace period; a block\n"
+    "object goes with its last reference.  Never drops the reference of a holder\n"
+    "that exists.  Prints what it dropped and a summary.  Exit 0, or 1 if anything\n"
+    "failed.\n"
+    "  --grace SECONDS     leave objects changed in the last SECONDS alone (default\n"
+    "                      3600; 0: none)\n"
+    "  --dry-run           report what would be dropped, change nothing\n"
+    "  --ceph-conf FILE    the cluster's ceph.conf (default $CEPH_CONF, then librados's\n"
+    "                      search: /etc/ceph/ceph.conf ...)\n"
+    "  --ceph-id NAME      the client's id: client.NAME's key (default admin)\n"
+    "  --timeout SECONDS   every cluster operation's timeout (default\n"
+    "                      $CASDISK_RADOS_TIMEOUT, else 30)\n"
+    "  --json              print one JSON object {\"dropped\": [...], ...}\n",
+    (const struct option[]) { O_GRACE, O_DRY_RUN, O_CEPH_CONF, O_CEPH_ID, O_TIMEOUT, O_JSON,
+                              O_HELP, O_END } },
 };
 
 static void
@@ -1081,6 +1153,11 @@ run_command (const struct command *cmd, int argc, char **argv)
     case OPT_WORKERS: c.workers = optarg; break;
     case OPT_COUNT: c.count = optarg; break;
     case OPT_INTERVAL: c.interval = optarg; break;
+    case OPT_CEPH_CONF: c.ceph_conf = optarg; break;
+    case OPT_CEPH_ID: c.ceph_id = optarg; break;
+    case OPT_TIMEOUT: c.timeout = optarg; break;
+    case OPT_GRACE: c.grace = optarg; break;
+    case OPT_DRY_RUN: c.dry_run = true; break;
     case ':':
       return usage_error (cmd->name, "option '%s' needs a value", argv[optind - 1]);
     default:

@@ -25,6 +25,8 @@ struct cmdline {
   bool json, repair, now, existing, direct_io;
   const char *size, *block_size, *compression, *disk, *rate, *workers;
   const char *count, *interval;   /* top */
+  const char *ceph_conf, *ceph_id, *timeout, *grace;  /* remote */
+  bool dry_run;                   /* remote gc */
   int nargs;
   char **args;
 };
@@ -74,5 +76,10 @@ int online_disk_delete (const struct cmdline *c, int fd);
 int online_snapshot_create (const struct cmdline *c, int fd);
 int online_snapshot_delete (const struct cmdline *c, int fd);
 int online_snapshot_list (const struct cmdline *c, int fd);
+/* remote.c: casdisk remote info|check|scrub|gc rados:POOL */
+int cmd_remote_info (const struct cmdline *c);
+int cmd_remote_check (const struct cmdline *c);
+int cmd_remote_scrub (const struct cmdline *c);
+int cmd_remote_gc (const struct cmdline *c);
 
 #endif
