@@ -44,10 +44,10 @@
 #include "progress.h"
 
 #ifdef HAVE_RADOS
-#include "compress.h"
+#include "util/compress.h"
 #include "format.h"
-#include "hash.h"
-#include "log.h"
+#include "util/hash.h"
+#include "util/log.h"
 #include "remote/objects.h"
 #include "remote/pool.h"
 #endif
@@ -755,7 +755,7 @@ scrub_one (struct scrub *x, const uint8_t sha[32])
   }
   x->objects++;
   x->bytes += len;
-  if ((bad = cas_rados_pool_frame_problem (x->frame, len, false, &fi, msg, sizeof msg))) {
+  if ((bad = cas_rados_frame_problem (x->frame, len, false, &fi, msg, sizeof msg))) {
     x->bad++;
     problem (rm, "%s: bad frame: %s", name, bad);
     return 0;

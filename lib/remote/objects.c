@@ -271,19 +271,20 @@ cas_rados_frame (uint32_t flags, uint32_t plain_len, const void *stored, uint32_
 }
 
 /* Check header HDR (CAS_RADOS_HDR_LEN bytes) of a frame with DATA_LEN
- * bytes after it, and DATA.  NULL if good, else what is wrong (in MSG). */
+ * bytes after it, and DATA unless it is NULL (the header alone).  NULL if
+ * good, else what is wrong (a constant or MSG).
+ */
 static const char *
 check_frame (const uint8_t *hdr, const void *data, size_t data_len,
              struct cas_rados_frame_info *info, char *msg, size_t msg_len)
 {
   const char *bad;
-  uint32_t v;
+  uint32_t v, c;
 
   if (memcmp (hdr + H_MAGIC, CAS_RADOS_MAGIC, 8) != 0)
     return "bad magic (not a casdisk block frame)";
-  if ((v = get_le32 (hdr + H_HDR_CRC)) != cas_crc32c (0, hdr, H_HDR_CRC)) {
-    snprintf (msg, msg_len, "bad header CRC %08" PRIx32 ", computed %08" PRIx32,
-              v, cas_crc32c (0, hdr, H_HDR_CRC));
+  if ((v = get_le32 (hdr + H_HDR_CRC)) != (c = cas_crc32c (0, hdr, H_HDR_CRC))) {
+    snprintf (msg, msg_len, "bad header CRC %08" PRIx32 ", computed %08" PRIx32, v, c);
     return msg;
   }
   if ((v = get_le32 (hdr + H_VERSION)) != CAS_RADOS_VERSION) {
@@ -304,18 +305,16 @@ check_frame (const uint8_t *hdr, const void *data, size_t data_len,
               info->stored_len, data_len);
     return msg;
   }
-  if ((v = get_le32 (hdr + H_DATA_CRC)) != cas_crc32c (0, data, data_len)) {
-    snprintf (msg, msg_len, "bad data CRC %08" PRIx32 ", computed %08" PRIx32,
-              v, cas_crc32c (0, data, data_len));
+  if (data && (v = get_le32 (hdr + H_DATA_CRC)) != (c = cas_crc32c (0, data, data_len))) {
+    snprintf (msg, msg_len, "bad data CRC %08" PRIx32 ", computed %08" PRIx32, v, c);
     return msg;
   }
   return NULL;
 }
 
-/* What is wrong with the LEN-byte frame FRAME (NULL: nothing), in MSG. */
-static const char *
-frame_problem (const void *frame, size_t len, struct cas_rados_frame_info *info,
-               char *msg, size_t msg_len)
+const char *
+cas_rados_frame_problem (const void *frame, size_t len, bool header_only,
+                         struct cas_rados_frame_info *info, char *msg, size_t msg_len)
 {
   const uint8_t *f = frame;
 
@@ -323,7 +322,8 @@ frame_problem (const void *frame, size_t len, struct cas_rados_frame_info *info,
     snprintf (msg, msg_len, "%zu bytes, shorter than a frame header", len);
     return msg;
   }
-  return check_frame (f, f + CAS_RADOS_HDR_LEN, len - CAS_RADOS_HDR_LEN, info, msg, msg_len);
+  return check_frame (f, header_only ? NULL : f + CAS_RADOS_HDR_LEN, len - CAS_RADOS_HDR_LEN,
+                      info, msg, msg_len);
 }
 
 int
@@ -334,7 +334,7 @@ cas_rados_unframe (const char *name, const void *frame, size_t len,
   const char *bad;
   struct cas_rados_frame_info fi;
 
-  if ((bad = frame_problem (frame, len, &fi, msg, sizeof msg)) != NULL) {
+  if ((bad = cas_rados_frame_problem (frame, len, false, &fi, msg, sizeof msg)) != NULL) {
     errno = EUCLEAN;
     cas_error ("remote rados: %s: %s", name ? name : "frame", bad);
     return -1;
@@ -474,7 +474,7 @@ put_ref_prepare (struct cas_rados *r, const char *name, const char *holder,
 
   if (check_holder (r, name, holder) == -1)
     return -1;
-  if ((bad = frame_problem (frame, len, &fi, msg, sizeof msg)) != NULL) {
+  if ((bad = cas_rados_frame_problem (frame, len, false, &fi, msg, sizeof msg)) != NULL) {
     errno = EINVAL;             /* the caller's frame, not a stored one */
     cas_error ("remote rados:%s: %s: put_ref by %s: refusing a bad frame: %s", r->pool, name,
                holder, bad);

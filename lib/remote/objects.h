@@ -170,6 +170,15 @@ int cas_rados_frame (uint32_t flags, uint32_t plain_len, const void *stored, uin
                      void *frame, size_t cap, uint32_t *frame_len)
   __attribute__((nonnull (3, 5, 7)));
 
+/* What is wrong with the LEN-byte frame FRAME (NULL: nothing; else a
+ * constant or MSG, MSG_LEN bytes), without logging; *INFO the header's
+ * fields once the header is good.  HEADER_ONLY: FRAME holds just the
+ * header and LEN is the object's size (the data CRC is not checked).
+ */
+const char *cas_rados_frame_problem (const void *frame, size_t len, bool header_only,
+                                     struct cas_rados_frame_info *info, char *msg, size_t msg_len)
+  __attribute__((nonnull (1, 4, 5)));
+
 /* Check the LEN-byte frame FRAME of object NAME (for messages; NULL:
  * "frame").  Returns 0 with *INFO and *STORED (pointing into FRAME), or
  * -1 with errno EUCLEAN after a message naming the object and the bad

@@ -1,10 +1,5 @@
 /* A pool's block objects as a whole (pool.h): the walk over "blk.*"
  * objects and the readers of one object's header, frame and holders.
- *
- * The frame header's layout is objects.h's (its field offsets are
- * repeated here: objects.c keeps them private); the checks are the same
- * as cas_rados_unframe's, in the same order, so a frame this file calls
- * good the objects layer reads back.
  */
 #include <config.h>
 
@@ -17,21 +12,12 @@
 #include <rados/librados.h>
 
 #include "casdisk.h"
-#include "crc32c.h"
+#include "util/crc32c.h"
 #include "format.h"
-#include "log.h"
-#include "util.h"
+#include "util/log.h"
+#include "util/util.h"
 #include "remote/objects.h"
 #include "remote/pool.h"
-
-/* Header field offsets (objects.h). */
-#define H_MAGIC      0
-#define H_VERSION    8
-#define H_FLAGS     12
-#define H_PLAIN     16
-#define H_STORED    20
-#define H_DATA_CRC  24
-#define H_HDR_CRC   28
 
 #define BLOCK_PREFIX "blk."
 #define REF_PREFIX "ref."
@@ -118,69 +104,6 @@ cas_rados_pool_walk (struct cas_rados *r,
 
 /* ---- Frames ---- */
 
-/* NULL if FLAGS and the lengths agree (objects.c's check_lengths). */
-static const char *
-lengths_problem (uint32_t flags, uint32_t plain_len, uint32_t stored_len)
-{
-  if (flags != 0 && flags != CAS_BLK_COMPRESSED && flags != CAS_BLK_SECTORED)
-    return "bad flags";
-  if (plain_len == 0 || plain_len > CAS_MAX_BLOCK_SIZE)
-    return "bad plain length";
-  if (flags == 0 && stored_len != plain_len)
-    return "raw, stored length is not the plain length";
-  if (flags == CAS_BLK_SECTORED && stored_len != cas_sectored_len (plain_len))
-    return "sectored, stored length is not the plain length and its piece CRCs";
-  if (flags == CAS_BLK_COMPRESSED && (stored_len == 0 || stored_len > plain_len))
-    return "compressed, stored length is not 1 to the plain length";
-  return NULL;
-}
-
-const char *
-cas_rados_pool_frame_problem (const void *frame, size_t len, bool header_only,
-                              struct cas_rados_frame_info *info, char *msg, size_t msg_len)
-{
-  const uint8_t *h = frame;
-  const char *bad;
-  uint32_t v, c;
-
-  if (len < CAS_RADOS_HDR_LEN) {
-    snprintf (msg, msg_len, "%zu bytes, shorter than a frame header", len);
-    return msg;
-  }
-  if (memcmp (h + H_MAGIC, CAS_RADOS_MAGIC, 8) != 0)
-    return "bad magic (not a casdisk block frame)";
-  if ((v = get_le32 (h + H_HDR_CRC)) != (c = cas_crc32c (0, h, H_HDR_CRC))) {
-    snprintf (msg, msg_len, "bad header CRC %08" PRIx32 ", computed %08" PRIx32, v, c);
-    return msg;
-  }
-  if ((v = get_le32 (h + H_VERSION)) != CAS_RADOS_VERSION) {
-    snprintf (msg, msg_len, "format version %" PRIu32 ", this casdisk reads %u", v,
-              CAS_RADOS_VERSION);
-    return msg;
-  }
-  info->flags = get_le32 (h + H_FLAGS);
-  info->plain_len = get_le32 (h + H_PLAIN);
-  info->stored_len = get_le32 (h + H_STORED);
-  if ((bad = lengths_problem (info->flags, info->plain_len, info->stored_len)) != NULL) {
-    snprintf (msg, msg_len, "%s (flags %#" PRIx32 ", plain %" PRIu32 ", stored %" PRIu32 ")",
-              bad, info->flags, info->plain_len, info->stored_len);
-    return msg;
-  }
-  if (info->stored_len != len - CAS_RADOS_HDR_LEN) {
-    snprintf (msg, msg_len, "stored length %" PRIu32 ", but %zu bytes follow the header",
-              info->stored_len, len - CAS_RADOS_HDR_LEN);
-    return msg;
-  }
-  if (header_only)
-    return NULL;
-  if ((v = get_le32 (h + H_DATA_CRC)) !=
-      (c = cas_crc32c (0, h + CAS_RADOS_HDR_LEN, info->stored_len))) {
-    snprintf (msg, msg_len, "bad data CRC %08" PRIx32 ", computed %08" PRIx32, v, c);
-    return msg;
-  }
-  return NULL;
-}
-
 /* ---- One object ---- */
 
 int
@@ -212,7 +135,7 @@ cas_rados_pool_stat_block (struct cas_rados *r, const char *name, struct cas_rad
               o->size);
     return 0;
   }
-  bad = cas_rados_pool_frame_problem (hdr, o->size, true, &o->frame, o->problem,
+  bad = cas_rados_frame_problem (hdr, o->size, true, &o->frame, o->problem,
                                       sizeof o->problem);
   if (bad) {
     if (bad != o->problem)

@@ -23,11 +23,12 @@
  * compares them.  A holder "exists" when an object of its name exists in
  * the pool (cas_rados_pool_object_exists).
  *
- * Frames.  cas_rados_pool_frame_problem() checks a frame as
- * cas_rados_unframe() does but logs nothing and returns what is wrong, so
- * that check and scrub can report it as one of their problems; with
- * HEADER_ONLY it checks the header against the object's size without the
- * stored bytes (their CRC needs the whole object: scrub).
+ * Frames.  check and scrub use the objects layer's
+ * cas_rados_frame_problem(), which checks a frame as cas_rados_unframe()
+ * does but logs nothing and returns what is wrong, so that they can report
+ * it as one of their problems; with HEADER_ONLY it checks the header
+ * against the object's size without the stored bytes (their CRC needs the
+ * whole object: scrub).
  *
  * Errors follow the engine's convention (lib/log.h): -1 with errno set,
  * after one cas_error line naming the pool and the object, except for
@@ -90,15 +91,6 @@ int cas_rados_pool_stat_block (struct cas_rados *r, const char *name, struct cas
 int cas_rados_pool_read_block (struct cas_rados *r, const char *name, void *buf, size_t cap,
                                size_t *len, time_t *mtime)
   __attribute__((nonnull (1, 2, 3, 5)));
-
-/* What is wrong with the LEN-byte frame FRAME (NULL: nothing), in MSG
- * (MSG_LEN bytes); *INFO the header's fields when the header is good.
- * HEADER_ONLY: FRAME holds just the header, and LEN is the object's size.
- */
-const char *cas_rados_pool_frame_problem (const void *frame, size_t len, bool header_only,
-                                          struct cas_rados_frame_info *info,
-                                          char *msg, size_t msg_len)
-  __attribute__((nonnull));
 
 /* A list of holder names, malloc'd; free with cas_rados_holders_free. */
 struct cas_rados_holders {

@@ -25,9 +25,9 @@
 #include <unistd.h>
 
 #include "casdisk.h"
-#include "compress.h"
+#include "util/compress.h"
 #include "format.h"
-#include "hash.h"
+#include "util/hash.h"
 #include "remote/objects.h"
 
 #define BLK 65536u
