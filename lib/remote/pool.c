@@ -102,24 +102,23 @@ cas_rados_pool_walk (struct cas_rados *r,
   return rc;
 }
 
-/* ---- Frames ---- */
-
 /* ---- One object ---- */
 
-int
-cas_rados_pool_stat_block (struct cas_rados *r, const char *name, struct cas_rados_obj *o)
+/* Stat object NAME and read up to CAP bytes of it from its start, in one
+ * op: *SIZE, *MTIME, *GOT.  0, or -1 with errno: ENOENT (not logged), or
+ * logged as failing to WHAT.
+ */
+static int
+stat_and_read (struct cas_rados *r, const char *name, const char *what, void *buf, size_t cap,
+               uint64_t *size, time_t *mtime, size_t *got)
 {
-  uint8_t hdr[CAS_RADOS_HDR_LEN];
-  size_t hdr_len = 0;
   int stat_rv = 0, read_rv = 0;
-  const char *bad;
 
-  memset (o, 0, sizeof *o);
   rados_read_op_t op = rados_create_read_op ();
   if (!op)
-    return fail (r, name, "stat", -ENOMEM);
-  rados_read_op_stat (op, &o->size, &o->mtime, &stat_rv);
-  rados_read_op_read (op, 0, sizeof hdr, (char *) hdr, &hdr_len, &read_rv);
+    return fail (r, name, what, -ENOMEM);
+  rados_read_op_stat (op, size, mtime, &stat_rv);
+  rados_read_op_read (op, 0, cap, buf, got, &read_rv);
   int ret = rados_read_op_operate (op, cas_rados_ioctx (r), name, 0);
   rados_release_read_op (op);
   if (ret == 0 && (stat_rv < 0 || read_rv < 0))
@@ -129,14 +128,27 @@ cas_rados_pool_stat_block (struct cas_rados *r, const char *name, struct cas_rad
     return -1;
   }
   if (ret < 0)
-    return fail (r, name, "stat and read the header", ret);
+    return fail (r, name, what, ret);
+  return 0;
+}
+
+int
+cas_rados_pool_stat_block (struct cas_rados *r, const char *name, struct cas_rados_obj *o)
+{
+  uint8_t hdr[CAS_RADOS_HDR_LEN];
+  size_t hdr_len = 0;
+  const char *bad;
+
+  memset (o, 0, sizeof *o);
+  if (stat_and_read (r, name, "stat and read the header", hdr, sizeof hdr,
+                     &o->size, &o->mtime, &hdr_len) == -1)
+    return -1;
   if (hdr_len < CAS_RADOS_HDR_LEN || o->size < CAS_RADOS_HDR_LEN) {
     snprintf (o->problem, sizeof o->problem, "%" PRIu64 " bytes, shorter than a frame header",
               o->size);
     return 0;
   }
-  bad = cas_rados_frame_problem (hdr, o->size, true, &o->frame, o->problem,
-                                      sizeof o->problem);
+  bad = cas_rados_frame_problem (hdr, o->size, true, &o->frame, o->problem, sizeof o->problem);
   if (bad) {
     if (bad != o->problem)
       snprintf (o->problem, sizeof o->problem, "%s", bad);
@@ -153,24 +165,10 @@ cas_rados_pool_read_block (struct cas_rados *r, const char *name, void *buf, siz
   uint64_t size = 0;
   time_t mt = 0;
   size_t got = 0;
-  int stat_rv = 0, read_rv = 0;
 
-  rados_read_op_t op = rados_create_read_op ();
-  if (!op)
-    return fail (r, name, "read", -ENOMEM);
-  rados_read_op_stat (op, &size, &mt, &stat_rv);
   /* An object larger than CAP shows in the stat's size. */
-  rados_read_op_read (op, 0, cap, buf, &got, &read_rv);
-  int ret = rados_read_op_operate (op, cas_rados_ioctx (r), name, 0);
-  rados_release_read_op (op);
-  if (ret == 0 && (stat_rv < 0 || read_rv < 0))
-    ret = stat_rv < 0 ? stat_rv : read_rv;
-  if (ret == -ENOENT) {
-    errno = ENOENT;
+  if (stat_and_read (r, name, "read", buf, cap, &size, &mt, &got) == -1)
     return -1;
-  }
-  if (ret < 0)
-    return fail (r, name, "read", ret);
   if (size > cap) {
     errno = ERANGE;
     cas_error ("remote rados:%s: %s: read: %" PRIu64 " bytes, larger than any block frame (%zu)",
