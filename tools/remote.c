@@ -406,6 +406,50 @@ struct info {
   uint64_t stored, unique, refs, logical;
 };
 
+/* ---- A pass over every block object (check, scrub, gc) ---- */
+
+/* Start pass WHAT ("remote check") over the pool's objects: progress on
+ * stderr, and with --json the object and its list LIST ("problems").
+ */
+static void
+pass_begin (struct remote *rm, const struct cmdline *c, const char *what, const char *list)
+{
+  progress_init (&rm->report.prog, what, c->json);
+  rm->report.prog.unit = "objects";
+  active_progress = &rm->report.prog;
+  if (c->json) {
+    json_open (NULL, '{');
+    json_open (list, '[');
+    rm->json_open = true;
+  }
+}
+
+/* FN (X, sha) for every block object of B, with progress; stops at the
+ * first that fails (returns its result).
+ */
+static int
+pass_run (struct remote *rm, const struct blocks *b, int (*fn) (void *x, const uint8_t sha[32]),
+          void *x)
+{
+  int rc = 0;
+
+  for (size_t i = 0; i < b->n && rc == 0; i++) {
+    rc = fn (x, b->sha[i]);
+    on_progress (&rm->report, i + 1, b->n);
+  }
+  return rc;
+}
+
+/* End the pass: progress, B and the connection go. */
+static void
+pass_end (struct remote *rm, struct blocks *b)
+{
+  progress_done (&rm->report.prog);
+  active_progress = NULL;
+  blocks_free (b);
+  remote_end (rm);
+}
+
 static int
 info_one (void *arg, const char *name, const uint8_t *sha)
 {
@@ -551,8 +595,9 @@ struct check {
 
 /* Check one block object.  0, or -1: the cluster failed (printed). */
 static int
-check_one (struct check *x, const uint8_t sha[32])
+check_one (void *arg, const uint8_t sha[32])
 {
+  struct check *x = arg;
   struct remote *rm = x->rm;
   char name[CAS_RADOS_NAME_LEN + 1];
   struct cas_rados_obj o;
@@ -658,26 +703,12 @@ cmd_remote_check (const struct cmdline *c)
     remote_end (&rm);
     return EXIT_FAILURE;
   }
-  progress_init (&rm.report.prog, "remote check", c->json);
-  rm.report.prog.unit = "objects";
-  active_progress = &rm.report.prog;
-  if (c->json) {
-    json_open (NULL, '{');
-    json_open ("problems", '[');
-    rm.json_open = true;
-  }
+  pass_begin (&rm, c, "remote check", "problems");
   for (size_t i = 0; i < b.nbad; i++)
     problem (&rm, "%s: not a block object's name (blk. and 64 lowercase hex digits)",
              b.bad_names[i]);
-  rc = 0;
-  for (size_t i = 0; i < b.n && rc == 0; i++) {
-    rc = check_one (&x, b.sha[i]);
-    on_progress (&rm.report, i + 1, b.n);
-  }
-  progress_done (&rm.report.prog);
-  active_progress = NULL;
-  blocks_free (&b);
-  remote_end (&rm);
+  rc = pass_run (&rm, &b, check_one, &x);
+  pass_end (&rm, &b);
   if (rc != 0) {
     holders_free (&x.holders);
     return remote_failed (&rm);
@@ -710,6 +741,7 @@ struct scrub {
   struct remote *rm;
   uint8_t *frame, *plain;
   uint64_t objects, bytes, raw, compressed, sectored, bad, vanished;
+  uint64_t rate, t0;            /* --rate (0: none), and when the pass began (now_ns) */
 };
 
 static void
@@ -805,6 +837,24 @@ now_ns (void)
   return (uint64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* scrub_one, then a sleep until the bytes read so far are due at --rate. */
+static int
+scrub_paced (void *arg, const uint8_t sha[32])
+{
+  struct scrub *x = arg;
+  const int rc = scrub_one (x, sha);
+
+  if (x->rate) {
+    const uint64_t due = x->t0 + (uint64_t) ((double) x->bytes * 1e9 / x->rate), now = now_ns ();
+    if (due > now) {
+      const uint64_t d = due - now;
+      struct timespec ts = { d / 1000000000, d % 1000000000 };
+      nanosleep (&ts, NULL);
+    }
+  }
+  return rc;
+}
+
 int
 cmd_remote_scrub (const struct cmdline *c)
 {
@@ -833,39 +883,18 @@ cmd_remote_scrub (const struct cmdline *c)
     remote_end (&rm);
     return EXIT_FAILURE;
   }
-  progress_init (&rm.report.prog, "remote scrub", c->json);
-  rm.report.prog.unit = "objects";
-  active_progress = &rm.report.prog;
-  if (c->json) {
-    json_open (NULL, '{');
-    json_open ("problems", '[');
-    rm.json_open = true;
-  }
+  pass_begin (&rm, c, "remote scrub", "problems");
   for (size_t i = 0; i < b.nbad; i++) {
     x.bad++;
     problem (&rm, "%s: not a block object's name (blk. and 64 lowercase hex digits)",
              b.bad_names[i]);
   }
-  const uint64_t t0 = now_ns ();
-  rc = 0;
-  for (size_t i = 0; i < b.n && rc == 0; i++) {
-    rc = scrub_one (&x, b.sha[i]);
-    on_progress (&rm.report, i + 1, b.n);
-    if (rate) {                 /* sleep until the bytes read are due */
-      const uint64_t due = t0 + (uint64_t) ((double) x.bytes * 1e9 / rate), now = now_ns ();
-      if (due > now) {
-        const uint64_t d = due - now;
-        struct timespec ts = { d / 1000000000, d % 1000000000 };
-        nanosleep (&ts, NULL);
-      }
-    }
-  }
-  progress_done (&rm.report.prog);
-  active_progress = NULL;
-  blocks_free (&b);
+  x.rate = rate;
+  x.t0 = now_ns ();
+  rc = pass_run (&rm, &b, scrub_paced, &x);
+  pass_end (&rm, &b);
   free (x.frame);
   free (x.plain);
-  remote_end (&rm);
   if (rc != 0)
     return remote_failed (&rm);
   if (c->json) {
@@ -929,8 +958,9 @@ gc_report (struct gc *x, const char *name, const char *holder, bool removed, uin
 /* Collect one block object's garbage.  0, or -1: the cluster failed
  * (printed). */
 static int
-gc_one (struct gc *x, const uint8_t sha[32])
+gc_one (void *arg, const uint8_t sha[32])
 {
+  struct gc *x = arg;
   struct remote *rm = x->rm;
   char name[CAS_RADOS_NAME_LEN + 1];
   struct cas_rados_obj o;
@@ -1022,23 +1052,9 @@ cmd_remote_gc (const struct cmdline *c)
     return EXIT_FAILURE;
   }
   x.now = time (NULL);
-  progress_init (&rm.report.prog, "remote gc", c->json);
-  rm.report.prog.unit = "objects";
-  active_progress = &rm.report.prog;
-  if (c->json) {
-    json_open (NULL, '{');
-    json_open ("dropped", '[');
-    rm.json_open = true;
-  }
-  rc = 0;
-  for (size_t i = 0; i < b.n && rc == 0; i++) {
-    rc = gc_one (&x, b.sha[i]);
-    on_progress (&rm.report, i + 1, b.n);
-  }
-  progress_done (&rm.report.prog);
-  active_progress = NULL;
-  blocks_free (&b);
-  remote_end (&rm);
+  pass_begin (&rm, c, "remote gc", "dropped");
+  rc = pass_run (&rm, &b, gc_one, &x);
+  pass_end (&rm, &b);
   if (rc != 0) {
     holders_free (&x.holders);
     return remote_failed (&rm);
